@@ -1,0 +1,52 @@
+# grapevine — see README.md. `make run` and `make test` do all set-up.
+GO       ?= go
+BIN      := bin/grapevine
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+# Packages under testdata/ are skipped by ./... and must be named.
+PKGS     := ./... ./testdata/corpus ./testdata/testenv
+DATA     ?= ./data
+
+.PHONY: all build run test vet fuzz bench deps clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/grapevine
+
+deps:
+	./.ci/install-deps
+
+# The daemon on an embedded default: log + Pebble under $(DATA), loopback
+# ports 11371 (HKP) and 11370 (recon). An existing sksconf is kept.
+run: build
+	mkdir -p $(DATA)
+	test -f $(DATA)/sksconf || printf '%s\n' \
+	  '# sksconf written by make run: loopback only' \
+	  'hkp_address: 127.0.0.1' 'hkp_port: 11371' \
+	  'recon_address: 127.0.0.1' 'recon_port: 11370' > $(DATA)/sksconf
+	test -f $(DATA)/membership || : > $(DATA)/membership
+	$(BIN) serve --basedir $(DATA)
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet $(PKGS)
+
+test: deps vet
+	$(GO) test -race -timeout 30m $(PKGS)
+
+# Long fuzzing runs; `make test` runs every fuzz target's seed corpus.
+FUZZTIME ?= 60s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./eventlog ./projections/... ./recon/...
+
+clean:
+	rm -rf bin

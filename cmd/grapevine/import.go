@@ -1,0 +1,444 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+)
+
+// Import chunking: a chunk is parsed in parallel, appended with one fsync and
+// applied in one pass. Both bounds keep memory flat whatever the dump size.
+const (
+	importChunkKeys  = 2048
+	importChunkBytes = 16 << 20
+	maxArmoredFile   = 256 << 20 // armored files are read whole; dumps are binary
+)
+
+func (e *env) importCmd(ctx context.Context, args []string) error {
+	fs := e.newFlagSet("import", "[--basedir DIR] PATH...")
+	basedirFlag := fs.String("basedir", ".", "base directory (as in SKS)")
+	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "parsing goroutines")
+	paths, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		fs.Usage()
+		return usagef("import: no dump files or directories given")
+	}
+	if *workers < 1 {
+		return usagef("import: --workers %d: must be at least 1", *workers)
+	}
+	files, err := expandPaths(paths)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	logger := newLogger(e.stderr)
+	b, err := openBasedir(*basedirFlag, logger, true)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer b.Close()
+	// Events appended by an interrupted run are applied first, so that the
+	// novelty check below sees them and nothing is appended twice.
+	if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	im := &importer{b: b, workers: *workers, stderr: e.stderr}
+	if err := im.loadResume(); err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	var total int64
+	for _, f := range files {
+		total += f.size
+	}
+	im.prog = newProgress(e.stderr, logger, "import", 0, "keys")
+	im.totalBytes = total
+	start := time.Now()
+	for _, f := range files {
+		if err := im.importFile(ctx, f); err != nil {
+			im.prog.finish()
+			return fmt.Errorf("import: %w", err)
+		}
+	}
+	im.prog.finish()
+	logger.Info().Int64("keys", im.keys).Int64("appended", im.appended).Int64("added", im.stats.Added).
+		Int64("updated", im.stats.Updated).Int64("unchanged", im.unchanged+im.stats.Unchanged).
+		Int64("rejected", im.rejected).Int64("bytes", im.bytes).Dur("took", time.Since(start)).
+		Uint64("log_index", uint64(b.log.LastIndex())).Msg("import done")
+	fmt.Fprintf(e.stdout, "imported %d keys from %d files: %d new, %d updated, %d unchanged, %d rejected\n",
+		im.keys, len(files), im.stats.Added, im.stats.Updated, im.unchanged+im.stats.Unchanged, im.rejected)
+	return nil
+}
+
+type inputFile struct {
+	path  string // absolute
+	size  int64
+	mtime time.Time
+}
+
+// expandPaths turns files and directories (read recursively, sorted by name
+// as sks fastbuild does) into the list of regular files to import.
+func expandPaths(paths []string) ([]inputFile, error) {
+	var out []inputFile
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			abs, _ := filepath.Abs(p)
+			out = append(out, inputFile{abs, fi.Size(), fi.ModTime()})
+			continue
+		}
+		var inDir []inputFile
+		err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.Type().IsRegular() || !isDumpName(d.Name()) {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			abs, _ := filepath.Abs(path)
+			inDir = append(inDir, inputFile{abs, info.Size(), info.ModTime()})
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(inDir) == 0 {
+			return nil, fmt.Errorf("%s: no key files (*.pgp, *.gpg, *.asc, *.key) in directory", p)
+		}
+		sort.Slice(inDir, func(i, j int) bool { return inDir[i].path < inDir[j].path })
+		out = append(out, inDir...)
+	}
+	return out, nil
+}
+
+func isDumpName(name string) bool {
+	switch filepath.Ext(name) {
+	case ".pgp", ".gpg", ".asc", ".key":
+		return true
+	}
+	return false
+}
+
+// importer carries one import run's state and counters.
+type importer struct {
+	b          *basedir
+	workers    int
+	stderr     io.Writer
+	prog       *progress
+	resume     resumeState
+	totalBytes int64
+
+	keys, appended, unchanged, rejected, bytes int64
+	stats                                      statsAcc
+}
+
+type statsAcc struct{ Added, Updated, Unchanged int64 }
+
+// resumeState is the import-progress file: how far each input file was
+// imported, written after each chunk is durable in the log and applied.
+type resumeState struct {
+	Files map[string]resumeFile `json:"files"`
+}
+
+type resumeFile struct {
+	Size   int64     `json:"size"`
+	MTime  time.Time `json:"mtime"`
+	Offset int64     `json:"offset"` // binary files: bytes consumed
+	Keys   int64     `json:"keys"`   // armored files: keys consumed
+	Done   bool      `json:"done"`
+}
+
+func (im *importer) resumePath() string { return filepath.Join(im.b.dir, importFile) }
+
+func (im *importer) loadResume() error {
+	im.resume.Files = make(map[string]resumeFile)
+	data, err := os.ReadFile(im.resumePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, &im.resume); err != nil {
+		// A damaged progress file only costs re-reading input: the novelty
+		// check keeps the log free of duplicates.
+		im.b.logger.Warn().Err(err).Str("path", im.resumePath()).Msg("ignoring unreadable import progress file")
+		im.resume.Files = make(map[string]resumeFile)
+	}
+	if im.resume.Files == nil {
+		im.resume.Files = make(map[string]resumeFile)
+	}
+	return nil
+}
+
+func (im *importer) saveResume() error {
+	data, err := json.Marshal(&im.resume)
+	if err != nil {
+		return err
+	}
+	tmp := im.resumePath() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, im.resumePath())
+}
+
+// chunk is a run of consecutive keys of one file, parsed.
+type chunk struct {
+	raws  []*pgpkey.RawKey
+	keys  []*pgpkey.Key
+	errs  []error
+	bytes int64
+	end   int64 // binary: file offset after the chunk; armored: keys consumed after it
+}
+
+func (im *importer) importFile(ctx context.Context, f inputFile) error {
+	rf, seen := im.resume.Files[f.path]
+	if seen && (rf.Size != f.size || !rf.MTime.Equal(f.mtime)) {
+		rf, seen = resumeFile{}, false // the file changed: start over
+	}
+	if seen && rf.Done {
+		im.bytes += f.size
+		return nil
+	}
+	rf.Size, rf.MTime = f.size, f.mtime
+
+	file, err := os.Open(f.path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	head := make([]byte, 1)
+	n, _ := io.ReadFull(file, head)
+	armored := n == 1 && head[0]&0x80 == 0
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+
+	next, err := im.keySource(file, f, armored, rf)
+	if err != nil {
+		return err
+	}
+	im.bytes += rf.Offset
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan *chunk, 2)
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(chunks)
+		readErr = im.produce(ctx, f, next, armored, rf, chunks)
+	}()
+	var applyErr error
+	for c := range chunks {
+		if applyErr = im.consume(ctx, f, c); applyErr != nil {
+			break
+		}
+		if armored {
+			rf.Keys = c.end
+		} else {
+			rf.Offset = c.end
+		}
+		im.resume.Files[f.path] = rf
+		if applyErr = im.saveResume(); applyErr != nil {
+			break
+		}
+	}
+	cancel()
+	for range chunks {
+	}
+	wg.Wait()
+	if applyErr != nil {
+		return applyErr
+	}
+	if readErr != nil {
+		return readErr
+	}
+	rf.Done = true
+	im.resume.Files[f.path] = rf
+	return im.saveResume()
+}
+
+// keySource returns a function yielding the file's keys from where the last
+// run stopped; it returns io.EOF at the end.
+func (im *importer) keySource(file *os.File, f inputFile, armored bool, rf resumeFile) (func() (*pgpkey.RawKey, error), error) {
+	if armored {
+		if f.size > maxArmoredFile {
+			return nil, fmt.Errorf("%s: armored file of %d bytes is larger than %d; convert it to binary (gpg --dearmor)", f.path, f.size, maxArmoredFile)
+		}
+		data, err := io.ReadAll(file)
+		if err != nil {
+			return nil, err
+		}
+		keys, err := pgpkey.Decode(data)
+		if err != nil {
+			im.reject(f, 0, err)
+			keys = nil
+		}
+		if rf.Keys < int64(len(keys)) {
+			keys = keys[rf.Keys:]
+		} else {
+			keys = nil
+		}
+		return func() (*pgpkey.RawKey, error) {
+			if len(keys) == 0 {
+				return nil, io.EOF
+			}
+			k := keys[0]
+			keys = keys[1:]
+			return k, nil
+		}, nil
+	}
+	if _, err := file.Seek(rf.Offset, io.SeekStart); err != nil {
+		return nil, err
+	}
+	r := pgpkey.NewReader(bufio.NewReaderSize(file, 1<<20))
+	base := rf.Offset
+	return func() (*pgpkey.RawKey, error) {
+		for {
+			k, err := r.Next()
+			if err == nil {
+				k.Offset += base
+				return k, nil
+			}
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			var pe *pgpkey.ParseError
+			if errors.As(err, &pe) {
+				pe.Offset += base
+				im.reject(f, pe.Offset, err)
+				continue // the reader resyncs at the next public-key packet
+			}
+			return nil, fmt.Errorf("%s: %w", f.path, err)
+		}
+	}, nil
+}
+
+// produce reads chunks of keys and parses each chunk on im.workers goroutines.
+func (im *importer) produce(ctx context.Context, f inputFile, next func() (*pgpkey.RawKey, error), armored bool, rf resumeFile, out chan<- *chunk) error {
+	consumedKeys := rf.Keys
+	for {
+		c := &chunk{}
+		var end int64
+		for len(c.raws) < importChunkKeys && c.bytes < importChunkBytes {
+			k, err := next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			c.raws = append(c.raws, k)
+			c.bytes += int64(len(k.Raw))
+			end = k.Offset + int64(len(k.Raw))
+		}
+		if len(c.raws) == 0 {
+			return nil
+		}
+		if armored {
+			consumedKeys += int64(len(c.raws))
+			c.end = consumedKeys
+		} else {
+			c.end = end
+		}
+		c.keys = make([]*pgpkey.Key, len(c.raws))
+		c.errs = make([]error, len(c.raws))
+		var wg sync.WaitGroup
+		for w := 0; w < im.workers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := w; i < len(c.raws); i += im.workers {
+					c.keys[i], c.errs[i] = pgpkey.ParseKey(c.raws[i])
+				}
+			}(w)
+		}
+		wg.Wait()
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// consume appends a chunk's novel keys to the log (one fsync) and applies
+// them to the projections.
+func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
+	events := make([]*eventlog.Event, 0, len(c.raws))
+	keys := make([]*pgpkey.Key, 0, len(c.raws))
+	name := filepath.Base(f.path)
+	now := time.Now()
+	for i, raw := range c.raws {
+		if c.errs[i] != nil {
+			im.reject(f, raw.Offset, c.errs[i])
+			continue
+		}
+		im.keys++
+		novel, err := im.b.store.Novel(c.keys[i])
+		if err != nil {
+			return err
+		}
+		if !novel {
+			im.unchanged++
+			continue
+		}
+		events = append(events, &eventlog.Event{
+			Kind:   eventlog.KindKeySubmitted,
+			Origin: eventlog.OriginImport,
+			Peer:   name,
+			Time:   now,
+			Key:    bytes.Clone(raw.Raw),
+		})
+		keys = append(keys, c.keys[i])
+	}
+	im.bytes += c.bytes
+	if len(events) > 0 {
+		last, err := im.b.log.Append(ctx, events...)
+		if err != nil {
+			return fmt.Errorf("append to log: %w", err)
+		}
+		first := last - eventlog.Index(len(events)) + 1
+		st, err := im.b.store.ApplyParsed(first, events, keys)
+		if err != nil {
+			return err
+		}
+		im.appended += int64(len(events))
+		im.stats.Added += st.Added
+		im.stats.Updated += st.Updated
+		im.stats.Unchanged += st.Unchanged
+	}
+	im.prog.update(im.keys, im.bytes, im.rejected)
+	return nil
+}
+
+// reject reports one bad key with its file and byte offset.
+func (im *importer) reject(f inputFile, offset int64, err error) {
+	im.rejected++
+	im.b.logger.Warn().Str("file", f.path).Int64("offset", offset).Err(err).Msg("rejected key")
+}

@@ -1,0 +1,117 @@
+package eventlog
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+)
+
+// Errors returned by this package. Compare with errors.Is: most come back
+// wrapped with what was being done.
+var (
+	// ErrClosed: the Log was closed, or an earlier write failed and closed
+	// it for appends (then the error also wraps that failure).
+	ErrClosed = errors.New("eventlog: closed")
+	// ErrNotFound: an index outside [FirstIndex, LastIndex].
+	ErrNotFound = errors.New("eventlog: index not found")
+	// ErrCorrupt: a record failed its checksum or is malformed, or the log
+	// files are damaged somewhere other than a torn tail.
+	ErrCorrupt = errors.New("eventlog: corrupt")
+	// ErrTooLarge: an event whose record exceeds Config.MaxEventBytes.
+	ErrTooLarge = errors.New("eventlog: event too large")
+	// ErrInvalid: an event Append refuses (unknown kind or origin, missing
+	// key or target, time out of range).
+	ErrInvalid = errors.New("eventlog: invalid event")
+	// ErrUnknownVersion: a record written by a newer format version.
+	ErrUnknownVersion = errors.New("eventlog: unknown record format version")
+	// ErrReadOnly: Append on a Log opened with OpenReadOnly.
+	ErrReadOnly = errors.New("eventlog: opened read-only")
+	// ErrLocked: another process has the log open for writing.
+	ErrLocked = errors.New("eventlog: locked by another process")
+)
+
+const (
+	// DefaultSegmentSize is tidwall/wal's default segment size.
+	DefaultSegmentSize = 20 << 20
+	// DefaultMaxEventBytes bounds one record. The largest keys on the SKS
+	// network are a few MiB; 64 MiB leaves room without letting one upload
+	// exhaust memory.
+	DefaultMaxEventBytes = 64 << 20
+
+	// maxLimitBytes caps both sizes so that a segment always stays below
+	// 2 GiB (segments overrun SegmentSize by at most one record) and
+	// offsets inside a segment fit in a uint32.
+	maxLimitBytes = 1 << 30
+)
+
+// Config configures a Log. The zero value of each field means its default.
+type Config struct {
+	// Logger receives lifecycle and recovery messages. Zero value: no
+	// logging (zerolog.Nop()).
+	Logger zerolog.Logger
+	// NoSync skips fsync. DANGER: Append then returns before events are on
+	// stable storage, so a machine crash or power loss can lose events that
+	// callers were told were stored (an HKP client got its 200, a recon peer
+	// was told we have the key) and the projections can end up ahead of the
+	// log. A process crash alone loses nothing. ONLY for tests and
+	// benchmarks; never set it in production.
+	NoSync bool
+	// SegmentSize is the target size of one segment file in bytes; a
+	// segment may overrun it by one record. Zero: DefaultSegmentSize (20 MiB).
+	// At most 1 GiB.
+	SegmentSize int
+	// MaxEventBytes bounds the encoded size of one event; Append rejects a
+	// larger one with ErrTooLarge. Zero: DefaultMaxEventBytes (64 MiB). At
+	// most 1 GiB.
+	MaxEventBytes int
+}
+
+// DefaultConfig returns the production configuration.
+func DefaultConfig() Config {
+	return Config{
+		Logger:        zerolog.Nop(),
+		SegmentSize:   DefaultSegmentSize,
+		MaxEventBytes: DefaultMaxEventBytes,
+	}
+}
+
+// ConfigError says which Config field is wrong and why.
+type ConfigError struct {
+	Field string
+	Value any
+	Err   error
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("eventlog: config %s = %v: %v", e.Field, e.Value, e.Err)
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Validate reports the first field that Open would refuse, as a
+// *ConfigError.
+func (c Config) Validate() error {
+	switch {
+	case c.SegmentSize < 0:
+		return &ConfigError{"SegmentSize", c.SegmentSize, errors.New("must not be negative")}
+	case c.SegmentSize > maxLimitBytes:
+		return &ConfigError{"SegmentSize", c.SegmentSize, fmt.Errorf("must be at most %d", maxLimitBytes)}
+	case c.MaxEventBytes < 0:
+		return &ConfigError{"MaxEventBytes", c.MaxEventBytes, errors.New("must not be negative")}
+	case c.MaxEventBytes > maxLimitBytes:
+		return &ConfigError{"MaxEventBytes", c.MaxEventBytes, fmt.Errorf("must be at most %d", maxLimitBytes)}
+	}
+	return nil
+}
+
+// withDefaults fills the zero fields.
+func (c Config) withDefaults() Config {
+	if c.SegmentSize == 0 {
+		c.SegmentSize = DefaultSegmentSize
+	}
+	if c.MaxEventBytes == 0 {
+		c.MaxEventBytes = DefaultMaxEventBytes
+	}
+	return c
+}

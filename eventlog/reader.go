@@ -1,0 +1,309 @@
+package eventlog
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"time"
+)
+
+// segmentFor returns the segment holding index i, which the caller has
+// checked is in [1, last].
+func (l *Log) segmentFor(i Index) (*segment, error) {
+	segs := l.segments()
+	if len(segs) == 0 || i < segs[0].first {
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, i)
+	}
+	return findSegment(segs, i), nil
+}
+
+// readRecord returns the record of entry i, verified against its checksum.
+func (l *Log) readRecord(i Index) ([]byte, error) {
+	if i == 0 || i > l.lastIndex() {
+		if !l.readOnly || i == 0 || i > l.LastIndex() {
+			return nil, fmt.Errorf("%w: %d", ErrNotFound, i)
+		}
+	}
+	s, err := l.segmentFor(i)
+	if err != nil {
+		return nil, err
+	}
+	off, err := s.offset(i)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var hdr [binary.MaxVarintLen64]byte
+	n, err := f.ReadAt(hdr[:], off)
+	if n == 0 && err != nil {
+		return nil, err
+	}
+	size, m := binary.Uvarint(hdr[:n])
+	if m <= 0 || size > maxLimitBytes {
+		return nil, fmt.Errorf("%w: bad entry length at %s byte %d", ErrCorrupt, s.path, off)
+	}
+	rec := make([]byte, size)
+	if _, err := f.ReadAt(rec, off+int64(m)); err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("%w: entry at %s byte %d cut short", ErrCorrupt, s.path, off)
+		}
+		return nil, err
+	}
+	if err := verifyRecord(rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// Read returns entry i. It returns ErrNotFound if i is outside
+// [FirstIndex, LastIndex], and an error wrapping ErrCorrupt if the record
+// fails its checksum. Read does not wait for appends in progress.
+func (l *Log) Read(i Index) (*Event, error) {
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	rec, err := l.readRecord(i)
+	if err != nil {
+		return nil, fmt.Errorf("read index %d: %w", i, err)
+	}
+	e := new(Event)
+	if err := e.decode(rec, false); err != nil {
+		return nil, fmt.Errorf("read index %d: %w", i, err)
+	}
+	return e, nil
+}
+
+// IndexAtTime returns the last index whose event Time is <= t, or 0 if
+// there is none. It relies on Time never decreasing along the log, which
+// Append ensures, and reads O(log n) entries.
+func (l *Log) IndexAtTime(t time.Time) (Index, error) {
+	if l.closed.Load() {
+		return 0, ErrClosed
+	}
+	last := l.LastIndex()
+	if last == 0 || t.Before(minTime) {
+		return 0, nil
+	}
+	if t.After(maxTime) {
+		return last, nil
+	}
+	tn := t.UnixNano()
+	var ferr error
+	after := func(i Index) bool { // reports whether entry i is later than t
+		if ferr != nil {
+			return true
+		}
+		rec, err := l.readRecord(i)
+		if err != nil {
+			ferr = fmt.Errorf("index at time: read index %d: %w", i, err)
+			return true
+		}
+		ns, ok := recordTime(rec)
+		if !ok {
+			ferr = fmt.Errorf("index at time: %w: index %d has no valid time", ErrCorrupt, i)
+			return true
+		}
+		return ns > tn
+	}
+	// Find the segment first, reading only first entries, then search in it.
+	segs := l.segments()
+	for len(segs) > 0 && segs[len(segs)-1].first > last {
+		segs = segs[:len(segs)-1] // an empty tail segment
+	}
+	k := sort.Search(len(segs), func(k int) bool { return after(segs[k].first) }) - 1
+	if ferr != nil {
+		return 0, ferr
+	}
+	if k < 0 {
+		return 0, nil
+	}
+	lo, hi := segs[k].first, last // search [lo, hi]
+	if k+1 < len(segs) {
+		hi = segs[k+1].first - 1
+	}
+	j := sort.Search(int(hi-lo+1), func(j int) bool { return after(lo + Index(j)) })
+	if ferr != nil {
+		return 0, ferr
+	}
+	return lo + Index(j) - 1, nil
+}
+
+// Iterator reads entries [from, to) in order. It is not safe for
+// concurrent use. Errors are sticky: after Next returns one, it returns
+// the same error again.
+//
+// The events an Iterator returns belong to the caller, but their Key and
+// Target slices may share backing arrays with other events from the same
+// Iterator: treat them as read-only.
+type Iterator struct {
+	l        *Log
+	next, to Index
+	seg      *segment
+	segEnd   Index // first index after seg, or math.MaxUint64 for the tail
+	f        *os.File
+	r        *bufio.Reader
+	off      int64 // file offset of the next frame
+	size     int64 // file size when opened
+	slab     []byte
+	err      error
+}
+
+const (
+	iterBufBytes  = 256 << 10
+	slabBytes     = 256 << 10
+	slabMaxRecord = 16 << 10 // larger records get their own allocation
+)
+
+// NewIterator returns an iterator over [from, to). from == 0 means the
+// first entry; to == 0 means LastIndex()+1 at creation, and a larger to is
+// also cut to LastIndex()+1 at creation, so an iterator never waits for or
+// sees later appends. Call Close if you stop before Next returns an error.
+func (l *Log) NewIterator(from, to Index) *Iterator {
+	it := &Iterator{l: l}
+	if l.closed.Load() {
+		it.err = ErrClosed
+		return it
+	}
+	last := l.LastIndex()
+	if first := l.FirstIndex(); from < first {
+		from = first
+	}
+	if from == 0 {
+		from = 1
+	}
+	if to == 0 || to > last+1 {
+		to = last + 1
+	}
+	it.next, it.to = from, to
+	return it
+}
+
+// Next returns the next entry and its index, or io.EOF after the last
+// entry of the range.
+func (it *Iterator) Next() (Index, *Event, error) {
+	if it.err != nil {
+		return 0, nil, it.err
+	}
+	if it.l.closed.Load() {
+		return it.fail(ErrClosed)
+	}
+	if it.next >= it.to {
+		return it.fail(io.EOF)
+	}
+	if it.f == nil || it.next >= it.segEnd {
+		if err := it.openSegment(); err != nil {
+			return it.fail(fmt.Errorf("iterate at index %d: %w", it.next, err))
+		}
+	}
+	rec, err := it.readFrame()
+	if err != nil {
+		return it.fail(fmt.Errorf("iterate at index %d: %w", it.next, err))
+	}
+	e := new(Event)
+	if err := e.decode(rec, false); err != nil {
+		return it.fail(fmt.Errorf("iterate at index %d: %w", it.next, err))
+	}
+	i := it.next
+	it.next++
+	return i, e, nil
+}
+
+func (it *Iterator) fail(err error) (Index, *Event, error) {
+	it.err = err
+	it.closeFile()
+	return 0, nil, err
+}
+
+func (it *Iterator) closeFile() {
+	if it.f != nil {
+		it.f.Close()
+		it.f = nil
+	}
+}
+
+// openSegment positions the iterator at it.next in the segment holding it.
+func (it *Iterator) openSegment() error {
+	it.closeFile()
+	s, err := it.l.segmentFor(it.next)
+	if err != nil {
+		return err
+	}
+	off, err := s.offset(it.next)
+	if err != nil {
+		return err
+	}
+	segEnd := Index(math.MaxUint64)
+	segs := it.l.segments()
+	if k := sort.Search(len(segs), func(k int) bool { return segs[k].first > s.first }); k < len(segs) {
+		segEnd = segs[k].first
+	}
+	f, err := os.Open(s.path)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	it.seg, it.segEnd, it.f = s, segEnd, f
+	it.off, it.size = off, fi.Size()
+	sr := io.NewSectionReader(f, off, it.size-off)
+	if it.r == nil {
+		it.r = bufio.NewReaderSize(sr, iterBufBytes)
+	} else {
+		it.r.Reset(sr)
+	}
+	return nil
+}
+
+// readFrame reads the record at it.off into memory the event may keep.
+func (it *Iterator) readFrame() ([]byte, error) {
+	size, err := binary.ReadUvarint(it.r)
+	if err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%w: %s ends at byte %d", ErrCorrupt, it.seg.path, it.off)
+		}
+		return nil, err
+	}
+	hdr := int64(uvarintLen(size))
+	if size > maxLimitBytes || size > uint64(it.size-it.off-hdr) {
+		return nil, fmt.Errorf("%w: bad entry length %d at %s byte %d", ErrCorrupt, size, it.seg.path, it.off)
+	}
+	var rec []byte
+	if size > slabMaxRecord {
+		rec = make([]byte, size)
+	} else {
+		if uint64(len(it.slab)) < size {
+			it.slab = make([]byte, slabBytes)
+		}
+		rec, it.slab = it.slab[:size:size], it.slab[size:]
+	}
+	if _, err := io.ReadFull(it.r, rec); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+			err = fmt.Errorf("%w: entry at %s byte %d cut short", ErrCorrupt, it.seg.path, it.off)
+		}
+		return nil, err
+	}
+	it.off += hdr + int64(size)
+	return rec, nil
+}
+
+// Close releases the iterator's file. Next returns ErrClosed afterwards,
+// unless it had already returned an error.
+func (it *Iterator) Close() error {
+	if it.err == nil {
+		it.err = ErrClosed
+	}
+	it.closeFile()
+	return nil
+}

@@ -1,0 +1,321 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+)
+
+// ApplyStats counts what applying events did.
+type ApplyStats struct {
+	Added     int64 // keys seen for the first time
+	Updated   int64 // keys that gained packets
+	Unchanged int64 // submissions that added nothing
+	Rejected  int64 // events whose key does not parse (they are kept in the log)
+	Skipped   int64 // events of kinds this version does not project
+}
+
+func (a *ApplyStats) add(b ApplyStats) {
+	a.Added += b.Added
+	a.Updated += b.Updated
+	a.Unchanged += b.Unchanged
+	a.Rejected += b.Rejected
+	a.Skipped += b.Skipped
+}
+
+// parsedEvent is an event with its key parsed and canonicalised, the part of
+// applying that can run in parallel.
+type parsedEvent struct {
+	idx eventlog.Index
+	ev  *eventlog.Event
+	key *pgpkey.Key // nil when err != nil or the kind carries no key
+	err error
+}
+
+func parseEvent(idx eventlog.Index, ev *eventlog.Event) parsedEvent {
+	pe := parsedEvent{idx: idx, ev: ev}
+	if ev.Kind == eventlog.KindKeySubmitted {
+		pe.key, pe.err = ParseEventKey(ev.Key)
+	}
+	return pe
+}
+
+// ParseEventKey parses the single transferable public key an event carries,
+// with the same code the upload and import paths use to validate it.
+func ParseEventKey(b []byte) (*pgpkey.Key, error) {
+	raw, err := pgpkey.NewReader(bytes.NewReader(b)).Next()
+	if err != nil {
+		return nil, err
+	}
+	return pgpkey.ParseKey(raw)
+}
+
+// batchApplier applies parsed events into one indexed Pebble batch, so that
+// reads inside the batch see its own earlier writes (two versions of one key
+// in the same batch merge correctly).
+type batchApplier struct {
+	s        *Store
+	b        *pebble.Batch
+	keys     int64
+	counters map[string][2]uint64
+	stats    ApplyStats
+	// parsed caches keys decoded from records written or read in this batch.
+	parsed map[string]*pgpkey.Key
+}
+
+func (s *Store) newBatchApplier() *batchApplier {
+	return &batchApplier{
+		s:        s,
+		b:        s.db.NewIndexedBatch(),
+		keys:     s.keys,
+		counters: make(map[string][2]uint64),
+		parsed:   make(map[string]*pgpkey.Key),
+	}
+}
+
+// current returns the newest version of rid, or nil.
+func (a *batchApplier) current(rid []byte) (*Record, *pgpkey.Key, error) {
+	v, closer, err := a.b.Get(latestKey(rid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	idx, _, _, err := decodeLatest(v)
+	closer.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("latest %X: %w", rid, err)
+	}
+	rv, closer, err := a.b.Get(recordKey(rid, idx))
+	if err != nil {
+		return nil, nil, fmt.Errorf("record %X@%d: %w", rid, idx, err)
+	}
+	defer closer.Close()
+	rec, err := decodeRecord(rid, idx, bytes.Clone(rv))
+	if err != nil {
+		return nil, nil, err
+	}
+	if rec.Deleted {
+		return rec, nil, nil
+	}
+	if k, ok := a.parsed[string(rid)]; ok {
+		return rec, k, nil
+	}
+	k, err := ParseEventKey(rec.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored record %X@%d does not parse: %w", rid, idx, err)
+	}
+	return rec, k, nil
+}
+
+func (a *batchApplier) apply(pe parsedEvent) error {
+	switch pe.ev.Kind {
+	case eventlog.KindKeySubmitted:
+		if pe.err != nil {
+			a.stats.Rejected++
+			a.s.log.Debug().Uint64("index", uint64(pe.idx)).Err(pe.err).Msg("rejected key in log")
+			return nil
+		}
+		return a.applyKey(pe.idx, pe.ev, pe.key)
+	default:
+		// Admin kinds are projected by a later version; the event stays in
+		// the log and a replay with that version applies it.
+		a.stats.Skipped++
+		a.s.log.Warn().Uint64("index", uint64(pe.idx)).Uint8("kind", uint8(pe.ev.Kind)).Msg("event kind not projected by this version")
+		return nil
+	}
+}
+
+func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key) error {
+	rid := RecordID(key)
+	old, oldKey, err := a.current(rid)
+	if err != nil {
+		return err
+	}
+	merged := key
+	isNew := old == nil || old.Deleted
+	if !isNew {
+		merged = pgpkey.Merge(oldKey, key)
+	}
+	h := merged.Hash()
+	if !isNew && h == old.Hash {
+		a.stats.Unchanged++
+		return nil
+	}
+	rec := &Record{
+		RID:     rid,
+		Index:   idx,
+		Hash:    h,
+		SKS:     merged.SKSCompatible(),
+		Created: creationTime(merged.Primary.Body),
+		Key:     merged.Marshal(),
+	}
+	var flags byte
+	if rec.SKS {
+		flags |= flagSKS
+	}
+	b := a.b
+	if err := b.Set(recordKey(rid, idx), encodeRecord(rec), nil); err != nil {
+		return err
+	}
+	if err := b.Set(latestKey(rid), encodeLatest(idx, flags, h), nil); err != nil {
+		return err
+	}
+	a.parsed[string(rid)] = merged
+
+	// Hash index and prefix tree: the old hash leaves, the new one enters
+	// (keyhash.md §6 step 5, recon.md §5.7).
+	if !isNew {
+		if err := b.Delete(hashKey(old.Hash), nil); err != nil {
+			return err
+		}
+		if old.SKS {
+			if err := a.s.tree.Delete(old.Hash); err != nil {
+				a.s.log.Error().Err(err).Str("key_hash", old.Hash.String()).Msg("prefix tree delete")
+			}
+		}
+	}
+	if owner, closer, err := b.Get(hashKey(h)); err == nil {
+		// Another record already has this hash: only an MD5 collision can
+		// do this. Keep the first owner in the hash index and the tree.
+		a.s.log.Error().Str("key_hash", h.String()).Hex("owner", owner).Hex("rid", rid).Msg("key hash collision")
+		closer.Close()
+	} else {
+		if err := b.Set(hashKey(h), appendRID(nil, rid), nil); err != nil {
+			return err
+		}
+		if rec.SKS {
+			if err := a.s.tree.Insert(h); err != nil {
+				a.s.log.Error().Err(err).Str("key_hash", h.String()).Msg("prefix tree insert")
+			}
+		}
+	}
+
+	if err := a.indexIDs(merged, rid); err != nil {
+		return err
+	}
+	if err := a.indexWords(merged, oldKey, rid); err != nil {
+		return err
+	}
+	if isNew {
+		a.keys++
+		a.stats.Added++
+	} else {
+		a.stats.Updated++
+	}
+	a.count(ev.Time, isNew)
+	return nil
+}
+
+// indexIDs records the fingerprints and key IDs of the primary key and every
+// subkey. Writing an existing entry again is harmless.
+func (a *batchApplier) indexIDs(k *pgpkey.Key, rid []byte) error {
+	set := func(fpr pgpkey.Fingerprint, id pgpkey.KeyID) error {
+		if err := a.b.Set(fprKey(fpr.Bytes(), rid), nil, nil); err != nil {
+			return err
+		}
+		if err := a.b.Set(keyIDKey(uint64(id), rid), nil, nil); err != nil {
+			return err
+		}
+		return a.b.Set(shortIDKey(id.Short(), rid), nil, nil)
+	}
+	if err := set(k.Fingerprint(), k.KeyID()); err != nil {
+		return err
+	}
+	for _, sk := range k.SubkeyIDs() {
+		if err := set(sk.Fingerprint, sk.KeyID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexWords adds the words and e-mail addresses of user IDs that old did
+// not have (a merge only ever adds user IDs).
+func (a *batchApplier) indexWords(k, old *pgpkey.Key, rid []byte) error {
+	had := make(map[string]bool)
+	if old != nil {
+		for _, u := range old.UserIDs() {
+			had[u] = true
+		}
+	}
+	for _, u := range k.UserIDs() {
+		if had[u] {
+			continue
+		}
+		for _, w := range Words(u) {
+			if err := a.b.Set(wordKey(prefixWord, w, rid), nil, nil); err != nil {
+				return err
+			}
+		}
+		if e := Email(u); e != "" {
+			if err := a.b.Set(wordKey(prefixEmail, e, rid), nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// count feeds the stats page's daily and hourly histograms of new and
+// updated keys, keyed by the event's receive time.
+func (a *batchApplier) count(t time.Time, isNew bool) {
+	t = t.UTC()
+	for _, k := range []string{"d" + t.Format("20060102"), "h" + t.Format("2006010215")} {
+		c := a.counters[k]
+		if isNew {
+			c[0]++
+		} else {
+			c[1]++
+		}
+		a.counters[k] = c
+	}
+}
+
+// commit writes the counters, the prefix tree and every projection's applied
+// index into the batch and commits it. Pebble's own WAL is not synced: the
+// event log is the durable record, and the applied index travels in the same
+// atomic batch, so a lost batch is simply applied again after a crash.
+func (a *batchApplier) commit(applied eventlog.Index) error {
+	b := a.b
+	for k, c := range a.counters {
+		key := append([]byte{prefixCounters}, k...)
+		var prev [16]byte
+		if v, closer, err := b.Get(key); err == nil {
+			copy(prev[:], v)
+			closer.Close()
+		}
+		v := make([]byte, 16)
+		binary.BigEndian.PutUint64(v[0:8], binary.BigEndian.Uint64(prev[0:8])+c[0])
+		binary.BigEndian.PutUint64(v[8:16], binary.BigEndian.Uint64(prev[8:16])+c[1])
+		if err := b.Set(key, v, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
+		return err
+	}
+	if err := a.s.tree.Flush(b); err != nil {
+		a.s.tree.Reset()
+		return fmt.Errorf("flush prefix tree: %w", err)
+	}
+	for _, p := range Projections {
+		if err := b.Set(appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(applied)), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		a.s.tree.Reset()
+		return fmt.Errorf("commit batch up to index %d: %w", applied, err)
+	}
+	a.s.keys = a.keys
+	return b.Close()
+}

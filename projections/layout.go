@@ -1,0 +1,112 @@
+package projections
+
+import (
+	"encoding/binary"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+)
+
+// Key spaces in the projections' Pebble database. Pebble has no column
+// families, so each projection owns a one-byte prefix. The byte values are on
+// disk: append only, never reuse one.
+const (
+	prefixMeta     = 'm' // m<name>                      → meta values (applied indexes, counters, schema)
+	prefixRecord   = 'K' // K<len><rid><index BE8>       → record version (see encodeRecord)
+	prefixLatest   = 'L' // L<len><rid>                  → <index BE8><flags><hash16>: the newest version
+	prefixFpr      = 'F' // F<len><fpr><len><rid>        → empty: primary and subkey fingerprints
+	prefixKeyID    = 'I' // I<keyid BE8><len><rid>       → empty: 64-bit IDs of primaries and subkeys
+	prefixShortID  = 'S' // S<short BE4><len><rid>       → empty: 32-bit IDs of primaries and subkeys
+	prefixHash     = 'H' // H<hash16>                    → <len><rid>: SKS hash of every live record
+	prefixWord     = 'W' // W<word>\x00<len><rid>         → empty: search words of user IDs
+	prefixEmail    = 'E' // E<address>\x00<len><rid>      → empty: whole e-mail addresses of user IDs
+	prefixPtree    = 'P' // P...                         → recon prefix tree nodes (projections/ptree)
+	prefixCounters = 'c' // c<d|h><YYYYMMDD[HH]>         → <new BE8><updated BE8>: stats histograms
+)
+
+// schemaVersion names the layout above. A store written with another
+// version is rebuilt from the log (replay) rather than misread.
+const schemaVersion = 1
+
+// Projection names, as stored with their applied index and shown by stats.
+const (
+	ProjectionKeys   = "keys"   // key index, key-ID index, hash index, stats counters
+	ProjectionSearch = "search" // word and e-mail index
+	ProjectionPtree  = "ptree"  // recon prefix tree
+)
+
+// Projections lists every projection the runner maintains, in apply order.
+var Projections = []string{ProjectionKeys, ProjectionSearch, ProjectionPtree}
+
+func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
+
+func appliedKey(projection string) []byte { return metaKey("applied/" + projection) }
+
+// appendRID appends a length-prefixed record ID.
+func appendRID(dst, rid []byte) []byte {
+	dst = append(dst, byte(len(rid)))
+	return append(dst, rid...)
+}
+
+func recordKey(rid []byte, idx eventlog.Index) []byte {
+	k := make([]byte, 0, 2+len(rid)+8)
+	k = append(k, prefixRecord)
+	k = appendRID(k, rid)
+	return binary.BigEndian.AppendUint64(k, uint64(idx))
+}
+
+func recordPrefix(rid []byte) []byte {
+	return appendRID([]byte{prefixRecord}, rid)
+}
+
+func latestKey(rid []byte) []byte { return appendRID([]byte{prefixLatest}, rid) }
+
+func fprKey(fpr, rid []byte) []byte {
+	k := appendRID([]byte{prefixFpr}, fpr)
+	return appendRID(k, rid)
+}
+
+func keyIDKey(id uint64, rid []byte) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{prefixKeyID}, id)
+	return appendRID(k, rid)
+}
+
+func shortIDKey(id uint32, rid []byte) []byte {
+	k := binary.BigEndian.AppendUint32([]byte{prefixShortID}, id)
+	return appendRID(k, rid)
+}
+
+func hashKey(h [16]byte) []byte { return append([]byte{prefixHash}, h[:]...) }
+
+func wordKey(prefix byte, word string, rid []byte) []byte {
+	k := make([]byte, 0, 3+len(word)+len(rid))
+	k = append(k, prefix)
+	k = append(k, word...)
+	k = append(k, 0)
+	return appendRID(k, rid)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p
+// (the exclusive upper bound of a prefix scan).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil // p is all 0xff: no upper bound
+}
+
+// splitRIDSuffix reads the trailing <len><rid> of an index key that starts
+// with a fixed-size or NUL-terminated part of n bytes.
+func ridAt(k []byte, n int) ([]byte, bool) {
+	if len(k) < n+1 {
+		return nil, false
+	}
+	l := int(k[n])
+	if len(k) != n+1+l {
+		return nil, false
+	}
+	return k[n+1:], true
+}

@@ -1,0 +1,230 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+)
+
+// Progress is reported after every committed batch while catching up.
+type Progress struct {
+	Applied eventlog.Index // now applied
+	Target  eventlog.Index // the log's last index when catching up started
+	Stats   ApplyStats     // totals since catching up started
+}
+
+// CatchUp applies every event from Applied()+1 to the log's last index, in
+// batches, then returns. It parses events on cfg.Workers goroutines ahead of
+// the single applier. progress, when non-nil, is called after each batch.
+func (s *Store) CatchUp(ctx context.Context, log *eventlog.Log, progress func(Progress)) (ApplyStats, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	return s.catchUp(ctx, log, progress)
+}
+
+func (s *Store) catchUp(ctx context.Context, log *eventlog.Log, progress func(Progress)) (ApplyStats, error) {
+	var total ApplyStats
+	next := s.Applied() + 1
+	target := log.LastIndex()
+	if next > target {
+		return total, nil
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// The producer reads batches from the log and parses them in parallel;
+	// the applier below writes them in log order. Two batches in flight keep
+	// both cores busy without unbounded memory.
+	batches := make(chan []parsedEvent, 2)
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(batches)
+		readErr = s.produce(ctx, log, next, target+1, batches)
+	}()
+
+	var err error
+	for batch := range batches {
+		if err = s.applyBatch(batch); err != nil {
+			break
+		}
+		total.add(s.lastBatchStats)
+		if progress != nil {
+			progress(Progress{Applied: s.Applied(), Target: target, Stats: total})
+		}
+	}
+	cancel()
+	for range batches { // drain so the producer can exit
+	}
+	wg.Wait()
+	if err != nil {
+		return total, err
+	}
+	if readErr != nil && !errors.Is(readErr, context.Canceled) {
+		return total, readErr
+	}
+	return total, parent.Err()
+}
+
+func (s *Store) produce(ctx context.Context, log *eventlog.Log, from, to eventlog.Index, out chan<- []parsedEvent) error {
+	it := log.NewIterator(from, to)
+	for {
+		batch := make([]parsedEvent, 0, s.cfg.BatchEvents)
+		for len(batch) < s.cfg.BatchEvents {
+			idx, ev, err := it.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read log at %d: %w", from, err)
+			}
+			batch = append(batch, parsedEvent{idx: idx, ev: ev})
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		s.parseParallel(batch)
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if len(batch) < s.cfg.BatchEvents {
+			return nil
+		}
+	}
+}
+
+func (s *Store) parseParallel(batch []parsedEvent) {
+	workers := s.cfg.Workers
+	if workers > len(batch) {
+		workers = len(batch)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(batch); i += workers {
+				batch[i] = parseEvent(batch[i].idx, batch[i].ev)
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+// applyBatch applies parsed events in order and commits them with the new
+// applied index. On error nothing of the batch is visible and the prefix
+// tree's cache is dropped.
+func (s *Store) applyBatch(batch []parsedEvent) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if want := s.Applied() + 1; batch[0].idx != want {
+		return fmt.Errorf("apply index %d: want %d next", batch[0].idx, want)
+	}
+	a := s.newBatchApplier()
+	for _, pe := range batch {
+		if err := a.apply(pe); err != nil {
+			a.b.Close()
+			s.tree.Reset()
+			return fmt.Errorf("apply index %d: %w", pe.idx, err)
+		}
+	}
+	last := batch[len(batch)-1].idx
+	if err := a.commit(last); err != nil {
+		return err
+	}
+	s.lastBatchStats = a.stats
+	s.setApplied(last)
+	return nil
+}
+
+// ApplyParsed applies events whose keys the caller already parsed (the import
+// command parses once to validate, and hands the result here instead of
+// having the runner parse it again). keys[i] belongs to events[i] at index
+// first+i; events must directly follow Applied().
+func (s *Store) ApplyParsed(first eventlog.Index, events []*eventlog.Event, keys []*pgpkey.Key) (ApplyStats, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	batch := make([]parsedEvent, len(events))
+	for i, ev := range events {
+		batch[i] = parsedEvent{idx: first + eventlog.Index(i), ev: ev, key: keys[i]}
+		if keys[i] == nil {
+			batch[i] = parseEvent(batch[i].idx, ev)
+		}
+	}
+	var total ApplyStats
+	for len(batch) > 0 {
+		n := min(len(batch), s.cfg.BatchEvents)
+		if err := s.applyBatch(batch[:n]); err != nil {
+			return total, err
+		}
+		total.add(s.lastBatchStats)
+		batch = batch[n:]
+	}
+	return total, nil
+}
+
+// Follow applies new events as the log grows until ctx is done. Errors are
+// logged and retried with backoff: a projection that cannot apply stays
+// behind (readers see Applied() lag) rather than skipping an event.
+func (s *Store) Follow(ctx context.Context, log *eventlog.Log) error {
+	backoff := 100 * time.Millisecond
+	for {
+		notify := log.Notify()
+		if _, err := s.CatchUp(ctx, log, nil); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.log.Error().Err(err).Uint64("applied", uint64(s.Applied())).Msg("apply log events")
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if s.Applied() < log.LastIndex() {
+			continue
+		}
+		select {
+		case <-notify:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// WaitApplied blocks until Applied() >= idx or ctx is done. The upload path
+// uses it for read-your-writes: a key answered 200 is served at once.
+func (s *Store) WaitApplied(ctx context.Context, idx eventlog.Index) error {
+	for {
+		ch := s.AppliedNotify()
+		if s.Applied() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrClosed
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

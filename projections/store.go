@@ -1,0 +1,282 @@
+package projections
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/rs/zerolog"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/ptree"
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound      = errors.New("projections: key not found")
+	ErrClosed        = errors.New("projections: closed")
+	ErrSchemaChanged = errors.New("projections: store was written by another schema version; run replay")
+)
+
+// Config tunes a Store. The zero value of a field means its default.
+type Config struct {
+	// Logger receives lifecycle and anomaly logs. Default zerolog.Nop().
+	Logger zerolog.Logger
+	// BatchEvents is how many log events go into one Pebble batch.
+	// Larger batches apply faster; each commit also publishes the new applied
+	// index to readers. Default 2048.
+	BatchEvents int
+	// Workers is the number of goroutines that parse and canonicalise events
+	// ahead of the single applier. Default GOMAXPROCS.
+	Workers int
+	// CacheBytes is the size of Pebble's block cache. Default 64 MiB.
+	CacheBytes int64
+	// MemTableBytes is the size of one Pebble memtable. Default 32 MiB.
+	MemTableBytes uint64
+	// Ptree configures the recon prefix tree; its KeyPrefix is set by the
+	// Store. Default ptree.DefaultConfig().
+	Ptree ptree.Config
+}
+
+// DefaultConfig returns the configuration used by the daemon.
+func DefaultConfig() Config {
+	return Config{
+		Logger:        zerolog.Nop(),
+		BatchEvents:   2048,
+		Workers:       runtime.GOMAXPROCS(0),
+		CacheBytes:    64 << 20,
+		MemTableBytes: 32 << 20,
+		Ptree:         ptree.DefaultConfig(),
+	}
+}
+
+// Validate reports the first unusable field.
+func (c Config) Validate() error {
+	switch {
+	case c.BatchEvents < 1:
+		return fmt.Errorf("projections: BatchEvents %d: must be at least 1", c.BatchEvents)
+	case c.Workers < 1:
+		return fmt.Errorf("projections: Workers %d: must be at least 1", c.Workers)
+	case c.CacheBytes < 1<<20:
+		return fmt.Errorf("projections: CacheBytes %d: must be at least 1 MiB", c.CacheBytes)
+	case c.MemTableBytes < 1<<20:
+		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
+	}
+	return nil
+}
+
+// Store holds every projection of the log in one Pebble database and the
+// runner that keeps them current. Reads are safe from any goroutine; only one
+// goroutine may apply (CatchUp / Follow) at a time.
+type Store struct {
+	cfg Config
+	log zerolog.Logger
+	db  *pebble.DB
+
+	// applyMu serialises appliers; the tree and counters below belong to
+	// whoever holds it.
+	applyMu sync.Mutex
+	tree    *ptree.Tree
+	keys    int64 // live records; Invariant: equals the number of L entries not deleted
+	// lastBatchStats are the counts of the batch applyBatch committed last.
+	lastBatchStats ApplyStats
+
+	mu      sync.Mutex
+	applied eventlog.Index // Invariant: applied <= log.LastIndex()
+	notify  chan struct{}  // closed and replaced whenever applied moves
+	closed  bool
+}
+
+// Open opens (or creates) the projections database in dir.
+func Open(dir string, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(cfg.CacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                cfg.MemTableBytes,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		LBaseMaxBytes:               256 << 20,
+		MaxConcurrentCompactions:    func() int { return 2 },
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{cfg.Logger},
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open projections %s: %w", dir, err)
+	}
+	s := &Store{
+		cfg:    cfg,
+		log:    cfg.Logger.With().Str("component", "projections").Logger(),
+		db:     db,
+		notify: make(chan struct{}),
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) load() error {
+	v, err := s.getUint64(metaKey("schema"))
+	if err != nil {
+		return err
+	}
+	applied, err := s.AppliedIndexes()
+	if err != nil {
+		return err
+	}
+	empty := v == 0
+	for _, a := range applied {
+		if a != 0 {
+			empty = false
+		}
+	}
+	switch {
+	case empty && v == 0:
+		if err := s.db.Set(metaKey("schema"), binary.BigEndian.AppendUint64(nil, schemaVersion), pebble.Sync); err != nil {
+			return fmt.Errorf("write schema version: %w", err)
+		}
+	case v != schemaVersion:
+		return fmt.Errorf("schema %d, want %d: %w", v, schemaVersion, ErrSchemaChanged)
+	}
+	// All projections are applied in one batch, so they agree; if they ever
+	// do not (a projection added by a newer version), replay rebuilds them.
+	first := applied[Projections[0]]
+	for name, a := range applied {
+		if a != first {
+			return fmt.Errorf("projection %s applied %d but %s applied %d: %w", name, a, Projections[0], first, ErrSchemaChanged)
+		}
+	}
+	s.applied = first
+	keys, err := s.getUint64(metaKey("keys"))
+	if err != nil {
+		return err
+	}
+	s.keys = int64(keys)
+	pc := s.cfg.Ptree
+	pc.KeyPrefix = []byte{prefixPtree}
+	s.cfg.Ptree = pc
+	tree, err := ptree.Open(s.db, pc)
+	if err != nil {
+		return fmt.Errorf("open prefix tree: %w", err)
+	}
+	s.tree = tree
+	return nil
+}
+
+// Close closes the database. It does not wait for an applier: stop it first.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	close(s.notify)
+	s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close projections: %w", err)
+	}
+	return nil
+}
+
+// DB exposes the Pebble database for read-only uses by other packages
+// (recon reads prefix-tree nodes from a snapshot of it). Never write to it.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// PtreeConfig returns the prefix tree configuration, with its key prefix,
+// for ptree.ReadNode on a snapshot of DB().
+func (s *Store) PtreeConfig() ptree.Config { return s.cfg.Ptree }
+
+// Applied returns the log index every projection has applied.
+func (s *Store) Applied() eventlog.Index {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied
+}
+
+// AppliedNotify returns a channel closed when Applied next changes.
+func (s *Store) AppliedNotify() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notify
+}
+
+func (s *Store) setApplied(idx eventlog.Index) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied = idx
+	if !s.closed {
+		close(s.notify)
+		s.notify = make(chan struct{})
+	}
+}
+
+// AppliedIndexes returns the applied index stored for each projection.
+func (s *Store) AppliedIndexes() (map[string]eventlog.Index, error) {
+	out := make(map[string]eventlog.Index, len(Projections))
+	for _, p := range Projections {
+		v, err := s.getUint64(appliedKey(p))
+		if err != nil {
+			return nil, err
+		}
+		out[p] = eventlog.Index(v)
+	}
+	return out, nil
+}
+
+// KeyCount returns the number of live keys.
+func (s *Store) KeyCount() (int64, error) {
+	v, err := s.getUint64(metaKey("keys"))
+	return int64(v), err
+}
+
+func (s *Store) getUint64(k []byte) (uint64, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %q: %w", k, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("read %q: %d bytes, want 8: %w", k, len(v), errBadRecord)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// pebbleLogger adapts zerolog to Pebble's Logger interface.
+type pebbleLogger struct{ l zerolog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...interface{}) {
+	p.l.Debug().Str("component", "pebble").Msgf(format, args...)
+}
+
+func (p pebbleLogger) Errorf(format string, args ...interface{}) {
+	p.l.Error().Str("component", "pebble").Msgf(format, args...)
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
+	p.l.Error().Str("component", "pebble").Msgf(format, args...)
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// PtreeElements returns the number of hashes in the recon prefix tree.
+func (s *Store) PtreeElements() int {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	return s.tree.NumElements()
+}
