@@ -51,11 +51,17 @@ func (w *logBuffer) lines(subs ...string) []string {
 func testConfig(tb testing.TB, buf *logBuffer) eventlog.Config {
 	tb.Helper()
 	cfg := eventlog.DefaultConfig()
-	var w = zerolog.MultiLevelWriter(zerolog.NewTestWriter(tb))
-	if buf != nil {
-		w = zerolog.MultiLevelWriter(zerolog.NewTestWriter(tb), buf)
+	if buf == nil {
+		buf = new(logBuffer)
 	}
-	cfg.Logger = zerolog.New(w)
+	cfg.Logger = zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(tb), buf))
+	tb.Cleanup(func() {
+		// Nothing here should need an operator; in particular the writer's
+		// prediction of tidwall/wal's segments must hold.
+		if lines := buf.lines(`"level":"error"`); len(lines) > 0 {
+			tb.Errorf("logged errors: %q", lines)
+		}
+	})
 	cfg.NoSync = true
 	cfg.SegmentSize = 4 << 10
 	return cfg

@@ -1,6 +1,7 @@
 package ptree
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -78,17 +79,10 @@ func (f Poly) String() string {
 			sb.WriteString("z")
 		case i > 1:
 			sb.WriteString("z^")
-			sb.WriteString(itoa(i))
+			sb.WriteString(strconv.Itoa(i))
 		}
 	}
 	return sb.String()
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
 }
 
 // trim drops high zero coefficients.

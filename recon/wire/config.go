@@ -430,9 +430,9 @@ func ocamlIntOfString(s string) (int64, bool) {
 	} else if res >= 2*half {
 		return 0, false
 	}
-	// Wrap to OCaml's 63-bit int, as Val_long does.
-	v := int64(res<<1) >> 1
-	return sign * v, true
+	// Negate in 64 bits, then wrap to OCaml's 63-bit int as Val_long does.
+	v := int64(res) * sign
+	return v << 1 >> 1, true
 }
 
 func encodeInt(v uint32) string {
