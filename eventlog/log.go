@@ -193,11 +193,11 @@ func (l *Log) open() error {
 			return err
 		}
 	}
-	if fi, err := os.Stat(tail.path); err != nil {
+	fi, err := os.Stat(tail.path)
+	if err != nil {
 		return err
-	} else {
-		l.tailBytes = fi.Size()
 	}
+	l.tailBytes = fi.Size()
 	if walLast > 0 {
 		rec, err := l.readRecord(Index(walLast))
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 
@@ -340,4 +341,42 @@ func (s *Store) Novel(k *pgpkey.Key) (bool, error) {
 		return false, fmt.Errorf("stored key %X does not parse: %w", rec.RID, err)
 	}
 	return !stored.Contains(k), nil
+}
+
+// HistogramBin counts keys first seen (New) and keys that changed (Updated)
+// in one hour or day, by receive time (UTC).
+type HistogramBin struct {
+	Start        time.Time
+	New, Updated int64
+}
+
+// Histogram returns the bins of one granularity ("day" or "hour") from since
+// to now, newest first, skipping empty bins.
+func (s *Store) Histogram(granularity string, since time.Time) ([]HistogramBin, error) {
+	var kind byte
+	var layout string
+	switch granularity {
+	case "day":
+		kind, layout = 'd', "20060102"
+	case "hour":
+		kind, layout = 'h', "2006010215"
+	default:
+		return nil, fmt.Errorf("histogram granularity %q: want day or hour", granularity)
+	}
+	lo := append([]byte{prefixCounters, kind}, since.UTC().Format(layout)...)
+	hi := prefixEnd([]byte{prefixCounters, kind})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	var bins []HistogramBin
+	for it.Last(); it.Valid(); it.Prev() {
+		t, err := time.Parse(layout, string(it.Key()[2:]))
+		v := it.Value()
+		if err != nil || len(v) != 16 {
+			continue
+		}
+		bins = append(bins, HistogramBin{Start: t, New: int64(binary.BigEndian.Uint64(v[:8])), Updated: int64(binary.BigEndian.Uint64(v[8:]))})
+	}
+	return bins, it.Close()
 }

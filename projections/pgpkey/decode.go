@@ -62,14 +62,12 @@ func readAll(data []byte, block int) ([]*RawKey, error) {
 		}
 		if err != nil {
 			var pe *ParseError
-			if errors.As(err, &pe) {
-				pe.Block = block
+			if !errors.As(err, &pe) {
+				return keys, err // a read error: impossible with a bytes.Reader
 			}
+			pe.Block = block
 			if first == nil {
 				first = err
-			}
-			if !errors.As(err, &pe) {
-				break // not reachable with a bytes.Reader
 			}
 			continue
 		}
@@ -148,14 +146,15 @@ func armorLabel(rest []byte) string {
 	return string(rest)
 }
 
-// skipToEnd returns the offset after the next END line (or len(data)).
+// skipToEnd returns the offset just after the next "-----END PGP " (or
+// len(data)). Scanning for the next block resumes there, not at the next
+// line, so that blocks pasted without a line break between them are found.
 func skipToEnd(data []byte, pos int) int {
 	i := bytes.Index(data[pos:], armorEnd)
 	if i < 0 {
 		return len(data)
 	}
-	_, next := lineAt(data, pos+i)
-	return next
+	return pos + i + len(armorEnd)
 }
 
 // decodeArmorBody decodes the armor block whose BEGIN line is at begin and
@@ -192,8 +191,9 @@ func decodeArmorBody(data []byte, begin, pos, block int) ([]byte, int, error) {
 		lineOff := pos
 		line, next := lineAt(data, pos)
 		pos = next
-		if bytes.Contains(line, armorEnd) {
+		if j := bytes.Index(line, armorEnd); j >= 0 {
 			endFound = true
+			pos = lineOff + j + len(armorEnd)
 			break
 		}
 		trimmed := bytes.TrimLeft(line, " \t")

@@ -281,9 +281,12 @@ func (k *Key) appendPackets(out []Packet) []Packet {
 	return out
 }
 
-// scratch holds reusable buffers for Hash, which runs once or twice for
-// every imported key.
+// hashScratch holds reusable packet slices for Hash, which runs once or
+// twice for every imported key. Slices for keys above maxPooledPackets
+// (flooded keys) are not kept, so the pool never pins megabytes.
 var hashScratch = sync.Pool{New: func() any { return new([]Packet) }}
+
+const maxPooledPackets = 4096
 
 // Hash returns the SKS key hash (keyhash.md §5, keyHash.ml): MD5 over the
 // packets sorted by (tag, body bytes), each as u32be(tag) ‖ u32be(len) ‖
@@ -294,9 +297,11 @@ func (k *Key) Hash() KeyHash {
 	pkts := k.appendPackets((*sp)[:0])
 	slices.SortFunc(pkts, hashCompare)
 	h := hashPackets(pkts)
-	clear(pkts) // drop references to bodies before pooling
-	*sp = pkts[:0]
-	hashScratch.Put(sp)
+	if cap(pkts) <= maxPooledPackets {
+		clear(pkts) // drop references to bodies before pooling
+		*sp = pkts[:0]
+		hashScratch.Put(sp)
+	}
 	return h
 }
 
@@ -352,15 +357,15 @@ func (k *Key) MarshalSize() int {
 
 // AppendMarshal appends k.Marshal() to dst and returns the extended slice.
 func (k *Key) AppendMarshal(dst []byte) []byte {
-	dst = appendPacket(dst, k.Primary)
+	dst = AppendPacket(dst, k.Primary)
 	for _, p := range k.DirectSigs {
-		dst = appendPacket(dst, p)
+		dst = AppendPacket(dst, p)
 	}
 	for _, gs := range [2][]Group{k.UIDs, k.Subkeys} {
 		for _, g := range gs {
-			dst = appendPacket(dst, g.Packet)
+			dst = AppendPacket(dst, g.Packet)
 			for _, p := range g.Sigs {
-				dst = appendPacket(dst, p)
+				dst = AppendPacket(dst, p)
 			}
 		}
 	}

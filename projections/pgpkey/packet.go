@@ -175,10 +175,11 @@ func packetHeaderSize(tag uint8, n int) int {
 	return 5
 }
 
-// appendPacket appends p in SKS write_packet framing (keyhash.md §7): tags
-// below 16 in the old format with the smallest length type that fits, tags
-// 16 and above in the new format with a five-octet length.
-func appendPacket(dst []byte, p Packet) []byte {
+// AppendPacket appends p to dst in SKS write_packet framing (keyhash.md §7)
+// and returns the extended slice: tags below 16 in the old format with the
+// smallest length type that fits, tags 16 and above in the new format with a
+// five-octet length.
+func AppendPacket(dst []byte, p Packet) []byte {
 	n := len(p.Body)
 	switch {
 	case p.Tag >= 16:

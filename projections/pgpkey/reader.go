@@ -246,7 +246,81 @@ func (r *Reader) fail(err error) error {
 	return err
 }
 
+// readBuffered reads the next key in one piece, into a buffer of exactly its
+// size, when the key fits in the bufio buffer: the common case, and three
+// allocations per key. It returns nil, having consumed nothing, when the key
+// is larger than the buffer or anything is wrong with it; readKey then reads
+// it piecewise and reports what is wrong. Only a read error of the
+// underlying reader is returned from here, because bufio hands it out once.
+//
+// It blocks only where readKey would: for bytes the key needs, or for the
+// header after it.
+func (r *Reader) readBuffered() (*RawKey, error) {
+	r.spans = r.spans[:0]
+	off := 0 // end of the packets walked so far
+	want := max(r.br.Buffered(), 2)
+	for {
+		b, err := r.br.Peek(min(want, r.br.Size()))
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+		atEOF := err == io.EOF
+		if off == len(b) && atEOF && len(r.spans) > 0 {
+			break // the input ends after a whole packet: so does the key
+		}
+		need := 0
+		n, reason := 0, ""
+		if off < len(b) {
+			n, reason = headerLen(b[off:])
+		}
+		switch {
+		case reason != "":
+			return nil, nil
+		case off+2 > len(b) || off+n > len(b):
+			need = off + max(n, 2)
+		default:
+			h := parseHeader(b[off:], n)
+			if h.tag == TagPublicKey && len(r.spans) > 0 {
+				return r.takeBuffered(off), nil
+			}
+			end := int64(off) + int64(n) + h.bodyLen
+			if h.bodyLen > r.maxPacket() || end > r.maxKey() {
+				return nil, nil
+			}
+			if end > int64(len(b)) {
+				need = int(min(end, int64(r.br.Size())+1))
+				break
+			}
+			r.spans = append(r.spans, span{tag: h.tag, start: off + n, end: int(end)})
+			off = int(end)
+			continue
+		}
+		// More input is needed to go on.
+		if need > r.br.Size() || atEOF {
+			return nil, nil // too big for the buffer, or truncated
+		}
+		want = need
+	}
+	return r.takeBuffered(off), nil
+}
+
+// takeBuffered consumes the n buffered bytes that readBuffered walked as
+// one key.
+func (r *Reader) takeBuffered(n int) *RawKey {
+	buf := make([]byte, n)
+	io.ReadFull(r.br, buf) // cannot fail: the bytes are buffered
+	k := r.finish(r.off, buf)
+	r.off += int64(n)
+	return k
+}
+
 func (r *Reader) readKey() (*RawKey, error) {
+	if k, err := r.readBuffered(); k != nil || err != nil {
+		if err != nil {
+			return nil, r.fail(err)
+		}
+		return k, nil
+	}
 	start := r.off
 	r.spans = r.spans[:0]
 	var buf []byte
@@ -287,7 +361,9 @@ func (r *Reader) readKey() (*RawKey, error) {
 				Err: ErrTooLarge}
 		}
 		if buf == nil {
-			buf = make([]byte, 0, max(4096, min(total, 1<<20)))
+			// readBuffered gave up, usually because the key is larger
+			// than the buffered data: start with room for that.
+			buf = make([]byte, 0, max(4096, min(total, 1<<20), int64(r.br.Buffered())))
 		}
 		pktOff := r.off
 		buf, err = r.readN(buf, h.hdrLen)

@@ -236,7 +236,7 @@ func newVerifier(primary Packet) *verifier {
 
 // readPacket frames p and parses it with go-crypto.
 func readPacket(p Packet) (packet.Packet, error) {
-	framed := appendPacket(make([]byte, 0, 6+len(p.Body)), p)
+	framed := AppendPacket(make([]byte, 0, 6+len(p.Body)), p)
 	return packet.Read(bytes.NewReader(framed))
 }
 

@@ -145,8 +145,17 @@ func Factor(f Poly) ([]Zp, error) {
 	if d == 0 {
 		return nil, nil
 	}
-	if !splitsDistinct(f) {
+	if d > 2 && !splitsDistinct(f) { // quadraticRoots does its own check
 		return nil, fmt.Errorf("%w: degree %d polynomial does not split into distinct linear factors", ErrLowMBar, d)
+	}
+	if d == 2 {
+		r0, r1, ok := quadraticRoots(f)
+		if !ok {
+			return nil, fmt.Errorf("%w: degree 2 polynomial does not split into distinct linear factors", ErrLowMBar)
+		}
+		roots := []Zp{r0, r1}
+		slices.SortFunc(roots, Zp.Cmp)
+		return roots, nil
 	}
 	rng := rand.New(rand.NewPCG(0x67726170, 0x6576696e)) // "grap", "evin"
 	roots, err := equalDegreeSplit(f, rng, make([]Zp, 0, d))
@@ -187,6 +196,12 @@ func equalDegreeSplit(f Poly, rng *rand.Rand, out []Zp) ([]Zp, error) {
 		return out, nil
 	case 1:
 		return append(out, f[0].Neg()), nil
+	case 2:
+		r0, r1, ok := quadraticRoots(f)
+		if !ok {
+			return nil, fmt.Errorf("%w: quadratic factor does not split", ErrLowMBar)
+		}
+		return append(out, r0, r1), nil
 	}
 	m := newModRing(f)
 	for try := 0; try < maxSplitAttempts; try++ {
@@ -204,6 +219,23 @@ func equalDegreeSplit(f Poly, rng *rand.Rand, out []Zp) ([]Zp, error) {
 		return equalDegreeSplit(rest.monic(), rng, out)
 	}
 	return nil, fmt.Errorf("%w: no split of degree %d polynomial after %d tries", ErrLowMBar, len(f)-1, maxSplitAttempts)
+}
+
+// inv2 is 1/2 mod p.
+var inv2 = ZpFromUint64(2).Inv()
+
+// quadraticRoots returns the roots of the monic z² + b·z + c, which are
+// (−b ± √(b² − 4c))/2, and reports whether they are two distinct elements
+// of F_p (the discriminant is a nonzero square).
+func quadraticRoots(f Poly) (r0, r1 Zp, ok bool) {
+	b, c := f[1], f[0]
+	c2 := c.Add(c)
+	disc := b.Square().Sub(c2.Add(c2))
+	s, ok := disc.Sqrt()
+	if !ok || s.IsZero() {
+		return Zp{}, Zp{}, false
+	}
+	return s.Sub(b).Mul(inv2), s.Neg().Sub(b).Mul(inv2), true
 }
 
 // randomZp returns a uniformly random field element. Any value below p is
@@ -240,7 +272,11 @@ func Reconcile(localSValues, remoteSValues []Zp, localSize, remoteSize int, poin
 		if localSValues[i].IsZero() {
 			return nil, nil, fmt.Errorf("%w: local svalue %d is zero", ErrLowMBar, i)
 		}
-		values[i] = remoteSValues[i].Div(localSValues[i])
+		values[i] = localSValues[i]
+	}
+	invertBatch(values, make([]Zp, n))
+	for i := range values {
+		values[i] = values[i].Mul(remoteSValues[i])
 	}
 	num, den, err := Interpolate(values[:n-1], points[:n-1], remoteSize-localSize)
 	if err != nil {

@@ -170,7 +170,7 @@ func decodeNode(cfg *Config, p Prefix, v []byte) (*node, error) {
 	if uint64(len(v)) != cnt*16 {
 		return nil, corruptf(p, "leaf of %d elements has %d element bytes", cnt, len(v))
 	}
-	n.elems = make([][16]byte, cnt)
+	n.elems = make([][16]byte, cnt, max(int(cnt), cfg.SplitThreshold)+1) // room to grow until the split
 	for i := range n.elems {
 		copy(n.elems[i][:], v[16*i:])
 		if i > 0 && bytes.Compare(n.elems[i-1][:], n.elems[i][:]) >= 0 {
@@ -275,9 +275,7 @@ func Elements(r pebble.Reader, cfg Config, p Prefix) ([]Zp, error) {
 		return nil, err
 	}
 	q := cfg.BitQuantum
-	anc := p
-	anc.n = uint8(p.Bits() / q * q)
-	anc.clearFrom(int(anc.n))
+	anc := p.truncate(p.Bits() / q * q)
 	key := appendNodeKey(nil, &cfg, anc)
 	lower := appendNodeKey(nil, &cfg, Prefix{})
 	upper := append(slices.Clone(lower[:len(lower)-1]), tagNode+1)
@@ -311,8 +309,9 @@ func collectElements(it *pebble.Iterator, cfg *Config, p Prefix, key []byte, roo
 		if err != nil {
 			return nil, err
 		}
+		whole := np.Bits() >= p.Bits() && np.truncate(p.Bits()) == p
 		for i := range n.elems {
-			if np.Bits() >= p.Bits() || prefixOfHash(&n.elems[i], p.Bits()) == p {
+			if whole || prefixOfHash(&n.elems[i], p.Bits()) == p {
 				out = append(out, ElementFromKeyHash(n.elems[i]))
 			}
 		}

@@ -87,6 +87,13 @@ func prefixOfHash(h *[16]byte, nbits int) Prefix {
 	return p
 }
 
+// truncate returns the first n bits of p; n must not exceed p.Bits().
+func (p Prefix) truncate(n int) Prefix {
+	p.n = uint8(n)
+	p.clearFrom(n)
+	return p
+}
+
 // clearFrom zeroes every bit at position >= n.
 func (p *Prefix) clearFrom(n int) {
 	i := n / 8

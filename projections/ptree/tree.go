@@ -269,6 +269,7 @@ func (t *Tree) split(n *node, depth int) error {
 			return corruptf(p, "child of a leaf is cached")
 		}
 		c := newEmptyLeaf(p, len(t.points))
+		c.elems = make([][16]byte, 0, t.cfg.SplitThreshold+1)
 		children[i] = c
 	}
 	for i := range n.elems {
@@ -386,8 +387,8 @@ func (t *Tree) evict() {
 // because the tree reads evicted nodes back from the store. If the commit
 // fails, or Flush returns an error, the caller must call Reset.
 func (t *Tree) Flush(w pebble.Writer) error {
-	if t.root == nil {
-		return nil // nothing loaded since Reset, so nothing changed
+	if len(t.dirty) == 0 && len(t.deleted) == 0 {
+		return nil // nothing changed; also the case after Reset
 	}
 	// The options are ignored by a *pebble.Batch, which is what callers
 	// pass; durability comes from the caller's commit.

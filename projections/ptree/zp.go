@@ -31,6 +31,7 @@ const (
 var (
 	rModP  = [3]uint64{0xa5804f1870d6b547, 0x862c9a994c8dd0db, 0} // R mod p: the field's one
 	r2ModP = [3]uint64{0x5e931f9f7f2a1e51, 0x8d2900fcfdf6ca30, 0} // R² mod p: converts into Montgomery form
+	r3ModP = [3]uint64{0xfb6e48f6e50f3ba8, 0xa06ea41ba2aa9d4b, 0} // R³ mod p: used by Inv
 )
 
 // modulusBig is p as a big.Int. Not used on hot paths.
@@ -173,38 +174,101 @@ func (z Zp) Add(y Zp) Zp {
 }
 
 // Sub returns z − y mod p.
-func (z Zp) Sub(y Zp) Zp {
-	var b uint64
-	var r Zp
-	r.m[0], b = bits.Sub64(z.m[0], y.m[0], 0)
-	r.m[1], b = bits.Sub64(z.m[1], y.m[1], b)
-	r.m[2], b = bits.Sub64(z.m[2], y.m[2], b)
-	if b != 0 {
-		var c uint64
-		r.m[0], c = bits.Add64(r.m[0], p0, 0)
-		r.m[1], c = bits.Add64(r.m[1], p1, c)
-		r.m[2], _ = bits.Add64(r.m[2], p2, c)
-	}
-	return r
-}
+func (z Zp) Sub(y Zp) Zp { return Zp{m: subMod(z.m, y.m)} }
 
 // Neg returns −z mod p.
 func (z Zp) Neg() Zp { return Zp{}.Sub(z) }
 
 // Mul returns z·y mod p.
 func (z Zp) Mul(y Zp) Zp {
-	var r Zp
-	montMul(&r.m, &z.m, &y.m)
-	return r
+	return Zp{m: montMul(z.m, y.m)}
 }
 
 // Square returns z² mod p.
 func (z Zp) Square() Zp { return z.Mul(z) }
 
-// Inv returns z⁻¹ mod p, computed as z^(p−2) (Fermat). The inverse of zero
-// is returned as zero; callers that divide check IsZero first.
+// Inv returns z⁻¹ mod p. The inverse of zero is returned as zero; callers
+// that divide check IsZero first.
 func (z Zp) Inv() Zp {
-	return z.exp(pMinus2)
+	if z.IsZero() {
+		return Zp{}
+	}
+	// binaryInverse inverts the Montgomery form aR as a plain number,
+	// giving a⁻¹R⁻¹; one Montgomery multiplication by R³ turns that into
+	// a⁻¹R, the Montgomery form of a⁻¹.
+	return Zp{m: montMul(binaryInverse(z.m), r3ModP)}
+}
+
+// binaryInverse returns a⁻¹ mod p for 0 < a < p with the binary extended
+// Euclidean algorithm, several times faster here than exponentiation.
+// Invariants: x1·a ≡ u and x2·a ≡ v (mod p).
+func binaryInverse(a [3]uint64) [3]uint64 {
+	u, v := a, pLimbs
+	x1, x2 := [3]uint64{1, 0, 0}, [3]uint64{}
+	for !isOne(u) && !isOne(v) {
+		for u[0]&1 == 0 {
+			u = shr1(u)
+			x1 = halveMod(x1)
+		}
+		for v[0]&1 == 0 {
+			v = shr1(v)
+			x2 = halveMod(x2)
+		}
+		if d, b := sub3(u, v); b == 0 {
+			u = d
+			x1 = subMod(x1, x2)
+		} else {
+			v, _ = sub3(v, u)
+			x2 = subMod(x2, x1)
+		}
+	}
+	if isOne(u) {
+		return x1
+	}
+	return x2
+}
+
+func isOne(v [3]uint64) bool { return v == [3]uint64{1, 0, 0} }
+
+// sub3 returns a − b and the borrow out.
+func sub3(a, b [3]uint64) ([3]uint64, uint64) {
+	var r [3]uint64
+	var c uint64
+	r[0], c = bits.Sub64(a[0], b[0], 0)
+	r[1], c = bits.Sub64(a[1], b[1], c)
+	r[2], c = bits.Sub64(a[2], b[2], c)
+	return r, c
+}
+
+// subMod returns a − b mod p for a, b < p.
+func subMod(a, b [3]uint64) [3]uint64 {
+	r, borrow := sub3(a, b)
+	if borrow != 0 {
+		var c uint64
+		r[0], c = bits.Add64(r[0], p0, 0)
+		r[1], c = bits.Add64(r[1], p1, c)
+		r[2], _ = bits.Add64(r[2], p2, c)
+	}
+	return r
+}
+
+// halveMod returns x/2 mod p for x < p: x+p is even when x is odd, and
+// below 2¹³⁰, so it fits.
+func halveMod(x [3]uint64) [3]uint64 {
+	if x[0]&1 != 0 {
+		var c uint64
+		x[0], c = bits.Add64(x[0], p0, 0)
+		x[1], c = bits.Add64(x[1], p1, c)
+		x[2], _ = bits.Add64(x[2], p2, c)
+	}
+	return shr1(x)
+}
+
+// Sqrt returns a square root of z and reports whether z is a square. As
+// p ≡ 3 (mod 4), the root is z^((p+1)/4).
+func (z Zp) Sqrt() (Zp, bool) {
+	s := z.exp(pPlus1Quarter)
+	return s, s.Square() == z
 }
 
 // Div returns z·y⁻¹ mod p (zero if y is zero).
@@ -212,9 +276,10 @@ func (z Zp) Div(y Zp) Zp { return z.Mul(y.Inv()) }
 
 // Exponents as little-endian limbs.
 var (
-	pMinus2     = [3]uint64{p0 - 2, p1, p2}
-	pMinus1Half = shr1([3]uint64{p0 - 1, p1, p2}) // (p−1)/2, the quadratic-character exponent
-	pLimbs      = [3]uint64{p0, p1, p2}
+	pMinus2       = [3]uint64{p0 - 2, p1, p2}             // p−2: z^(p−2) is z⁻¹ (Fermat), a cross-check in tests
+	pPlus1Quarter = shr1(shr1([3]uint64{p0 + 1, p1, p2})) // (p+1)/4, the square-root exponent
+	pMinus1Half   = shr1([3]uint64{p0 - 1, p1, p2})       // (p−1)/2, the quadratic-character exponent
+	pLimbs        = [3]uint64{p0, p1, p2}
 )
 
 func shr1(v [3]uint64) [3]uint64 {
@@ -324,63 +389,86 @@ func reduceOnce(v [3]uint64) [3]uint64 {
 
 // toMont converts a plain value below p into Montgomery form.
 func toMont(v [3]uint64) Zp {
-	var r Zp
-	montMul(&r.m, &v, &r2ModP)
-	return r
+	return Zp{m: montMul(v, r2ModP)}
 }
 
 // fromMont converts a Montgomery form back to the plain value.
 func fromMont(m [3]uint64) [3]uint64 {
-	var r [3]uint64
-	montMul(&r, &m, &[3]uint64{1, 0, 0})
-	return r
+	return montMul(m, [3]uint64{1, 0, 0})
 }
 
-// montMul sets z = x·y·2⁻¹⁹² mod p (CIOS Montgomery multiplication). It
-// needs x, y < p and gives z < p. Because p < 2¹²⁹ and R = 2¹⁹², the running
-// value t stays below 2p < 2¹³⁰, so four limbs of t suffice and the top limb
-// of p is 1, which saves a multiplication per round.
-func montMul(z, x, y *[3]uint64) {
-	var t0, t1, t2, t3 uint64
-	for i := 0; i < 3; i++ {
-		yi := y[i]
-		var c, carry, hi, lo uint64
+// montMul returns x·y·2⁻¹⁹² mod p (CIOS Montgomery multiplication,
+// unrolled). It needs x, y < p and returns a value below p.
+//
+// Because p < 2¹²⁹, the top limbs x[2] and y[2] are 0 or 1, so products
+// with them are masks, not multiplications, and the top limb of p is 1, so
+// m·p₂ is m. After each round the running value t is below 2p < 2¹³⁰
+// (the usual CIOS bound), so three limbs carry it between rounds.
+func montMul(x, y [3]uint64) [3]uint64 {
+	x0, x1, x2 := x[0], x[1], x[2]
+	var t0, t1, t2, t3, c, cc, m uint64
 
-		// t += x·yi
-		hi, lo = bits.Mul64(x[0], yi)
-		t0, c = bits.Add64(t0, lo, 0)
-		carry = hi + c
-		hi, lo = bits.Mul64(x[1], yi)
-		lo, c = bits.Add64(lo, carry, 0)
-		hi += c
-		t1, c = bits.Add64(t1, lo, 0)
-		carry = hi + c
-		hi, lo = bits.Mul64(x[2], yi)
-		lo, c = bits.Add64(lo, carry, 0)
-		hi += c
-		t2, c = bits.Add64(t2, lo, 0)
-		carry = hi + c
-		var t4 uint64
-		t3, t4 = bits.Add64(t3, carry, 0)
+	// Round 0: t = (x·y₀ + m·p) / 2⁶⁴.
+	y0 := y[0]
+	c, t0 = bits.Mul64(x0, y0)
+	c, t1 = madd1(x1, y0, c)
+	t2, t3 = bits.Add64(c, y0&-x2, 0)
+	m = t0 * pInv
+	c, _ = madd1(m, p0, t0)
+	c, t0 = madd2(m, p1, t1, c)
+	t1, cc = bits.Add64(t2, m, 0)
+	t2 = t3 + cc
+	t1, cc = bits.Add64(t1, c, 0)
+	t2 += cc
 
-		// t = (t + m·p) / 2⁶⁴ with m chosen so the low limb cancels.
-		m := t0 * pInv
-		hi, lo = bits.Mul64(m, p0)
-		_, c = bits.Add64(t0, lo, 0)
-		carry = hi + c
-		hi, lo = bits.Mul64(m, p1)
-		lo, c = bits.Add64(lo, carry, 0)
-		hi += c
-		t0, c = bits.Add64(t1, lo, 0)
-		carry = hi + c
-		// p2 == 1, so m·p2 is m.
-		lo, c = bits.Add64(m, carry, 0)
-		hi = c
-		t1, c = bits.Add64(t2, lo, 0)
-		carry = hi + c
-		t2, c = bits.Add64(t3, carry, 0)
-		t3 = t4 + c
-	}
-	// t < 2p < 2¹³⁰, so t3 is zero here.
-	*z = reduceOnce([3]uint64{t0, t1, t2})
+	// Round 1: t = (t + x·y₁ + m·p) / 2⁶⁴.
+	y1 := y[1]
+	c, t0 = madd1(x0, y1, t0)
+	c, t1 = madd2(x1, y1, t1, c)
+	t2, cc = bits.Add64(t2, c, 0)
+	t3 = cc
+	t2, cc = bits.Add64(t2, y1&-x2, 0)
+	t3 += cc
+	m = t0 * pInv
+	c, _ = madd1(m, p0, t0)
+	c, t0 = madd2(m, p1, t1, c)
+	t1, cc = bits.Add64(t2, m, 0)
+	t2 = t3 + cc
+	t1, cc = bits.Add64(t1, c, 0)
+	t2 += cc
+
+	// Round 2: y₂ is 0 or 1, so x·y₂ is x or 0.
+	mask := -y[2]
+	t0, cc = bits.Add64(t0, x0&mask, 0)
+	t1, cc = bits.Add64(t1, x1&mask, cc)
+	t2, t3 = bits.Add64(t2, x2&mask, cc)
+	m = t0 * pInv
+	c, _ = madd1(m, p0, t0)
+	c, t0 = madd2(m, p1, t1, c)
+	t1, cc = bits.Add64(t2, m, 0)
+	t2 = t3 + cc
+	t1, cc = bits.Add64(t1, c, 0)
+	t2 += cc
+
+	return reduceOnce([3]uint64{t0, t1, t2})
+}
+
+// madd1 returns a·b + c as (hi, lo).
+func madd1(a, b, c uint64) (hi, lo uint64) {
+	hi, lo = bits.Mul64(a, b)
+	var carry uint64
+	lo, carry = bits.Add64(lo, c, 0)
+	hi += carry
+	return hi, lo
+}
+
+// madd2 returns a·b + c + d as (hi, lo); it cannot overflow 128 bits.
+func madd2(a, b, c, d uint64) (hi, lo uint64) {
+	hi, lo = bits.Mul64(a, b)
+	var carry uint64
+	lo, carry = bits.Add64(lo, c, 0)
+	hi += carry
+	lo, carry = bits.Add64(lo, d, 0)
+	hi += carry
+	return hi, lo
 }

@@ -23,7 +23,8 @@ func TestConstants(t *testing.T) {
 		t.Errorf("R mod p = %x, want %x", got, want)
 	}
 	r2 := new(big.Int).Mul(r, r)
-	if got, want := limbsBig(r2ModP), r2.Mod(r2, p); got.Cmp(want) != 0 {
+	r2.Mod(r2, p)
+	if got, want := limbsBig(r2ModP), r2; got.Cmp(want) != 0 {
 		t.Errorf("R² mod p = %x, want %x", got, want)
 	}
 	two64 := new(big.Int).Lsh(big.NewInt(1), 64)
@@ -38,6 +39,36 @@ func TestConstants(t *testing.T) {
 	}
 	if got := limbsBig(pMinus2); got.Cmp(new(big.Int).Sub(p, big.NewInt(2))) != 0 {
 		t.Errorf("p−2 = %v", got)
+	}
+	quarter := new(big.Int).Rsh(new(big.Int).Add(p, big.NewInt(1)), 2)
+	if got := limbsBig(pPlus1Quarter); got.Cmp(quarter) != 0 {
+		t.Errorf("(p+1)/4 = %v, want %v", got, quarter)
+	}
+	r3 := new(big.Int).Mul(r2, r)
+	if got, want := limbsBig(r3ModP), r3.Mod(r3, p); got.Cmp(want) != 0 {
+		t.Errorf("R³ mod p = %x, want %x", got, want)
+	}
+}
+
+// TestInvFermat cross-checks the binary-GCD inverse against z^(p−2), and
+// Sqrt against squaring.
+func TestInvFermat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range 2000 {
+		z := randomZp(rng)
+		if i < 3 {
+			z = ZpFromInt64(int64(i) - 1)
+		}
+		if got, want := z.Inv(), z.exp(pMinus2); got != want {
+			t.Fatalf("Inv(%v) = %v, Fermat %v", z, got, want)
+		}
+		sq := z.Square()
+		if s, ok := sq.Sqrt(); !ok || (s != z && s != z.Neg()) {
+			t.Fatalf("Sqrt(%v²) = %v, %v", z, s, ok)
+		}
+		if _, ok := sq.Neg().Sqrt(); ok && !z.IsZero() { // −1 is a non-residue as p ≡ 3 (mod 4)
+			t.Fatalf("Sqrt(−%v²) reports a square", z)
+		}
 	}
 }
 

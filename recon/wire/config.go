@@ -212,7 +212,8 @@ func ParseConfig(m *ConfigMsg) (Config, error) {
 //
 //  1. version missing: "Missing entry in configdata"; not three
 //     dot-separated OCaml integers: "Error parsing configdata: ..."; below
-//     0.1.5: "Requires version at least 0.1.5.  <remote> provided ".
+//     0.1.5: "Requires version at least 0.1.5.  <remote> provided "
+//     (two spaces after "0.1.5.", one at the end).
 //  2. filters, split on "," as OCaml's Str.split does and compared as
 //     sets: "filters do not match.\n\tlocal filters: [ a b ]\n\tremote
 //     filters: [ a ]".

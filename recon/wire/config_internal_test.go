@@ -1,6 +1,11 @@
 package wire
 
-import "testing"
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"testing"
+)
 
 // TestOCamlIntOfString pins the int_of_string rules SKS's version parse
 // inherits (OCaml runtime ints.c parse_intnat, 63-bit ints).
@@ -61,5 +66,22 @@ func TestParseVersion(t *testing.T) {
 		if exn != tc.exn || (exn == "" && got != tc.want) {
 			t.Errorf("parseVersion(%q) = %v, %q; want %v, %q", tc.in, got, exn, tc.want, tc.exn)
 		}
+	}
+}
+
+// hugeMsg claims a body that does not fit a u32 frame length.
+type hugeMsg struct{ Elements }
+
+func (*hugeMsg) bodyLen() uint64 { return 1 << 32 }
+
+func TestFrameTooLong(t *testing.T) {
+	out, err := AppendMessage([]byte{1}, &hugeMsg{})
+	if !errors.Is(err, ErrInvalidMessage) || len(out) != 1 {
+		t.Errorf("AppendMessage = %d bytes, %v; want ErrInvalidMessage and nothing appended", len(out), err)
+	}
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	if err := WriteMessage(bw, &hugeMsg{}); !errors.Is(err, ErrInvalidMessage) || bw.Buffered() != 0 {
+		t.Errorf("WriteMessage = %v with %d bytes buffered", err, bw.Buffered())
 	}
 }

@@ -35,7 +35,9 @@
 //	zset     u32 count | count × zz      (also zarray; SKS sends sets in
 //	                                      ascending numeric order)
 //	prefix   u32 nbits | u32 ceil(nbits/8) | ceil(nbits/8) bytes,
-//	         bits MSB-first, unused low bits of the last byte zero.
+//	         bits MSB-first, unused low bits of the last byte zero
+//	         (written as zero; on reading they are cleared, as SKS
+//	         ignores them).
 //	         Root: 00000000 00000000; "01": 00000002 00000001 40
 //
 // # Frames

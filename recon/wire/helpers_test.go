@@ -43,17 +43,28 @@ func readShared(tb testing.TB, rel string) []byte {
 	return b
 }
 
-// sharedSeeds returns the capture files for fuzz seeds, or nothing when
-// the shared directory is absent (the fixture tests report that).
-func sharedSeeds(tb testing.TB) [][]byte {
+// sharedFile returns a file under the shared directory, or nil when it is
+// absent. Fuzz seeds use it: the fixture tests already report a missing
+// shared directory, and fuzzing still has the inline seeds.
+func sharedFile(tb testing.TB, rel string) []byte {
 	dir := os.Getenv("GRAPEVINE_SHARED")
 	if dir == "" {
 		dir = filepath.Join(filepath.Dir(testenv.RepoRoot(tb)), "shared")
 	}
+	b, err := os.ReadFile(filepath.Join(dir, rel))
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// sharedSeeds returns both directions of every recon capture that is
+// present (see sharedFile).
+func sharedSeeds(tb testing.TB) [][]byte {
 	var out [][]byte
 	for _, name := range reconFixtures {
 		for _, d := range directions {
-			if b, err := os.ReadFile(filepath.Join(dir, "fixtures/sks", name+d.suffix)); err == nil {
+			if b := sharedFile(tb, "fixtures/sks/"+name+d.suffix); b != nil {
 				out = append(out, b)
 			}
 		}

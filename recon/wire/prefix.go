@@ -41,9 +41,9 @@ func checkPrefix(nbits int, b []byte) string {
 	case len(b) != (nbits+7)/8:
 		return fmt.Sprintf("%d bits need %d bytes, got %d", nbits, (nbits+7)/8, len(b))
 	case nbits%8 != 0 && b[len(b)-1]&(0xff>>(nbits%8)) != 0:
-		// SKS builds prefixes bit by bit from zeroed bytes, so it never
-		// sends junk in the unused bits; accepting it would break the
-		// byte-for-byte round trip and make equal prefixes compare unequal.
+		// Equal prefixes must compare equal. (The decoder clears such
+		// bits instead, as SKS ignores them; NewPrefix takes our own
+		// values, where junk is a bug.)
 		return fmt.Sprintf("unused bits of last byte %#02x are not zero", b[len(b)-1])
 	}
 	return ""

@@ -27,47 +27,62 @@ const readChunk = 64 << 10
 // (nbMsgContainer.ml reads exactly the length and decodes from the front).
 func ReadMessage(r *bufio.Reader, lim Limits) (Message, error) {
 	lim = lim.norm()
-	var hdr [5]byte
-	if n, err := io.ReadFull(r, hdr[:4]); err != nil {
-		if n == 0 && err == io.EOF {
-			return nil, io.EOF
-		}
-		return nil, readErr(err, "frame", int64(n), "length")
-	}
-	length := binary.BigEndian.Uint32(hdr[:4])
-	if length == 0 {
+	// Peek rather than ReadFull into a local array, which would escape to
+	// the heap through io.Reader; the header is consumed once checked.
+	hdr, err := r.Peek(5)
+	if len(hdr) >= 4 && binary.BigEndian.Uint32(hdr) == 0 {
 		return nil, &DecodeError{What: "frame", Offset: 0, Reason: "length 0 leaves no room for the type byte", Err: ErrMalformed}
 	}
-	if _, err := io.ReadFull(r, hdr[4:]); err != nil {
+	if len(hdr) < 5 {
+		switch {
+		case len(hdr) == 0 && err == io.EOF:
+			return nil, io.EOF
+		case len(hdr) < 4:
+			return nil, readErr(err, "frame", int64(len(hdr)), "length")
+		}
 		return nil, readErr(err, "frame", 4, "type")
 	}
+	length := binary.BigEndian.Uint32(hdr)
 	t := MsgType(hdr[4])
 	if !t.Known() {
 		return nil, &DecodeError{What: "frame", Offset: 4, Reason: fmt.Sprintf("unexpected message code %d", hdr[4]), Err: ErrUnknownType}
 	}
-	what := t.String() + " frame"
 	if max := lim.frameLimit(t); uint64(length) > uint64(max) {
-		return nil, &DecodeError{What: what, Offset: 0, Reason: fmt.Sprintf("length %d exceeds limit %d", length, max), Err: ErrTooLarge}
+		return nil, &DecodeError{What: frameWhat(t), Offset: 0, Reason: fmt.Sprintf("length %d exceeds limit %d", length, max), Err: ErrTooLarge}
 	}
+	r.Discard(5) // peeked above, cannot fail
 	bodyLen := int(length) - 1
 	switch t {
 	case MsgSyncFail, MsgDone, MsgFlush:
 		if n, err := r.Discard(bodyLen); err != nil {
-			return nil, readErr(err, what, 5+int64(n), "body")
+			return nil, readErr(err, frameWhat(t), 5+int64(n), "body")
 		}
 		return emptyMessage(t), nil
 	}
-	body, err := readN(r, bodyLen)
-	if err != nil {
-		return nil, readErr(err, what, 5+int64(len(body)), "body")
+	var body []byte
+	if bodyLen <= r.Size() {
+		// Decode straight from the reader's buffer; messages copy what
+		// they keep, so nothing aliases it afterwards.
+		body, err = r.Peek(bodyLen)
+		if err != nil {
+			return nil, readErr(err, frameWhat(t), 5+int64(len(body)), "body")
+		}
+		defer r.Discard(bodyLen)
+	} else {
+		body, err = readN(r, bodyLen)
+		if err != nil {
+			return nil, readErr(err, frameWhat(t), 5+int64(len(body)), "body")
+		}
 	}
-	d := decoder{b: body, base: 5, what: what, lim: &lim}
-	m := d.message(t)
+	d := decoder{b: body, base: 5, t: t, lim: lim}
+	m := d.message()
 	if d.err != nil {
 		return nil, d.err
 	}
 	return m, nil
 }
+
+func frameWhat(t MsgType) string { return t.String() + " frame" }
 
 // ReadVerdict reads the bare Config verdict: the string "passed", or
 // "failed" and then the reason string (spec recon.md §4 step 4). Any other
@@ -202,14 +217,14 @@ type decoder struct {
 	b    []byte
 	off  int   // next byte of b
 	base int64 // frame offset of b[0], for error positions
-	what string
-	lim  *Limits
+	t    MsgType
+	lim  Limits
 	err  error
 }
 
 func (d *decoder) fail(sentinel error, format string, args ...any) {
 	if d.err == nil {
-		d.err = &DecodeError{What: d.what, Offset: d.base + int64(d.off), Reason: fmt.Sprintf(format, args...), Err: sentinel}
+		d.err = &DecodeError{What: frameWhat(d.t), Offset: d.base + int64(d.off), Reason: fmt.Sprintf(format, args...), Err: sentinel}
 	}
 }
 
@@ -264,15 +279,18 @@ func (d *decoder) prefix() Prefix {
 		d.off -= 4
 		d.fail(ErrMalformed, "prefix of %d bits needs %d bytes, length field says %d", nbits, want, n)
 	}
-	start := d.off
 	b := d.bytes(n, (MaxPrefixBits+7)/8, "prefix")
 	if d.err != nil {
 		return Prefix{}
 	}
-	if reason := checkPrefix(int(nbits), b); reason != "" {
-		d.off = start
-		d.fail(ErrMalformed, "prefix: %s", reason)
-		return Prefix{}
+	// SKS reads only the first nbits bits (Bitstring.of_bytes_nocopy), so
+	// it accepts junk in the unused bits of the last byte; so do we, and
+	// clear it so equal prefixes compare equal. No SKS or conflux peer
+	// sends any: they build prefixes bit by bit from zeroed bytes.
+	if r := nbits % 8; r != 0 && b[len(b)-1]&(0xff>>r) != 0 {
+		c := slices.Clone(b)
+		c[len(c)-1] &^= 0xff >> r
+		return Prefix{n: int(nbits), b: string(c)}
 	}
 	return Prefix{n: int(nbits), b: string(b)}
 }
@@ -297,14 +315,14 @@ func (d *decoder) set(field string) []Element {
 	}
 	s := make([]Element, n)
 	for i := range s {
-		copy(s[i][:], d.b[d.off:])
+		s[i] = Element(d.b[d.off : d.off+ElementSize])
 		d.off += ElementSize
 	}
 	return s
 }
 
-func (d *decoder) message(t MsgType) Message {
-	switch t {
+func (d *decoder) message() Message {
+	switch d.t {
 	case MsgReconRqstPoly:
 		m := &ReconRqstPoly{}
 		m.Prefix = d.prefix()
@@ -330,7 +348,7 @@ func (d *decoder) message(t MsgType) Message {
 		return d.config()
 	}
 	// ReadMessage handles the empty types and rejects unknown ones.
-	panic("recon/wire: decoder.message: unexpected type " + t.String())
+	panic("recon/wire: decoder.message: unexpected type " + d.t.String())
 }
 
 func (d *decoder) config() *ConfigMsg {

@@ -1,0 +1,222 @@
+package hkp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+)
+
+// AddResult reports what an upload did, key by key (fingerprints in
+// uppercase hex; failures as "what: why").
+type AddResult struct {
+	Added, Updated, Unchanged []string
+	Failed                    []string
+}
+
+// add serves POST /pks/add (hkp.md §9). The answer is 200 only after every
+// accepted key is durable in the log; nothing is appended when the
+// submission holds no usable key.
+func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxPostBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return errBadRequest("reading request body: %v", err)
+	}
+	keytext, wantJSON, err := keytextOf(r, body)
+	if err != nil {
+		return err
+	}
+	raws, err := pgpkey.Decode(keytext)
+	if err != nil {
+		return errBadRequest("no OpenPGP public key found: %v", err)
+	}
+	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(len(raws)))
+
+	var res AddResult
+	var events []*eventlog.Event
+	var novelKeys []*pgpkey.Key
+	var existed []bool
+	now := time.Now()
+	for _, raw := range raws {
+		k, err := pgpkey.ParseKey(raw)
+		if err != nil {
+			// A bare revocation certificate merges into the key it revokes.
+			if rk, ok := s.revocationKey(raw); ok {
+				k, err = rk, nil
+			}
+		}
+		if err != nil {
+			res.Failed = append(res.Failed, err.Error())
+			continue
+		}
+		novel, err := s.store.Novel(k)
+		if err != nil {
+			return err
+		}
+		if !novel {
+			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
+			continue
+		}
+		events = append(events, &eventlog.Event{
+			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: eventKeyBytes(raw, k),
+		})
+		novelKeys = append(novelKeys, k)
+		_, err = s.store.Latest(projections.RecordID(k))
+		existed = append(existed, err == nil)
+	}
+	if len(events) == 0 && len(res.Unchanged) == 0 {
+		return &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}
+	}
+	if len(events) > 0 {
+		last, err := s.app.Append(r.Context(), events...)
+		if err != nil {
+			s.log.Error().Err(err).Msg("append upload to log")
+			return &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}
+		}
+		// Read-your-writes: wait (bounded) until the projections serve it.
+		// The append is already durable, so a timeout still answers 200.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.ApplyWait)
+		err = s.store.WaitApplied(ctx, last)
+		cancel()
+		if err != nil {
+			s.log.Warn().Err(err).Uint64("index", uint64(last)).Msg("upload durable but not yet applied")
+		}
+		for i, k := range novelKeys {
+			if existed[i] {
+				res.Updated = append(res.Updated, k.Fingerprint().String())
+			} else {
+				res.Added = append(res.Added, k.Fingerprint().String())
+			}
+		}
+		s.log.Debug().Int("keys", len(events)).Uint64("index", uint64(last)).Msg("upload appended")
+	}
+	var out bytes.Buffer
+	if wantJSON {
+		w.Header().Set("Content-Type", "application/json")
+		err = WriteAddResultJSON(&out, res)
+	} else {
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		err = WriteAddResultHTML(&out, res)
+	}
+	if err != nil {
+		return err
+	}
+	return writeBody(w, r, out.Bytes())
+}
+
+// eventKeyBytes is what the log records for an accepted key: the bytes as
+// submitted, or, for a key the server had to build (a revocation
+// certificate merged into its key), that key's packets.
+func eventKeyBytes(raw *pgpkey.RawKey, k *pgpkey.Key) []byte {
+	if len(raw.Packets) > 0 && raw.Packets[0].Tag == pgpkey.TagPublicKey {
+		return bytes.Clone(raw.Raw)
+	}
+	return k.Marshal()
+}
+
+// keytextOf extracts the submitted key text from the body, whatever way the
+// client encoded it (hkp.md §9.1), and whether the client asked for JSON.
+func keytextOf(r *http.Request, body []byte) (keytext []byte, wantJSON bool, err error) {
+	wantJSON = strings.Contains(r.Header.Get("Accept"), "application/json")
+	ct := r.Header.Get("Content-Type")
+	mediatype, params, _ := mime.ParseMediaType(ct)
+	switch mediatype {
+	case "multipart/form-data":
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err := r.ParseMultipartForm(int64(len(body)) + 1024); err != nil {
+			return nil, false, errBadRequest("multipart body: %v", err)
+		}
+		if v := r.MultipartForm.Value["keytext"]; len(v) > 0 {
+			return []byte(v[0]), wantJSON || hasOption(r.MultipartForm.Value["options"]), nil
+		}
+		if f := r.MultipartForm.File["keytext"]; len(f) > 0 {
+			fh, err := f[0].Open()
+			if err != nil {
+				return nil, false, errBadRequest("multipart keytext: %v", err)
+			}
+			defer fh.Close()
+			b, err := io.ReadAll(fh)
+			return b, wantJSON, err
+		}
+		return nil, false, errBadRequest("multipart body has no keytext field")
+	case "application/pgp-keys", "application/pgp", "application/octet-stream":
+		return body, wantJSON, nil
+	}
+	_ = params
+	// application/x-www-form-urlencoded, or no Content-Type at all: SKS
+	// only needs the keytext field. Split pairs at the first '=' only, so
+	// an unencoded '=' inside the armor (Sequoia) survives.
+	found := false
+	for _, pair := range bytes.Split(body, []byte("&")) {
+		name, value, _ := bytes.Cut(pair, []byte("="))
+		switch string(bytes.TrimSpace(name)) {
+		case "keytext":
+			keytext = []byte(unescape(string(value)))
+			found = true
+		case "options":
+			wantJSON = wantJSON || hasOption([]string{unescape(string(value))})
+		}
+	}
+	if !found {
+		if bytes.Contains(body, []byte("-----BEGIN PGP")) {
+			return body, wantJSON, nil // a raw armored body without a form
+		}
+		return nil, false, errBadRequest("missing keytext field (send keytext=<armored key>, form-encoded)")
+	}
+	return keytext, wantJSON, nil
+}
+
+func hasOption(values []string) bool {
+	for _, v := range values {
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(strings.ToLower(o)); o == "mr" || o == "json" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// revocationKey turns an uploaded bare key revocation certificate into a
+// key that merges into the stored key it revokes: the stored primary key,
+// its first user ID group and the revocation signature. It verifies the
+// signature against the stored key, so nobody can attach a forged
+// revocation. It reports false when raw is not such a certificate.
+func (s *Server) revocationKey(raw *pgpkey.RawKey) (*pgpkey.Key, bool) {
+	if len(raw.Packets) != 1 || raw.Packets[0].Tag != pgpkey.TagSignature {
+		return nil, false
+	}
+	sig := raw.Packets[0]
+	issuer, ok := revocationIssuer(sig.Body)
+	if !ok {
+		return nil, false
+	}
+	recs, err := s.store.ByKeyID(issuer)
+	if err != nil {
+		return nil, false
+	}
+	for _, rec := range recs {
+		stored, err := projections.ParseEventKey(rec.Key)
+		if err != nil || stored.KeyID() != issuer || len(stored.UIDs) == 0 {
+			continue
+		}
+		if !verifyKeyRevocation(stored.Primary.Body, sig.Body) {
+			continue
+		}
+		return &pgpkey.Key{Primary: stored.Primary, DirectSigs: []pgpkey.Packet{sig}, UIDs: stored.UIDs[:1]}, true
+	}
+	return nil, false
+}

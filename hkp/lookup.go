@@ -1,0 +1,236 @@
+package hkp
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+
+	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+)
+
+// lookup serves GET /pks/lookup (hkp.md §3-§8).
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		return err
+	}
+	if q.op == "stats" {
+		return s.writeStats(w, r, q.mr || q.json)
+	}
+	if q.search == "" {
+		return errBadRequest("missing search parameter")
+	}
+	var recs []*projections.Record
+	if q.op == "hget" {
+		h, err := pgpkey.ParseKeyHash(q.search)
+		if err != nil {
+			return errBadRequest("hget needs a 32-hex-digit SKS key hash, not %q", q.search)
+		}
+		rec, err := s.store.ByHash(h)
+		if err != nil {
+			if err == projections.ErrNotFound {
+				return errNotFound("No keys found")
+			}
+			return err
+		}
+		recs = []*projections.Record{rec}
+	} else if recs, err = s.find(q); err != nil {
+		return err
+	}
+
+	keys := s.parseRecords(recs)
+	if q.op == "index" && q.mr && !s.cfg.IndexV6 {
+		keys = withoutV5V6(keys)
+	}
+	total := len(keys)
+	if total == 0 {
+		return errNotFound("No keys found")
+	}
+	if q.limit >= 0 && q.limit < len(keys) {
+		keys = keys[:q.limit]
+	}
+	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(total))
+
+	var body bytes.Buffer
+	switch q.op {
+	case "get", "hget":
+		armored, err := s.armorKeys(keys)
+		if err != nil {
+			return err
+		}
+		if q.mr {
+			w.Header().Set("Content-Type", "application/pgp-keys; charset=UTF-8")
+			w.Header().Set("Content-Disposition", "attachment; filename=gpgkey.asc")
+			body.Write(armored)
+		} else {
+			w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+			if err := WriteGetHTML(&body, q.search, armored); err != nil {
+				return err
+			}
+		}
+	case "index", "vindex":
+		switch {
+		case q.mr:
+			w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+			err = WriteMRIndex(&body, keys, time.Now())
+		case q.op == "vindex":
+			w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+			err = WriteHTMLVIndex(&body, q.search, keys, IndexOptions{Fingerprint: q.fingerprint, Hash: q.hash}, s.issuerLookup(), time.Now())
+		default:
+			w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+			err = WriteHTMLIndex(&body, q.search, keys, IndexOptions{Fingerprint: q.fingerprint, Hash: q.hash})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return writeBody(w, r, body.Bytes())
+}
+
+func writeBody(w http.ResponseWriter, r *http.Request, body []byte) error {
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, err := w.Write(body)
+		return err
+	}
+	return nil
+}
+
+// find resolves a search (hkp.md §4) to records.
+func (s *Server) find(q query) ([]*projections.Record, error) {
+	id, err := classifySearch(q.search)
+	if err != nil {
+		return nil, err
+	}
+	if id != nil {
+		switch id.hexDigits {
+		case 8:
+			return s.store.ByShortID(uint32(id.raw[0])<<24 | uint32(id.raw[1])<<16 | uint32(id.raw[2])<<8 | uint32(id.raw[3]))
+		case 16:
+			var v uint64
+			for _, b := range id.raw {
+				v = v<<8 | uint64(b)
+			}
+			return s.store.ByKeyID(pgpkey.KeyID(v))
+		default: // 32 (v3), 40 (v4), 64 (v5/v6) fingerprints
+			return s.store.ByFingerprint(id.raw)
+		}
+	}
+	if q.exact {
+		if addr := mailbox(q.search); addr != "" {
+			recs, err := s.store.SearchEmail(addr, s.cfg.MaxMatches)
+			if err != nil || len(recs) > 0 {
+				return recs, err
+			}
+		}
+	}
+	words := projections.Words(q.search)
+	if len(words) == 0 {
+		return nil, nil
+	}
+	return s.store.SearchWords(words, projections.SearchLimits{MaxMatches: s.cfg.MaxMatches, MaxInternalMatches: s.cfg.MaxInternalMatches})
+}
+
+// mailbox returns the address of "addr", "<addr>" or "Name <addr>", or "".
+func mailbox(search string) string {
+	s := strings.TrimSpace(search)
+	if !strings.Contains(s, "<") {
+		s = "<" + s + ">"
+	}
+	return projections.Email(s)
+}
+
+// parseRecords parses stored keys; a record that fails to parse (only
+// possible after a bug or disk damage) is skipped and logged, so one
+// unusual key never fails a whole answer.
+func (s *Server) parseRecords(recs []*projections.Record) []*pgpkey.Key {
+	keys := make([]*pgpkey.Key, 0, len(recs))
+	for _, rec := range recs {
+		k, err := projections.ParseEventKey(rec.Key)
+		if err != nil {
+			s.log.Error().Err(err).Str("key_hash", rec.Hash.String()).Msg("stored key does not parse")
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func withoutV5V6(keys []*pgpkey.Key) []*pgpkey.Key {
+	out := keys[:0:0]
+	for _, k := range keys {
+		if k.Version() <= 4 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// armorKeys writes all keys in one armor block with a CRC and a final
+// newline (hkp.md §5.1).
+func (s *Server) armorKeys(keys []*pgpkey.Key) ([]byte, error) {
+	var buf bytes.Buffer
+	headers := map[string]string{}
+	if s.cfg.Hostname != "" {
+		headers["Comment"] = "Hostname: " + truncate(s.cfg.Hostname, 53)
+	}
+	aw, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", headers)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if _, err := aw.Write(k.Marshal()); err != nil {
+			return nil, err
+		}
+	}
+	if err := aw.Close(); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// issuerLookup names signers on vindex pages by their primary user ID.
+func (s *Server) issuerLookup() IssuerLookup {
+	return func(id pgpkey.KeyID) (string, bool) {
+		recs, err := s.store.ByKeyID(id)
+		if err != nil || len(recs) == 0 {
+			return "", false
+		}
+		k, err := projections.ParseEventKey(recs[0].Key)
+		if err != nil {
+			return "", false
+		}
+		sum := k.Summary()
+		for _, u := range sum.UIDs {
+			if u.Primary && !u.IsAttribute {
+				return u.Text, true
+			}
+		}
+		for _, u := range sum.UIDs {
+			if !u.IsAttribute {
+				return u.Text, true
+			}
+		}
+		return "", false
+	}
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	return writeBody(w, r, []byte(fmt.Sprintf("OK\napplied: %d\n", s.store.Applied())))
+}

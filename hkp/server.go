@@ -1,0 +1,276 @@
+package hkp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections"
+)
+
+// Appender appends events durably to the log; *eventlog.Log implements it.
+type Appender interface {
+	Append(ctx context.Context, events ...*eventlog.Event) (eventlog.Index, error)
+}
+
+// StatsSource supplies what the stats page shows besides key counts: the
+// peers from membership and mailsync as written there. It may be nil.
+type StatsSource interface {
+	GossipPeers() []string
+	MailsyncPeers() []string
+}
+
+// Config configures a Server. Zero durations mean the DefaultConfig value.
+type Config struct {
+	Logger zerolog.Logger
+	// ServerHeader is the Server response header. It must not be "sks_www":
+	// pool spiders treat that token as an unproxied SKS (hkp.md §1.5).
+	ServerHeader string
+	// Version is the version shown on the stats page; spiders parse it with
+	// ^\d+\.\d+\.\d+\+?$ (hkp.md §1.5).
+	Version string
+	// Software names the product in the JSON stats.
+	Software string
+	// Hostname, Nodename, Contact, HTTPPort, ReconPort and DebugLevel are
+	// shown on the stats page (sksconf hostname, nodename, server_contact).
+	Hostname, Nodename, Contact string
+	HTTPPort, ReconPort         int
+	DebugLevel                  int
+	// MaxPostBytes caps request bodies of /pks/add and /pks/hashquery;
+	// larger bodies get 413. Default 8 MiB (nginx's common
+	// client_max_body_size; SKS had 5 MiB).
+	MaxPostBytes int64
+	// MaxMatches and MaxInternalMatches bound word searches (sksconf
+	// max_matches 500, max_internal_matches 20000; hkp.md §4.2).
+	MaxMatches, MaxInternalMatches int
+	// MaxHashqueryHashes bounds one /pks/hashquery request. Default 10000
+	// (SKS asks for 100 at a time).
+	MaxHashqueryHashes int
+	// ApplyWait bounds how long an upload waits, after its durable append,
+	// for the projections to apply it so the key is served at once.
+	// The upload is answered 200 either way. Default 5 s.
+	ApplyWait time.Duration
+	// AccessLog logs one line per request with the client address and
+	// query. Off by default: HKP queries reveal who looks for whom.
+	AccessLog bool
+	// Timeouts of the http.Server (see net/http). Defaults: read header 10 s,
+	// read 60 s, write 120 s, idle 120 s.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// IndexV6 includes v5 and v6 keys in machine-readable index answers.
+	// Off by default: older clients reject 64-hex fingerprints (hkp.md §6.1).
+	IndexV6 bool
+}
+
+// DefaultConfig returns the configuration `grapevine serve` starts from.
+func DefaultConfig() Config {
+	return Config{
+		Logger:             zerolog.Nop(),
+		ServerHeader:       "grapevine",
+		Version:            "1.1.6",
+		Software:           "grapevine",
+		MaxPostBytes:       8 << 20,
+		MaxMatches:         500,
+		MaxInternalMatches: 20000,
+		MaxHashqueryHashes: 10000,
+		ApplyWait:          5 * time.Second,
+		ReadHeaderTimeout:  10 * time.Second,
+		ReadTimeout:        60 * time.Second,
+		WriteTimeout:       120 * time.Second,
+		IdleTimeout:        120 * time.Second,
+	}
+}
+
+// Validate reports the first unusable field.
+func (c Config) Validate() error {
+	switch {
+	case c.ServerHeader == "" || strings.HasPrefix(strings.ToLower(c.ServerHeader), "sks_www"):
+		return fmt.Errorf("hkp: ServerHeader %q: must be set and not sks_www", c.ServerHeader)
+	case c.MaxPostBytes < 1024:
+		return fmt.Errorf("hkp: MaxPostBytes %d: must be at least 1024", c.MaxPostBytes)
+	case c.MaxMatches < 1 || c.MaxInternalMatches < 1:
+		return fmt.Errorf("hkp: MaxMatches %d / MaxInternalMatches %d: must be positive", c.MaxMatches, c.MaxInternalMatches)
+	case c.MaxHashqueryHashes < 1:
+		return fmt.Errorf("hkp: MaxHashqueryHashes %d: must be positive", c.MaxHashqueryHashes)
+	case c.ApplyWait < 0 || c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
+		return fmt.Errorf("hkp: timeouts must be positive")
+	}
+	return nil
+}
+
+// Server answers HKP requests from the projections and appends uploads to
+// the log. It is an http.Handler; Serve runs it on a listener.
+type Server struct {
+	cfg   Config
+	log   zerolog.Logger
+	store *projections.Store
+	app   Appender
+	stats StatsSource
+	mux   *http.ServeMux
+}
+
+// New returns a Server. stats may be nil.
+func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger.With().Str("component", "hkp").Logger(),
+		store: store,
+		app:   app,
+		stats: stats,
+		mux:   http.NewServeMux(),
+	}
+	s.mux.Handle("/pks/lookup", s.handle(s.lookup, "GET", "HEAD"))
+	s.mux.Handle("/pks/add", s.handle(s.add, "POST"))
+	s.mux.Handle("/pks/hashquery", s.handle(s.hashquery, "POST"))
+	s.mux.Handle("/pks/stats", s.handle(s.statsPage, "GET", "HEAD"))
+	s.mux.Handle("/pks/health", s.handle(s.health, "GET", "HEAD"))
+	s.mux.Handle("/", s.handle(s.web, "GET", "HEAD"))
+	return s, nil
+}
+
+// ServeHTTP sets the headers every answer carries (hkp.md §1.3, §1.4) and
+// dispatches.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Server", s.cfg.ServerHeader)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Pragma", "no-cache")
+	h.Set("Expires", "0")
+	h.Set("Access-Control-Allow-Origin", "*")
+	if s.cfg.AccessLog {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: 200}
+		s.mux.ServeHTTP(rec, r)
+		s.log.Info().Str("remote_addr", r.RemoteAddr).Str("method", r.Method).Str("uri", r.RequestURI).
+			Int("status", rec.status).Int64("bytes", rec.bytes).Dur("took", time.Since(start)).Msg("request")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// httpError is an error with the status and SKS-style page it maps to.
+type httpError struct {
+	code    int
+	title   string // SKS error page title, e.g. "No results found"
+	message string // shown to the client; never internal details
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("%d %s: %s", e.code, e.title, e.message) }
+
+func errNotFound(msg string) error { return &httpError{http.StatusNotFound, "No results found", msg} }
+func errBadRequest(format string, args ...any) error {
+	return &httpError{http.StatusBadRequest, "Bad request", fmt.Sprintf(format, args...)}
+}
+
+// handle adapts a handler returning an error: the one place errors become
+// HTTP answers. OPTIONS is answered for CORS preflights on every path.
+func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error, methods ...string) http.Handler {
+	allow := strings.Join(append(methods, "OPTIONS"), ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			h := w.Header()
+			h.Set("Allow", allow)
+			h.Set("Access-Control-Allow-Methods", allow)
+			h.Set("Access-Control-Allow-Headers", "Content-Type")
+			h.Set("Access-Control-Max-Age", "86400")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		ok := false
+		for _, m := range methods {
+			if r.Method == m {
+				ok = true
+			}
+		}
+		if !ok {
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, &httpError{http.StatusMethodNotAllowed, "Method not allowed", r.Method + " is not supported here; use " + allow})
+			return
+		}
+		if err := fn(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+	case errors.As(err, &mbe):
+		he = &httpError{http.StatusRequestEntityTooLarge, "Request Entity Too Large",
+			fmt.Sprintf("request body larger than %d bytes", mbe.Limit)}
+		w.Header().Set("Connection", "close")
+	case errors.Is(err, projections.ErrTooManyResponses), errors.Is(err, projections.ErrInsufficientlySpecific):
+		// SKS answers 500 with these texts; clients match on them (hkp.md §11).
+		he = &httpError{http.StatusInternalServerError, "Error handling request", err.Error()}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		he = &httpError{http.StatusServiceUnavailable, "Service unavailable", "the request could not be completed in time; try again"}
+	default:
+		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("request failed")
+		he = &httpError{http.StatusInternalServerError, "Error handling request", "internal error"}
+	}
+	page := ErrorPageHTML(he.title, he.message)
+	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+	w.Header().Set("Content-Length", fmt.Sprint(len(page)))
+	w.WriteHeader(he.code)
+	if r.Method != http.MethodHead {
+		w.Write([]byte(page))
+	}
+}
+
+// Serve serves HKP on ln until ctx is done, then shuts down gracefully,
+// letting in-flight requests finish for up to 10 s.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          nil,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-done
+		return nil
+	}
+	return err
+}
