@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	mrand "math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,7 @@ func sigsKey(t testing.TB) *pgpkey.Key {
 	}
 	revKey := subpacket(12, append([]byte{0x80, 1}, bytes.Repeat([]byte{0xab}, 20)...))
 	year := binary.BigEndian.AppendUint32(nil, 365*24*3600)
+	years := binary.BigEndian.AppendUint32(nil, 5*365*24*3600)
 	hour := binary.BigEndian.AppendUint32(nil, 3600)
 	third := [][]byte{
 		rawV4Sig(0x10, at(48*time.Hour), knownSigner,
@@ -74,7 +76,7 @@ func sigsKey(t testing.TB) *pgpkey.Key {
 			subpacket(26, []byte("javascript:alert(1)")),
 			subpacket(28, []byte("Mallory <script>x</script>"))),
 		rawV4Sig(0x13, at(72*time.Hour), knownSigner, subpacket(3, hour)),
-		rawV4Sig(0x11, at(96*time.Hour), knownSigner, subpacket(3, year), subpacket(9, year)),
+		rawV4Sig(0x11, at(96*time.Hour), knownSigner, subpacket(3, years), subpacket(9, year)),
 		rawV4SigHash(0x10, 1, at(30*time.Hour), unknownSigner), // MD5
 		rawV3Sig(0x10, at(36*time.Hour), knownSigner),
 		rawV4Sig(0x10, at(40*time.Hour), 0), // no issuer
@@ -97,6 +99,8 @@ func sigsKey(t testing.TB) *pgpkey.Key {
 		rawV4Sig(0x20, at(time.Hour), unknownSigner),
 		[]byte{0xde, 0xad})
 }
+
+var sigDate = regexp.MustCompile(`\d{4}-\d\d-\d\d`)
 
 func sigsLookup(id pgpkey.KeyID) (string, bool) {
 	if id == knownSigner {
@@ -153,7 +157,7 @@ func TestFormatHTMLVIndexSignatures(t *testing.T) {
 		{"SignerUID", "sig  sig2  " + getUnknown + " 2025-03-05 __________ __________ " +
 			`<a href="/pks/lookup?op=vindex&amp;hash=on&amp;search=0x1111222233334444">Mallory &lt;script&gt;x&lt;&#x2F;script&gt;</a>`},
 		{"Expired", `sig <span class="warn"> exp3 </span> ` + getKnown + " 2025-03-07 2025-03-07 __________ " + known},
-		{"KeyExpiry", "sig  sig1  " + getKnown + " 2025-03-08 2026-03-08 2026-03-04 " + known},
+		{"KeyExpiry", "sig  sig1  " + getKnown + " 2025-03-08 2030-03-07 2026-03-04 " + known},
 		{"MD5Fallback", "sig  sig   " + getUnknown + " 2025-03-05 __________ __________ " +
 			`<a href="/pks/lookup?op=vindex&amp;hash=on&amp;search=0x1111222233334444">[]</a>`},
 		{"V3", "sig  sig   " + getKnown + " 2025-03-05 __________ __________ " + known},
@@ -184,7 +188,7 @@ func TestFormatHTMLVIndexSignatures(t *testing.T) {
 			continue
 		}
 		if inPrimary && strings.HasPrefix(l, "sig ") {
-			dates = append(dates, strings.Fields(l[strings.Index(l, "</a>")+4:])[0])
+			dates = append(dates, sigDate.FindString(l))
 		}
 	}
 	for i := 1; i < len(dates); i++ {

@@ -46,6 +46,8 @@ func exitCode(err error) int {
 const usage = `usage: grapevine <command> [flags]
 
 commands:
+  serve    run the keyserver: HKP on 11371, recon on 11370 (sksconf)
+  recon    reconcile with one peer now
   import   load dump files (binary or armored keys) into the log and indexes
   replay   rebuild every projection from the log
   dump     write SKS-format dump files of the keys as of a log index or time
@@ -72,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return env.dumpCmd(ctx, rest)
 	case "stats":
 		return env.statsCmd(ctx, rest)
+	case "serve":
+		return env.serveCmd(ctx, rest)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "grapevine %s\n", version)
 		return nil

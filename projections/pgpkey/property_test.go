@@ -15,7 +15,9 @@ type keyGen struct {
 	rng *rand.Rand
 }
 
-func newKeyGen(seed uint64) *keyGen { return &keyGen{rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))} }
+func newKeyGen(seed uint64) *keyGen {
+	return &keyGen{rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+}
 
 func (g *keyGen) body(first byte, maxLen int) []byte {
 	n := 1 + g.rng.IntN(maxLen)

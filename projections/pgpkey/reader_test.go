@@ -350,7 +350,7 @@ func TestReaderBoundedMemory(t *testing.T) {
 	// A header claiming a 63 MiB body followed by a few bytes must not make
 	// the Reader allocate 63 MiB.
 	data := []byte{0x98, 0x08, 4, 0, 0, 0, 1, 22, 0, 0} // a small v4 primary
-	data = append(data, 0x8a, 0x03, 0xf0, 0x00, 0x00)  // sig, 63 MiB
+	data = append(data, 0x8a, 0x03, 0xf0, 0x00, 0x00)   // sig, 63 MiB
 	data = append(data, make([]byte, 100)...)
 	var before, after runtime.MemStats
 	runtime.GC()

@@ -209,10 +209,10 @@ func keyExpiry(created time.Time, sig *packet.Signature) time.Time {
 // verifier checks self-signatures of one primary key. A nil *verifier
 // (the primary could not be parsed) parses nothing and verifies nothing.
 type verifier struct {
-	pk     *packet.PublicKey
-	body   []byte // primary key packet body, hashed as is
-	fpr    []byte
-	keyID  uint64
+	pk    *packet.PublicKey
+	body  []byte // primary key packet body, hashed as is
+	fpr   []byte
+	keyID uint64
 }
 
 func newVerifier(primary Packet) *verifier {

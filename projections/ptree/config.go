@@ -23,8 +23,9 @@ const (
 // with DefaultConfig and change fields before Open.
 type Config struct {
 	// KeyPrefix is prepended to every Pebble key the tree owns (see doc.go
-	// for the layout). Empty means the tree owns the keyspace root; the
-	// projections package gives each projection its own prefix.
+	// for the layout). The tree owns every key that starts with it, so it
+	// must not be a prefix of another projection's keys. Empty means the
+	// tree owns the whole keyspace.
 	KeyPrefix []byte
 
 	// MaxCachedNodes bounds the clean nodes the writer keeps in memory.

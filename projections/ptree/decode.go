@@ -132,9 +132,12 @@ const maxSplitAttempts = 128
 // Otherwise, and for the zero polynomial, it returns an error wrapping
 // ErrLowMBar.
 //
-// Roots are found by equal-degree splitting with gcd(f, (z+a)^((p−1)/2) − 1),
-// as SKS decode.ml factor does. The values of a come from a PRNG with a
-// fixed seed, so the result and the work done are deterministic.
+// Like SKS decode.ml (factor_check, then factor), it first checks that
+// z^p ≡ z (mod f), then splits f with gcd(f, (z+a)^((p−1)/2) − 1) for
+// random a until only linear factors remain. The values of a come from a
+// PRNG with a fixed seed, so the result and the work done are
+// deterministic. Quadratics, including the pieces the splitting produces,
+// are solved with the quadratic formula instead; the roots are the same.
 func Factor(f Poly) ([]Zp, error) {
 	f = f.trim()
 	if len(f) == 0 {

@@ -157,10 +157,15 @@ func newRSAKey(s *stream, bits int) (*rsaKey, error) {
 
 // usablePrime reports whether p is (almost certainly) prime and p-1 is
 // coprime to the public exponent. ProbablyPrime(0) runs Baillie-PSW, which
-// is deterministic and has no known counterexample.
+// is deterministic and has no known counterexample; a Fermat test to base 2
+// first rejects composites without the cost of ProbablyPrime's setup.
 func usablePrime(p *big.Int) bool {
 	var r big.Int
-	if r.Sub(p, big.NewInt(1)).Mod(&r, big.NewInt(rsaExponent)).Sign() == 0 {
+	pm1 := new(big.Int).Sub(p, big.NewInt(1))
+	if r.Mod(pm1, big.NewInt(rsaExponent)).Sign() == 0 {
+		return false
+	}
+	if r.Exp(big.NewInt(2), pm1, p).Cmp(big.NewInt(1)) != 0 {
 		return false
 	}
 	return p.ProbablyPrime(0)
