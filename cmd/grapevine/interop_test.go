@@ -41,12 +41,21 @@ func freePort(t *testing.T) int {
 // appended to sksconf.
 func startDaemon(t *testing.T, extraConf ...string) (hkpURL, dir string) {
 	t.Helper()
-	dir = t.TempDir()
+	return startDaemonIn(t, t.TempDir(), nil, extraConf...)
+}
+
+// startDaemonIn is startDaemon on a given basedir; prepare, if not nil,
+// runs after sksconf is written and before the daemon starts.
+func startDaemonIn(t *testing.T, dir string, prepare func(dir string), extraConf ...string) (hkpURL, _ string) {
+	t.Helper()
 	port := freePort(t)
 	conf := fmt.Sprintf("hkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\nhostname: keys.test\n%s\n",
 		port, freePort(t), strings.Join(extraConf, "\n"))
 	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(dir)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

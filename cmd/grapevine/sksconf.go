@@ -1090,12 +1090,18 @@ func parseOCamlInt(s string) (int, error) {
 	if signed && (res > 1<<62 || (!neg && res == 1<<62)) {
 		return 0, fmt.Errorf("%s: integer out of range", quoteTrunc(s))
 	}
-	v := int64(res)
-	if res >= 1<<62 { // 63-bit two's complement
-		v = int64(res-limit/2) - limit/2
-	}
+	v := int64(res) // res < 2^63
 	if neg {
 		v = -v
+	}
+	// OCaml keeps the low 63 bits (Val_long); only the unsigned forms can
+	// leave that range.
+	if v >= 1<<62 {
+		v -= 1 << 62
+		v -= 1 << 62
+	} else if v < -1<<62 {
+		v += 1 << 62
+		v += 1 << 62
 	}
 	return int(v), nil
 }

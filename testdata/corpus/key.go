@@ -44,10 +44,10 @@ func (b *builder) ident(i uint64) (*ident, error) {
 
 // keyStats describes one built key for Stats.
 type keyStats struct {
-	cls                                       *class
-	packets, uids, revokedUIDs                int
-	subkeys, revokedSubkeys, sigs, certs      int
-	revoked, expiring                         bool
+	cls                                  *class
+	packets, uids, revokedUIDs           int
+	subkeys, revokedSubkeys, sigs, certs int
+	revoked, expiring                    bool
 }
 
 // userID is one user ID of the key being built, with what is signed on it.
@@ -79,12 +79,12 @@ var (
 )
 
 const (
-	primaryUIDChance   ppm = 600_000 // of keys with several user IDs, the first is flagged primary
-	certOnPrimaryUID   ppm = 750_000 // certifiers mostly sign the primary user ID
-	certRevokedChance  ppm = 10_000
-	uidRevokeText      ppm = 300_000
-	rotationMinAge         = 30 * day
-	laterUIDMaxAge         = 3 * 365 * day
+	primaryUIDChance  ppm = 600_000 // of keys with several user IDs, the first is flagged primary
+	certOnPrimaryUID  ppm = 750_000 // certifiers mostly sign the primary user ID
+	certRevokedChance ppm = 10_000
+	uidRevokeText     ppm = 300_000
+	rotationMinAge        = 30 * day
+	laterUIDMaxAge        = 3 * 365 * day
 )
 
 // build returns the transferable public key at position i.
