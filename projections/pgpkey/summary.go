@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash"
+	"slices"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
@@ -98,23 +99,19 @@ func (k *Key) Summary() Summary {
 	v := newVerifier(k.Primary)
 	s.Verified = v != nil
 
-	var newestDirect *packet.Signature
+	var revs, directs []*packet.Signature
 	for _, p := range k.DirectSigs {
-		sig := v.parseSig(p)
-		if sig == nil {
-			continue
-		}
-		switch sig.SigType {
-		case sigKeyRevoke:
-			if v.verify(sig) {
-				s.Revoked = true
-			}
-		case sigDirectKey:
-			if (newestDirect == nil || sig.CreationTime.After(newestDirect.CreationTime)) && v.verify(sig) {
-				newestDirect = sig
+		if sig := v.parseSig(p); sig != nil {
+			switch sig.SigType {
+			case sigKeyRevoke:
+				revs = append(revs, sig)
+			case sigDirectKey:
+				directs = append(directs, sig)
 			}
 		}
 	}
+	s.Revoked = newestValid(revs, func(sig *packet.Signature) bool { return v.verify(sig) }) != nil
+	newestDirect := newestValid(directs, func(sig *packet.Signature) bool { return v.verify(sig) })
 
 	var primaryCert *packet.Signature // newest cert of the primary UID
 	primaryIdx := -1
@@ -124,23 +121,20 @@ func (k *Key) Summary() Summary {
 		if !u.IsAttribute {
 			u.Text = string(g.Packet.Body)
 		}
-		var cert, rev *packet.Signature
+		var certs, uidRevs []*packet.Signature
 		for _, p := range g.Sigs {
 			sig := v.parseSig(p)
-			if sig == nil {
-				continue
-			}
 			switch {
+			case sig == nil:
 			case sig.SigType >= sigGenericCert && sig.SigType <= sigPositiveCert:
-				if (cert == nil || sig.CreationTime.After(cert.CreationTime)) && v.verify(sig, g.Packet) {
-					cert = sig
-				}
+				certs = append(certs, sig)
 			case sig.SigType == sigCertRevoke:
-				if (rev == nil || sig.CreationTime.After(rev.CreationTime)) && v.verify(sig, g.Packet) {
-					rev = sig
-				}
+				uidRevs = append(uidRevs, sig)
 			}
 		}
+		verifyUID := func(sig *packet.Signature) bool { return v.verify(sig, g.Packet) }
+		cert := newestValid(certs, verifyUID)
+		rev := newestValid(uidRevs, verifyUID)
 		if cert != nil {
 			u.Created = cert.CreationTime.UTC()
 			if cert.SigLifetimeSecs != nil && *cert.SigLifetimeSecs != 0 {
@@ -181,29 +175,38 @@ func (k *Key) Summary() Summary {
 			Bits:        sinfo.bits,
 			Created:     sinfo.created,
 		}
-		var bind *packet.Signature
+		var binds, subRevs []*packet.Signature
 		for _, p := range g.Sigs {
-			sig := v.parseSig(p)
-			if sig == nil {
-				continue
-			}
-			switch sig.SigType {
-			case sigSubkeyBind:
-				if (bind == nil || sig.CreationTime.After(bind.CreationTime)) && v.verifySubkey(sig, g.Packet) {
-					bind = sig
-				}
-			case sigSubkeyRevoke:
-				if v.verifySubkey(sig, g.Packet) {
-					sub.Revoked = true
+			if sig := v.parseSig(p); sig != nil {
+				switch sig.SigType {
+				case sigSubkeyBind:
+					binds = append(binds, sig)
+				case sigSubkeyRevoke:
+					subRevs = append(subRevs, sig)
 				}
 			}
 		}
-		if bind != nil {
+		verifySub := func(sig *packet.Signature) bool { return v.verifySubkey(sig, g.Packet) }
+		if bind := newestValid(binds, verifySub); bind != nil {
 			sub.Expires = keyExpiry(sub.Created, bind)
 		}
+		sub.Revoked = newestValid(subRevs, verifySub) != nil
 		s.Subkeys = append(s.Subkeys, sub)
 	}
 	return s
+}
+
+// newestValid returns the newest signature of sigs that verifies, or nil.
+// It verifies newest first and stops at the first success, so a user ID
+// with a long history of self-signatures costs one verification.
+func newestValid(sigs []*packet.Signature, verify func(*packet.Signature) bool) *packet.Signature {
+	slices.SortStableFunc(sigs, func(a, b *packet.Signature) int { return b.CreationTime.Compare(a.CreationTime) })
+	for _, sig := range sigs {
+		if verify(sig) {
+			return sig
+		}
+	}
+	return nil
 }
 
 func keyExpiry(created time.Time, sig *packet.Signature) time.Time {
@@ -269,7 +272,7 @@ func (v *verifier) verifySignature(h hash.Hash, sig *packet.Signature) (ok bool)
 // parseSig parses a signature packet that claims to be issued by the
 // primary key. It returns nil for anything else.
 func (v *verifier) parseSig(p Packet) *packet.Signature {
-	if v == nil || p.Tag != TagSignature {
+	if v == nil || p.Tag != TagSignature || !v.maybeSelfSig(p.Body) {
 		return nil
 	}
 	pp, err := readPacket(p)
@@ -292,6 +295,82 @@ func (v *verifier) parseSig(p Packet) *packet.Signature {
 	}
 	// No issuer subpacket at all: let verification decide.
 	return sig
+}
+
+// maybeSelfSig is a cheap filter run before go-crypto parses a signature:
+// it reports false for signatures the summary certainly ignores, so that a
+// key with thousands of third-party certifications costs little. It reads
+// the version, the type and the issuer subpackets (16, 33) of v4 and v6
+// signatures (RFC 9580 §5.2.3); anything it cannot read is left to
+// go-crypto.
+func (v *verifier) maybeSelfSig(b []byte) bool {
+	if len(b) < 2 || (b[0] != 4 && b[0] != 6) {
+		return false // go-crypto verifies v4 and v6 signatures only
+	}
+	switch b[1] {
+	case 0x10, 0x11, 0x12, 0x13, sigSubkeyBind, sigDirectKey, sigKeyRevoke, sigSubkeyRevoke, sigCertRevoke:
+	default:
+		return false
+	}
+	lenSize, off := 2, 4
+	if b[0] == 6 {
+		lenSize = 4
+	}
+	var fprSeen, idSeen, selfFpr, selfID bool
+	for area := 0; area < 2; area++ { // hashed, then unhashed subpackets
+		if off+lenSize > len(b) {
+			return true
+		}
+		var n int
+		if lenSize == 2 {
+			n = int(binary.BigEndian.Uint16(b[off:]))
+		} else {
+			n = int(binary.BigEndian.Uint32(b[off:]))
+		}
+		off += lenSize
+		if n < 0 || off+n > len(b) {
+			return true
+		}
+		sub := b[off : off+n]
+		off += n
+		for len(sub) > 0 {
+			var l, h int
+			switch c := sub[0]; {
+			case c < 192:
+				l, h = int(c), 1
+			case c < 255:
+				if len(sub) < 2 {
+					return true
+				}
+				l, h = (int(c)-192)<<8+int(sub[1])+192, 2
+			default:
+				if len(sub) < 5 {
+					return true
+				}
+				l, h = int(binary.BigEndian.Uint32(sub[1:5])), 5
+			}
+			if l < 1 || h+l > len(sub) || l > len(sub) {
+				return true
+			}
+			typ, data := sub[h]&0x7f, sub[h+1:h+l]
+			switch typ {
+			case 16: // issuer key ID
+				idSeen = true
+				selfID = selfID || (len(data) == 8 && binary.BigEndian.Uint64(data) == v.keyID)
+			case 33: // issuer fingerprint: version octet, fingerprint
+				fprSeen = true
+				selfFpr = selfFpr || (len(data) > 1 && bytes.Equal(data[1:], v.fpr))
+			}
+			sub = sub[h+l:]
+		}
+	}
+	switch {
+	case fprSeen:
+		return selfFpr
+	case idSeen:
+		return selfID
+	}
+	return true // no issuer: let verification decide
 }
 
 // writeKeyPrefix writes a key packet body as signatures hash it (RFC 9580

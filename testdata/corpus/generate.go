@@ -74,18 +74,19 @@ func GenerateDump(ctx context.Context, dir string, opt Options, keysPerFile int)
 		if f == nil {
 			return nil
 		}
+		cur := f
+		f = nil
 		err := bw.Flush()
 		if err == nil {
-			err = f.Sync()
+			err = cur.Sync()
 		}
-		if cerr := f.Close(); err == nil {
+		if cerr := cur.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("write %s: %w", f.Name(), err)
+			return fmt.Errorf("write %s: %w", cur.Name(), err)
 		}
-		digests = append(digests, hex.EncodeToString(sum.Sum(nil))+"  "+filepath.Base(f.Name()))
-		f = nil
+		digests = append(digests, hex.EncodeToString(sum.Sum(nil))+"  "+filepath.Base(cur.Name()))
 		return nil
 	}
 	err = p.run(ctx, func(key []byte, ks keyStats) error {
@@ -113,8 +114,6 @@ func GenerateDump(ctx context.Context, dir string, opt Options, keysPerFile int)
 	})
 	if cerr := closeFile(); err == nil {
 		err = cerr
-	} else if f != nil {
-		f.Close()
 	}
 	if err != nil {
 		return st, err

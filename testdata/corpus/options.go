@@ -39,8 +39,9 @@ type Options struct {
 	// Workers is the number of goroutines that build keys. Zero means
 	// runtime.GOMAXPROCS(0). The output does not depend on it.
 	Workers int
-	// Progress, if not nil, is called from the goroutine that called
-	// Generate after every 1000 keys written, with the totals so far.
+	// Progress, if not nil, is called on the goroutine that called
+	// Generate (or GenerateDump) after every 1000 keys written and after
+	// the last, with the totals so far.
 	Progress func(keys int, bytes int64)
 }
 

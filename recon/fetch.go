@@ -1,0 +1,435 @@
+package recon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/recon/wire"
+)
+
+// Keys is what fetching needs from the key store. *projections.Store
+// implements it.
+type Keys interface {
+	// ByHash returns the stored key with this SKS hash, or an error
+	// wrapping projections.ErrNotFound.
+	ByHash(h pgpkey.KeyHash) (*projections.Record, error)
+	// Novel reports whether storing k would change anything.
+	Novel(k *pgpkey.Key) (bool, error)
+	// WaitApplied blocks until the projections have applied idx.
+	WaitApplied(ctx context.Context, idx eventlog.Index) error
+}
+
+// Appender appends events durably to the log. *eventlog.Log implements it.
+type Appender interface {
+	Append(ctx context.Context, events ...*eventlog.Event) (eventlog.Index, error)
+}
+
+// FetchStats says what fetching one session's missing hashes did.
+type FetchStats struct {
+	// Skipped hashes were not asked for: already stored, remembered as
+	// fruitless for this peer (Config.NegativeTTL), or being fetched for
+	// another session.
+	Skipped int
+	// Asked is the number of hashes asked for.
+	Asked int
+	// Requests and FailedRequests count hashquery requests.
+	Requests, FailedRequests int
+	// Received counts the keys in the responses.
+	Received int
+	// Bad counts keys dropped: unparseable, more than one key in a
+	// string, a hash we did not ask for, or a duplicate.
+	Bad int
+	// Added counts keys appended to the log; Unchanged keys we already
+	// held in full.
+	Added, Unchanged int
+	// NotReturned counts hashes asked for that no returned key has:
+	// unknown to the peer, or normalised differently (spec recon.md §11.5).
+	NotReturned int
+	// GaveUp counts hashes not fetched because requests kept failing.
+	GaveUp int
+	// NotInTree counts appended keys whose hash was not in our tree once
+	// applied (merged into a stored key, or normalised differently).
+	NotInTree int
+	// LastIndex is the log index of the last event appended, 0 if none.
+	LastIndex eventlog.Index
+	Took      time.Duration
+}
+
+// fetcher fetches missing keys with POST /pks/hashquery (spec recon.md
+// §11) and appends the new ones to the log.
+type fetcher struct {
+	cfg    *Config
+	keys   Keys
+	app    Appender
+	client *http.Client
+	neg    *negCache
+
+	mu       sync.Mutex
+	inflight map[pgpkey.KeyHash]struct{}
+}
+
+func newFetcher(cfg *Config, keys Keys, app Appender) *fetcher {
+	d := &net.Dialer{Timeout: cfg.DialTimeout}
+	if cfg.DialAddr.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: cfg.DialAddr.AsSlice(), Zone: cfg.DialAddr.Zone()}
+	}
+	tr := &http.Transport{
+		DialContext:        d.DialContext,
+		DisableKeepAlives:  true, // SKS answers HTTP/1.0 and closes anyway
+		DisableCompression: true, // SKS sends no Accept-Encoding either (§11.4)
+		ForceAttemptHTTP2:  false,
+		Proxy:              nil, // peers are reached directly, as SKS does
+		ResponseHeaderTimeout: cfg.FetchTimeout,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	return &fetcher{
+		cfg:      cfg,
+		keys:     keys,
+		app:      app,
+		client:   &http.Client{Transport: tr},
+		neg:      newNegCache(cfg.NegativeTTL, cfg.NegativeMax),
+		inflight: make(map[pgpkey.KeyHash]struct{}),
+	}
+}
+
+// claim filters hashes down to those worth asking peer for and marks them
+// in flight; release undoes the mark.
+func (f *fetcher) claim(peer string, hashes []pgpkey.KeyHash, st *FetchStats) []pgpkey.KeyHash {
+	now := time.Now()
+	var want []pgpkey.KeyHash
+	for _, h := range hashes {
+		if f.neg.has(peer, h, now) {
+			st.Skipped++
+			continue
+		}
+		if _, err := f.keys.ByHash(h); err == nil {
+			// Stored since the session's snapshot was taken.
+			st.Skipped++
+			continue
+		}
+		want = append(want, h)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := want[:0]
+	for _, h := range want {
+		if _, busy := f.inflight[h]; busy {
+			st.Skipped++
+			continue
+		}
+		f.inflight[h] = struct{}{}
+		out = append(out, h)
+	}
+	return out
+}
+
+func (f *fetcher) release(hashes []pgpkey.KeyHash) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range hashes {
+		delete(f.inflight, h)
+	}
+}
+
+// fetch asks the HKP server at addr for hashes (sorted, as SKS sends them)
+// in batches of adaptive size, and appends each new key as an event from
+// peer. One bad key never costs the others; a failed request is retried
+// with smaller batches, and after MaxFetchFailures failures in a row the
+// rest is given up for this round. It returns ctx's error or the first
+// append error; everything else is counted in FetchStats and logged.
+func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, addr netip.AddrPort, hashes []pgpkey.KeyHash) (FetchStats, error) {
+	start := time.Now()
+	var st FetchStats
+	defer func() { st.Took = time.Since(start) }()
+	todo := f.claim(peer, hashes, &st)
+	defer f.release(todo)
+	if len(todo) == 0 {
+		return st, nil
+	}
+	st.Asked = len(todo)
+	url := "http://" + addr.String() + "/pks/hashquery"
+	var appended []pgpkey.KeyHash
+	size, failures := f.cfg.FetchBatch, 0
+	for rest := todo; len(rest) > 0; {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		batch := rest[:min(size, len(rest))]
+		st.Requests++
+		keys, err := f.request(ctx, url, batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return st, ctx.Err()
+			}
+			st.FailedRequests++
+			failures++
+			log.Warn().Err(err).Str("url", url).Int("hashes", len(batch)).Msg("hashquery failed")
+			if failures >= f.cfg.MaxFetchFailures {
+				st.GaveUp += len(rest)
+				break
+			}
+			if len(batch) == 1 {
+				// This hash fails on its own (too large a key, say).
+				f.neg.add(peer, batch[0], time.Now())
+				rest = rest[1:]
+				st.GaveUp++
+				continue
+			}
+			size = max(1, len(batch)/2)
+			continue
+		}
+		failures = 0
+		size = min(f.cfg.FetchBatch, 2*size)
+		rest = rest[len(batch):]
+		added, err := f.store(ctx, log, peer, batch, keys, &st)
+		appended = append(appended, added...)
+		if err != nil {
+			return st, err
+		}
+	}
+	if len(appended) > 0 {
+		f.checkApplied(ctx, log, peer, appended, &st)
+	}
+	return st, nil
+}
+
+// request sends one hashquery and decodes the answer within Limits.
+func (f *fetcher) request(ctx context.Context, url string, batch []pgpkey.KeyHash) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.FetchTimeout)
+	defer cancel()
+	hs := make([][wire.KeyHashSize]byte, len(batch))
+	for i, h := range batch {
+		hs[i] = h
+	}
+	body := wire.EncodeHashQuery(hs)
+	// A bytes.Reader body gives a Content-Length and no chunking, which
+	// SKS's HTTP server needs (§11.3).
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Close = true
+	req.Header.Set("User-Agent", "grapevine")
+	req.Header.Set("Content-Type", "sks/hashquery")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, fmt.Errorf("hashquery: HTTP status %s", resp.Status)
+	}
+	lim := f.cfg.Limits
+	lim.MaxHashQueryCount = len(batch) // a peer returns at most what was asked
+	norm := wire.DefaultLimits()
+	if lim.MaxHashQueryBytes <= 0 {
+		lim.MaxHashQueryBytes = norm.MaxHashQueryBytes
+	}
+	// Length fields are checked before anything is allocated; the
+	// LimitReader also stops a peer that streams forever.
+	r := io.LimitReader(resp.Body, int64(lim.MaxHashQueryBytes)+4+4*int64(len(batch))+2)
+	keys, err := wire.DecodeKeyStrings(r, lim)
+	if err != nil {
+		return nil, fmt.Errorf("hashquery response: %w", err)
+	}
+	return keys, nil
+}
+
+// store parses the keys of one response and appends the new ones. It
+// returns the requested hashes of the appended keys.
+func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, batch []pgpkey.KeyHash, keys [][]byte, st *FetchStats) ([]pgpkey.KeyHash, error) {
+	asked := make(map[pgpkey.KeyHash]bool, len(batch)) // true once returned
+	for _, h := range batch {
+		asked[h] = false
+	}
+	st.Received += len(keys)
+	var events []*eventlog.Event
+	var added []pgpkey.KeyHash
+	now := time.Now()
+	for i, b := range keys {
+		k, err := parseOneKey(b)
+		if err != nil {
+			st.Bad++
+			log.Warn().Err(err).Int("key", i).Int("bytes", len(b)).Msg("dropped unparseable key from hashquery")
+			continue
+		}
+		h := k.Hash()
+		returned, ok := asked[h]
+		if !ok {
+			st.Bad++
+			log.Warn().Str("key_hash", h.String()).Str("fpr", k.Fingerprint().String()).Msg("dropped key from hashquery that was not asked for")
+			continue
+		}
+		if returned {
+			st.Bad++
+			continue
+		}
+		asked[h] = true
+		novel, err := f.keys.Novel(k)
+		if err != nil {
+			return added, fmt.Errorf("novelty of %s: %w", h, err)
+		}
+		if !novel {
+			st.Unchanged++
+			f.neg.add(peer, h, now)
+			continue
+		}
+		events = append(events, &eventlog.Event{
+			Kind:   eventlog.KindKeySubmitted,
+			Origin: eventlog.OriginRecon,
+			Peer:   peer,
+			Key:    b,
+		})
+		added = append(added, h)
+	}
+	for h, returned := range asked {
+		if !returned {
+			st.NotReturned++
+			f.neg.add(peer, h, now)
+		}
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	idx, err := f.app.Append(ctx, events...)
+	if err != nil {
+		return nil, fmt.Errorf("append %d fetched keys: %w", len(events), err)
+	}
+	st.Added += len(events)
+	st.LastIndex = idx
+	return added, nil
+}
+
+// parseOneKey parses a hashquery key string, which must hold exactly one
+// key.
+func parseOneKey(b []byte) (*pgpkey.Key, error) {
+	r := pgpkey.NewReader(bytes.NewReader(b))
+	raw, err := r.Next()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Next(); err != io.EOF {
+		return nil, errors.New("more than one key in one key string")
+	}
+	return pgpkey.ParseKey(raw)
+}
+
+// checkApplied waits for the appended keys to be applied, then remembers
+// every requested hash that is not in the store: its key merged into one
+// we hold, or canonicalises to another hash. Without this the peer's hash
+// would be missing again in every round (spec recon.md §11.5 hazard 2).
+func (f *fetcher) checkApplied(ctx context.Context, log zerolog.Logger, peer string, hashes []pgpkey.KeyHash, st *FetchStats) {
+	wctx, cancel := context.WithTimeout(ctx, f.cfg.ApplyWait)
+	defer cancel()
+	if err := f.keys.WaitApplied(wctx, st.LastIndex); err != nil {
+		log.Warn().Err(err).Uint64("index", uint64(st.LastIndex)).Msg("fetched keys not applied in time")
+		return
+	}
+	now := time.Now()
+	for _, h := range hashes {
+		if _, err := f.keys.ByHash(h); errors.Is(err, projections.ErrNotFound) {
+			st.NotInTree++
+			f.neg.add(peer, h, now)
+		}
+	}
+}
+
+// negCache remembers (peer, hash) pairs that yielded nothing, for a TTL,
+// at most max of them; the oldest go first. It is safe for concurrent use.
+type negCache struct {
+	mu    sync.Mutex
+	ttl   time.Duration
+	max   int
+	m     map[negKey]time.Time // expiry
+	order fifo[negEntry]
+}
+
+type negKey struct {
+	peer string
+	h    pgpkey.KeyHash
+}
+
+type negEntry struct {
+	k      negKey
+	expiry time.Time
+}
+
+func newNegCache(ttl time.Duration, max int) *negCache {
+	return &negCache{ttl: ttl, max: max, m: make(map[negKey]time.Time)}
+}
+
+func (c *negCache) has(peer string, h pgpkey.KeyHash, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.m[negKey{peer, h}]
+	return ok && now.Before(exp)
+}
+
+func (c *negCache) add(peer string, h pgpkey.KeyHash, now time.Time) {
+	if c.ttl <= 0 || c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := negKey{peer, h}
+	exp := now.Add(c.ttl)
+	c.m[k] = exp
+	c.order.push(negEntry{k, exp})
+	// Drop expired entries and, past max, the oldest. An entry whose
+	// expiry no longer matches the map was renewed later and is skipped.
+	for c.order.len() > 0 {
+		e := c.order.front()
+		cur, ok := c.m[e.k]
+		stale := !ok || !cur.Equal(e.expiry)
+		if !stale && !now.After(e.expiry) && len(c.m) <= c.max {
+			break
+		}
+		c.order.pop()
+		if !stale {
+			delete(c.m, e.k)
+		}
+	}
+}
+
+func (c *negCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// httpAddr is where a peer's keys are fetched: its IP on the recon
+// connection and the "http port" from its Config (spec recon.md §11.1).
+func httpAddr(remote net.Addr, port int) (netip.AddrPort, bool) {
+	if port < 1 || port > 65535 {
+		return netip.AddrPort{}, false
+	}
+	var ip netip.Addr
+	switch a := remote.(type) {
+	case *net.TCPAddr:
+		ip = a.AddrPort().Addr()
+	default:
+		ap, err := netip.ParseAddrPort(remote.String())
+		if err != nil {
+			return netip.AddrPort{}, false
+		}
+		ip = ap.Addr()
+	}
+	if !ip.IsValid() {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
+}
+
