@@ -15,17 +15,18 @@ import (
 
 // WriteMRIndex writes the machine-readable index of keys (hkp.md §6.1), in
 // the order given: "info:1:N", then per key its pub line, its uid lines
-// (the primary user ID first, then the others in canonical order) and its
-// uat lines. now decides the "e" (expired) flags.
+// (the primary user ID first if it is flagged as such, then the others in
+// canonical order, see uidOrder) and its uat lines. now decides the "e"
+// (expired) flags.
 //
 // Compared with SKS 1.1.6 (mRindex.ml), deliberately:
 //   - user IDs are escaped as hkp.md §6.1 recommends: '%' as %25 (SKS writes
 //     "%%", which GnuPG decodes to garbage), ':' as %3A, and every byte below
 //     0x20, 0x7F and above as %XY. SKS leaves control characters raw, so a
 //     user ID holding a line break splits the record.
-//   - uid lines come before uat lines, primary user ID first; SKS writes
-//     them in packet order, and OpenKeychain skips a key whose pub line is
-//     not followed directly by a uid line.
+//   - uid lines come before uat lines, a flagged primary user ID first; SKS
+//     writes them in packet order, and OpenKeychain skips a key whose pub
+//     line is not followed directly by a uid line.
 //   - a uid creation date is always written, falling back to the key's
 //     creation date; SKS leaves it empty when no self-signature is found,
 //     which makes OpenKeychain skip the key.
@@ -68,16 +69,16 @@ func appendMRKey(b *strings.Builder, k *pgpkey.Key, now time.Time) bool {
 	b.WriteByte(':')
 	b.WriteString(strconv.Itoa(s.Bits))
 	b.WriteByte(':')
-	b.WriteString(unixString(s.Created))
+	b.WriteString(mrUnix(s.Created))
 	b.WriteByte(':')
 	if !s.Expires.IsZero() {
-		b.WriteString(unixString(s.Expires))
+		b.WriteString(mrUnix(s.Expires))
 	}
 	b.WriteByte(':')
 	if keyRevoked(k, s) {
 		b.WriteByte('r')
 	}
-	if expired(s.Expires, now) {
+	if isExpiredAt(s.Expires, now) {
 		b.WriteByte('e')
 	}
 	b.WriteByte('\n')
@@ -91,16 +92,16 @@ func appendMRKey(b *strings.Builder, k *pgpkey.Key, now time.Time) bool {
 		b.WriteString("uid:")
 		b.WriteString(mrEscape(u.Text))
 		b.WriteByte(':')
-		b.WriteString(unixString(created))
+		b.WriteString(mrUnix(created))
 		b.WriteByte(':')
 		if !u.Expires.IsZero() {
-			b.WriteString(unixString(u.Expires))
+			b.WriteString(mrUnix(u.Expires))
 		}
 		b.WriteByte(':')
 		if u.Revoked {
 			b.WriteByte('r')
 		}
-		if expired(u.Expires, now) {
+		if isExpiredAt(u.Expires, now) {
 			b.WriteByte('e')
 		}
 		b.WriteByte('\n')
@@ -150,15 +151,15 @@ func mrEscape(s string) string {
 	return b.String()
 }
 
-func unixString(t time.Time) string {
+func mrUnix(t time.Time) string {
 	if t.IsZero() {
 		return "0"
 	}
 	return strconv.FormatInt(t.Unix(), 10)
 }
 
-// expired reports whether an expiry time (zero: never) is not after now.
-func expired(exp, now time.Time) bool { return !exp.IsZero() && !exp.After(now) }
+// isExpiredAt reports whether an expiry time (zero: never) is not after now.
+func isExpiredAt(exp, now time.Time) bool { return !exp.IsZero() && !exp.After(now) }
 
 // uidOrder returns the indexes of s.UIDs in display order: the primary user
 // ID first if its self-signature carries the Primary User ID flag, then the
@@ -286,7 +287,7 @@ func appendIndexKey(lines []string, k *pgpkey.Key, opt IndexOptions) []string {
 		revoked = indexRevokedMarker
 	}
 	pub := fmt.Sprintf(`pub  %4d%s/<a href="%s">%s</a> %s%s `,
-		s.Bits, algoLetter(s.Algorithm), lookupLink("get", IndexOptions{}, id), shortID(id),
+		s.Bits, algoLetter(s.Algorithm), lookupLink("get", IndexOptions{}, id), shortKeyID(id),
 		sksDate(s.Created), revoked) + strings.Join(uids, indexUIDIndent)
 	lines = append(lines, indexKeySeparator, pub)
 	return appendExtraLines(lines, k, opt)
@@ -329,8 +330,8 @@ func lookupLinkHex(op string, opt IndexOptions, hex string) string {
 	return l + "&amp;search=0x" + hex
 }
 
-// shortID is the 8-hex short key ID SKS shows.
-func shortID(id pgpkey.KeyID) string { return id.String()[8:] }
+// shortKeyID is the 8-hex short key ID SKS shows.
+func shortKeyID(id pgpkey.KeyID) string { return id.String()[8:] }
 
 // displayUID is SKS master's Index.html_quoted_uid: the escaped user ID, or
 // "[N-byte uid]" for one longer than 1024 bytes.

@@ -33,9 +33,9 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files in testd
 // made (November 2026), before any of them expires.
 var formatNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
-// checkGolden compares got with testdata/golden/name, or rewrites it with
+// fxCheckGolden compares got with testdata/golden/name, or rewrites it with
 // -update.
-func checkGolden(t *testing.T, name string, got []byte) {
+func fxCheckGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", "golden", name)
 	if *updateGolden {
@@ -52,12 +52,12 @@ func checkGolden(t *testing.T, name string, got []byte) {
 		t.Fatalf("read golden file (run with -update to create it): %v", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run with -update and review the diff):\n%s", name, firstDiff(got, want))
+		t.Errorf("%s differs from the golden file (run with -update and review the diff):\n%s", name, fxFirstDiff(got, want))
 	}
 }
 
-// firstDiff describes the first line where got and want differ.
-func firstDiff(got, want []byte) string {
+// fxFirstDiff describes the first line where got and want differ.
+func fxFirstDiff(got, want []byte) string {
 	g := strings.Split(string(got), "\n")
 	w := strings.Split(string(want), "\n")
 	for i := 0; i < len(g) || i < len(w); i++ {
@@ -75,18 +75,18 @@ func firstDiff(got, want []byte) string {
 	return "(no line differs)"
 }
 
-// readTestKeys parses the keys of a fixture file under
+// fxReadTestKeys parses the keys of a fixture file under
 // shared/fixtures/sks/test-keys.
-func readTestKeys(t testing.TB, file string) []*pgpkey.Key {
+func fxReadTestKeys(t testing.TB, file string) []*pgpkey.Key {
 	t.Helper()
 	data, err := os.ReadFile(testenv.SharedFile(t, "fixtures/sks/test-keys/"+file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parseKeyBytes(t, data)
+	return fxParseKeyBytes(t, data)
 }
 
-func parseKeyBytes(t testing.TB, data []byte) []*pgpkey.Key {
+func fxParseKeyBytes(t testing.TB, data []byte) []*pgpkey.Key {
 	t.Helper()
 	var keys []*pgpkey.Key
 	r := pgpkey.NewReader(bytes.NewReader(data))
@@ -106,16 +106,16 @@ func parseKeyBytes(t testing.TB, data []byte) []*pgpkey.Key {
 	}
 }
 
-// allTestKeys are the seven fixture keys in file order.
-func allTestKeys(t testing.TB) []*pgpkey.Key {
+// fxAllTestKeys are the seven fixture keys in file order.
+func fxAllTestKeys(t testing.TB) []*pgpkey.Key {
 	var keys []*pgpkey.Key
 	for _, f := range []string{"keys-a.pgp", "keys-b.pgp", "grace.pgp"} {
-		keys = append(keys, readTestKeys(t, f)...)
+		keys = append(keys, fxReadTestKeys(t, f)...)
 	}
 	return keys
 }
 
-func keyByFingerprint(t testing.TB, keys []*pgpkey.Key, hex string) *pgpkey.Key {
+func fxKeyByFingerprint(t testing.TB, keys []*pgpkey.Key, hex string) *pgpkey.Key {
 	t.Helper()
 	for _, k := range keys {
 		if k.Fingerprint().String() == hex {
@@ -129,7 +129,7 @@ func keyByFingerprint(t testing.TB, keys []*pgpkey.Key, hex string) *pgpkey.Key 
 // skSBody returns the body of an SKS answer captured in
 // shared/fixtures/sks: what follows the header block, without the "\r\n"
 // SKS's transport appends to every body (hkp.md §1.3).
-func sksBody(t testing.TB, name string) []byte {
+func fxSksBody(t testing.TB, name string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(testenv.SharedFile(t, "fixtures/sks/"+name))
 	if err != nil {
@@ -148,7 +148,7 @@ func sksBody(t testing.TB, name string) []byte {
 
 const aliceFpr = "3B03A965A519A6CAE8B09425CED1786732CA2E5C"
 
-func mrIndex(t *testing.T, keys []*pgpkey.Key, now time.Time) string {
+func fxMrIndex(t *testing.T, keys []*pgpkey.Key, now time.Time) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := hkp.WriteMRIndex(&b, keys, now); err != nil {
@@ -177,9 +177,9 @@ func mrIndex(t *testing.T, keys []*pgpkey.Key, now time.Time) string {
 //     user ID (GnuPG would call the newer "Alice Second" primary), so both
 //     keep canonical order.
 func TestFormatMRIndexMatchesSKS(t *testing.T) {
-	alice := keyByFingerprint(t, readTestKeys(t, "keys-a.pgp"), aliceFpr)
-	got := strings.Split(mrIndex(t, []*pgpkey.Key{alice}, formatNow), "\n")
-	want := strings.Split(string(sksBody(t, "hkp-gpg-search-keys.response.http")), "\n")
+	alice := fxKeyByFingerprint(t, fxReadTestKeys(t, "keys-a.pgp"), aliceFpr)
+	got := strings.Split(fxMrIndex(t, []*pgpkey.Key{alice}, formatNow), "\n")
+	want := strings.Split(string(fxSksBody(t, "hkp-gpg-search-keys.response.http")), "\n")
 	if len(got) != len(want) {
 		t.Errorf("got %d lines, want %d (SKS)", len(got), len(want))
 	}
@@ -208,31 +208,31 @@ func TestFormatMRIndexMatchesSKSWordSearch(t *testing.T) {
 		t.Fatal("answer not in one segment")
 	}
 	want := string(data[i : i+end+1])
-	keys := allTestKeys(t)
+	keys := fxAllTestKeys(t)
 	var order []*pgpkey.Key
 	for _, l := range strings.Split(want, "\n") {
 		if f := strings.Split(l, ":"); f[0] == "pub" {
-			order = append(order, keyByFingerprint(t, keys, f[1]))
+			order = append(order, fxKeyByFingerprint(t, keys, f[1]))
 		}
 	}
-	if got := mrIndex(t, order, formatNow); got != want {
-		t.Errorf("MR index differs from SKS's:\n%s", firstDiff([]byte(got), []byte(want)))
+	if got := fxMrIndex(t, order, formatNow); got != want {
+		t.Errorf("MR index differs from SKS's:\n%s", fxFirstDiff([]byte(got), []byte(want)))
 	}
 }
 
 func TestFormatMRIndexGolden(t *testing.T) {
-	keys := allTestKeys(t)
-	checkGolden(t, "index-mr-test-keys.txt", []byte(mrIndex(t, keys, formatNow)))
-	checkGolden(t, "index-mr-escaping.txt", []byte(mrIndex(t, []*pgpkey.Key{escapingKey(t)}, formatNow)))
+	keys := fxAllTestKeys(t)
+	fxCheckGolden(t, "index-mr-test-keys.txt", []byte(fxMrIndex(t, keys, formatNow)))
+	fxCheckGolden(t, "index-mr-escaping.txt", []byte(fxMrIndex(t, []*pgpkey.Key{fxEscapingKey(t)}, formatNow)))
 }
 
 func TestFormatMRIndexEscaping(t *testing.T) {
-	out := mrIndex(t, []*pgpkey.Key{escapingKey(t)}, formatNow)
+	out := fxMrIndex(t, []*pgpkey.Key{fxEscapingKey(t)}, formatNow)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if got, want := lines[0], "info:1:1"; got != want {
 		t.Errorf("info line %q, want %q", got, want)
 	}
-	if !strings.HasPrefix(lines[1], "pub:"+testKeyFpr(t, 1)+":27:256:") {
+	if !strings.HasPrefix(lines[1], "pub:"+fxTestKeyFpr(t, 1)+":27:256:") {
 		t.Errorf("pub line %q", lines[1])
 	}
 	var uids []string
@@ -282,16 +282,16 @@ func TestFormatMRIndexEscaping(t *testing.T) {
 }
 
 func TestFormatMRIndexFlags(t *testing.T) {
-	revoked := revokedKey(t)
-	out := mrIndex(t, []*pgpkey.Key{revoked}, formatNow)
+	revoked := fxRevokedKey(t)
+	out := fxMrIndex(t, []*pgpkey.Key{revoked}, formatNow)
 	pub := strings.Split(out, "\n")[1]
 	if !strings.HasSuffix(pub, ":r") {
 		t.Errorf("revoked key: pub line %q, want flag r", pub)
 	}
-	exp := expiringKey(t)
-	before := strings.Split(mrIndex(t, []*pgpkey.Key{exp}, escapingCreated.Add(time.Hour)), "\n")[1]
-	after := strings.Split(mrIndex(t, []*pgpkey.Key{exp}, escapingCreated.Add(48*time.Hour)), "\n")[1]
-	wantPrefix := "pub:" + testKeyFpr(t, 3) + ":27:256:" + fmt.Sprint(escapingCreated.Unix()) + ":" + fmt.Sprint(escapingCreated.Add(24*time.Hour).Unix()) + ":"
+	exp := fxExpiringKey(t)
+	before := strings.Split(fxMrIndex(t, []*pgpkey.Key{exp}, escapingCreated.Add(time.Hour)), "\n")[1]
+	after := strings.Split(fxMrIndex(t, []*pgpkey.Key{exp}, escapingCreated.Add(48*time.Hour)), "\n")[1]
+	wantPrefix := "pub:" + fxTestKeyFpr(t, 3) + ":27:256:" + fmt.Sprint(escapingCreated.Unix()) + ":" + fmt.Sprint(escapingCreated.Add(24*time.Hour).Unix()) + ":"
 	if got, want := before, wantPrefix; got != want {
 		t.Errorf("before expiry: %q, want %q", got, want)
 	}
@@ -299,15 +299,15 @@ func TestFormatMRIndexFlags(t *testing.T) {
 		t.Errorf("after expiry: %q, want %q", got, want)
 	}
 	// A forged key revocation (another issuer) does not make a key revoked.
-	forged := withDirectSigs(escapingKey(t), rawV4Sig(0x20, escapingCreated.Add(time.Hour), 0x1122334455667788))
-	if pub := strings.Split(mrIndex(t, []*pgpkey.Key{forged}, formatNow), "\n")[1]; strings.Contains(pub, ":r") {
+	forged := fxWithDirectSigs(fxEscapingKey(t), fxRawV4Sig(0x20, escapingCreated.Add(time.Hour), 0x1122334455667788))
+	if pub := strings.Split(fxMrIndex(t, []*pgpkey.Key{forged}, formatNow), "\n")[1]; strings.Contains(pub, ":r") {
 		t.Errorf("third-party revocation marked the key revoked: %q", pub)
 	}
 }
 
 func TestFormatMRIndexV3KeyAndUnidentifiable(t *testing.T) {
-	v3 := v3Key(t)
-	out := mrIndex(t, []*pgpkey.Key{v3}, formatNow)
+	v3 := fxV3Key(t)
+	out := fxMrIndex(t, []*pgpkey.Key{v3}, formatNow)
 	lines := strings.Split(out, "\n")
 	// SKS gives the 16-hex key ID for v3 keys (their fingerprint does not
 	// yield it), and creation + validity days as expiry.
@@ -318,13 +318,13 @@ func TestFormatMRIndexV3KeyAndUnidentifiable(t *testing.T) {
 	// A key whose primary packet cannot be identified is left out and the
 	// count says so.
 	broken := &pgpkey.Key{Primary: pgpkey.Packet{Tag: pgpkey.TagPublicKey, Body: []byte{3, 1, 2}}}
-	out = mrIndex(t, []*pgpkey.Key{broken, v3}, formatNow)
+	out = fxMrIndex(t, []*pgpkey.Key{broken, v3}, formatNow)
 	if !strings.HasPrefix(out, "info:1:1\npub:"+v3.KeyID().String()+":") {
 		t.Errorf("unidentifiable key not left out:\n%s", out)
 	}
 }
 
-func indexHTML(t *testing.T, search string, keys []*pgpkey.Key, opt hkp.IndexOptions) string {
+func fxIndexHTML(t *testing.T, search string, keys []*pgpkey.Key, opt hkp.IndexOptions) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := hkp.WriteHTMLIndex(&b, search, keys, opt); err != nil {
@@ -334,17 +334,17 @@ func indexHTML(t *testing.T, search string, keys []*pgpkey.Key, opt hkp.IndexOpt
 }
 
 func TestFormatHTMLIndexGolden(t *testing.T) {
-	keys := allTestKeys(t)
-	checkGolden(t, "index-test-keys.html", []byte(indexHTML(t, "example.org", keys, hkp.IndexOptions{})))
-	checkGolden(t, "index-test-keys-fp-hash.html", []byte(indexHTML(t, "example.org", keys, hkp.IndexOptions{Fingerprint: true, Hash: true})))
-	checkGolden(t, "index-escaping.html", []byte(indexHTML(t, `<b>"alice"</b>`, []*pgpkey.Key{escapingKey(t), revokedKey(t), v3Key(t)}, hkp.IndexOptions{Fingerprint: true})))
+	keys := fxAllTestKeys(t)
+	fxCheckGolden(t, "index-test-keys.html", []byte(fxIndexHTML(t, "example.org", keys, hkp.IndexOptions{})))
+	fxCheckGolden(t, "index-test-keys-fp-hash.html", []byte(fxIndexHTML(t, "example.org", keys, hkp.IndexOptions{Fingerprint: true, Hash: true})))
+	fxCheckGolden(t, "index-escaping.html", []byte(fxIndexHTML(t, `<b>"alice"</b>`, []*pgpkey.Key{fxEscapingKey(t), fxRevokedKey(t), fxV3Key(t)}, hkp.IndexOptions{Fingerprint: true})))
 }
 
 // TestFormatHTMLIndexLayout pins SKS's layout (index.ml key_to_lines_normal,
 // htmlTemplates.ml keyinfo_pks) for Alice, line by line.
 func TestFormatHTMLIndexLayout(t *testing.T) {
-	alice := keyByFingerprint(t, readTestKeys(t, "keys-a.pgp"), aliceFpr)
-	page := indexHTML(t, "alice@example.org", []*pgpkey.Key{alice}, hkp.IndexOptions{Fingerprint: true, Hash: true})
+	alice := fxKeyByFingerprint(t, fxReadTestKeys(t, "keys-a.pgp"), aliceFpr)
+	page := fxIndexHTML(t, "alice@example.org", []*pgpkey.Key{alice}, hkp.IndexOptions{Fingerprint: true, Hash: true})
 	body := "<h1>Search results for 'alice@example.org'</h1>" +
 		"<pre>Type bits/keyID     Date       User ID\r\n" +
 		"</pre><hr /><pre>\r\n" +
@@ -363,7 +363,7 @@ func TestFormatHTMLIndexLayout(t *testing.T) {
 }
 
 func TestFormatHTMLIndexEscaping(t *testing.T) {
-	page := indexHTML(t, `<script>alert(1)</script>`, []*pgpkey.Key{escapingKey(t)}, hkp.IndexOptions{})
+	page := fxIndexHTML(t, `<script>alert(1)</script>`, []*pgpkey.Key{fxEscapingKey(t)}, hkp.IndexOptions{})
 	for _, bad := range []string{"<script>", "\x01", "\x7f", "\xff", "evil\n", "\r\x01"} {
 		if strings.Contains(page, bad) {
 			t.Errorf("page contains %q", bad)
@@ -385,11 +385,11 @@ func TestFormatHTMLIndexEscaping(t *testing.T) {
 }
 
 func TestFormatHTMLIndexRevokedAndV3(t *testing.T) {
-	page := indexHTML(t, "x", []*pgpkey.Key{revokedKey(t), v3Key(t)}, hkp.IndexOptions{Fingerprint: true})
+	page := fxIndexHTML(t, "x", []*pgpkey.Key{fxRevokedKey(t), fxV3Key(t)}, hkp.IndexOptions{Fingerprint: true})
 	if !strings.Contains(page, " *** KEY REVOKED *** [not verified]\r\n                               <a href=") {
 		t.Errorf("no revocation marker:\n%s", page)
 	}
-	v3 := v3Key(t)
+	v3 := fxV3Key(t)
 	if !strings.Contains(page, "pub  1024R/<a href=\"/pks/lookup?op=get&amp;search=0x"+v3.KeyID().String()+"\">") {
 		t.Errorf("no v3 pub line:\n%s", page)
 	}
@@ -410,20 +410,20 @@ func TestFormatHTMLIndexRevokedAndV3(t *testing.T) {
 // escapingCreated is the creation time of the generated test keys.
 var escapingCreated = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 
-// testSigner is a deterministic Ed25519 (RFC 9580 algorithm 27) v4 key.
-type testSigner struct {
+// fxTestSigner is a deterministic Ed25519 (RFC 9580 algorithm 27) v4 key.
+type fxTestSigner struct {
 	priv *packet.PrivateKey
 	cfg  *packet.Config
 }
 
-func newTestSigner(t testing.TB, seed byte, created time.Time) *testSigner {
+func fxNewTestSigner(t testing.TB, seed byte, created time.Time) *fxTestSigner {
 	t.Helper()
 	sk, err := ed25519.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{seed}, 32)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	no := false
-	return &testSigner{
+	return &fxTestSigner{
 		priv: packet.NewEd25519PrivateKey(created, sk),
 		cfg: &packet.Config{
 			Rand:                                  mrand.NewChaCha8([32]byte{seed}),
@@ -433,11 +433,11 @@ func newTestSigner(t testing.TB, seed byte, created time.Time) *testSigner {
 	}
 }
 
-func testKeyFpr(t testing.TB, seed byte) string {
-	return strings.ToUpper(fmt.Sprintf("%x", newTestSigner(t, seed, escapingCreated).priv.PublicKey.Fingerprint))
+func fxTestKeyFpr(t testing.TB, seed byte) string {
+	return strings.ToUpper(fmt.Sprintf("%x", fxNewTestSigner(t, seed, escapingCreated).priv.PublicKey.Fingerprint))
 }
 
-func (s *testSigner) newSig(typ packet.SignatureType, created time.Time) *packet.Signature {
+func (s *fxTestSigner) newSig(typ packet.SignatureType, created time.Time) *packet.Signature {
 	id := s.priv.KeyId
 	return &packet.Signature{
 		SigType:      typ,
@@ -448,35 +448,35 @@ func (s *testSigner) newSig(typ packet.SignatureType, created time.Time) *packet
 	}
 }
 
-// keyBytes collects the packets of a key being built.
-type keyBytes struct {
+// fxKeyBytes collects the packets of a key being built.
+type fxKeyBytes struct {
 	t   testing.TB
 	buf bytes.Buffer
 }
 
-func (kb *keyBytes) raw(tag byte, body []byte) {
+func (kb *fxKeyBytes) raw(tag byte, body []byte) {
 	kb.buf.WriteByte(0xc0 | tag)
 	kb.buf.WriteByte(0xff)
 	kb.buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(body))))
 	kb.buf.Write(body)
 }
 
-func (kb *keyBytes) sig(sig *packet.Signature) {
+func (kb *fxKeyBytes) sig(sig *packet.Signature) {
 	if err := sig.Serialize(&kb.buf); err != nil {
 		kb.t.Fatal(err)
 	}
 }
 
-func (kb *keyBytes) key() *pgpkey.Key {
-	keys := parseKeyBytes(kb.t, kb.buf.Bytes())
+func (kb *fxKeyBytes) key() *pgpkey.Key {
+	keys := fxParseKeyBytes(kb.t, kb.buf.Bytes())
 	if len(keys) != 1 {
 		kb.t.Fatalf("built %d keys, want 1", len(keys))
 	}
 	return keys[0]
 }
 
-func (s *testSigner) start(t testing.TB) *keyBytes {
-	kb := &keyBytes{t: t}
+func (s *fxTestSigner) start(t testing.TB) *fxKeyBytes {
+	kb := &fxKeyBytes{t: t}
 	if err := s.priv.PublicKey.Serialize(&kb.buf); err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +484,7 @@ func (s *testSigner) start(t testing.TB) *keyBytes {
 }
 
 // certify adds a user ID with a positive self-certification made at created.
-func (s *testSigner) certify(kb *keyBytes, uid string, created time.Time, edit func(*packet.Signature)) {
+func (s *fxTestSigner) certify(kb *fxKeyBytes, uid string, created time.Time, edit func(*packet.Signature)) {
 	kb.raw(pgpkey.TagUserID, []byte(uid))
 	sig := s.newSig(packet.SigTypePositiveCert, created)
 	if edit != nil {
@@ -496,12 +496,12 @@ func (s *testSigner) certify(kb *keyBytes, uid string, created time.Time, edit f
 	kb.sig(sig)
 }
 
-// escapingKey has user IDs with everything the index formats must escape,
+// fxEscapingKey has user IDs with everything the index formats must escape,
 // one without a self-signature, a revoked one, an expired one, an overlong
 // one and a user attribute.
-func escapingKey(t testing.TB) *pgpkey.Key {
+func fxEscapingKey(t testing.TB) *pgpkey.Key {
 	t.Helper()
-	s := newTestSigner(t, 1, escapingCreated)
+	s := fxNewTestSigner(t, 1, escapingCreated)
 	kb := s.start(t)
 	primary := true
 	s.certify(kb, "Alice: 100% <alice@example.org>", escapingCreated.Add(time.Hour), func(sig *packet.Signature) {
@@ -523,15 +523,15 @@ func escapingKey(t testing.TB) *pgpkey.Key {
 	s.certify(kb, "Expired <expired@example.org>", escapingCreated, func(sig *packet.Signature) {
 		sig.SigLifetimeSecs = &day
 	})
-	// A user attribute (an empty image subpacket), unsigned.
+	// A user attribute (an empty image fxSubpacket), unsigned.
 	kb.raw(pgpkey.TagUserAttribute, []byte{2, 1, 0})
 	return kb.key()
 }
 
-// revokedKey has a verified key revocation.
-func revokedKey(t testing.TB) *pgpkey.Key {
+// fxRevokedKey has a verified key revocation.
+func fxRevokedKey(t testing.TB) *pgpkey.Key {
 	t.Helper()
-	s := newTestSigner(t, 2, escapingCreated)
+	s := fxNewTestSigner(t, 2, escapingCreated)
 	kb := s.start(t)
 	rev := s.newSig(packet.SigTypeKeyRevocation, escapingCreated.Add(time.Hour))
 	if err := rev.RevokeKey(&s.priv.PublicKey, s.priv, s.cfg); err != nil {
@@ -542,10 +542,10 @@ func revokedKey(t testing.TB) *pgpkey.Key {
 	return kb.key()
 }
 
-// expiringKey's self-signature makes the key expire a day after creation.
-func expiringKey(t testing.TB) *pgpkey.Key {
+// fxExpiringKey's self-signature makes the key expire a day after creation.
+func fxExpiringKey(t testing.TB) *pgpkey.Key {
 	t.Helper()
-	s := newTestSigner(t, 3, escapingCreated)
+	s := fxNewTestSigner(t, 3, escapingCreated)
 	kb := s.start(t)
 	day := uint32(24 * 3600)
 	s.certify(kb, "Short Lived <short@example.org>", escapingCreated, func(sig *packet.Signature) {
@@ -554,9 +554,9 @@ func expiringKey(t testing.TB) *pgpkey.Key {
 	return kb.key()
 }
 
-// v3Key is a PGP 2 style v3 RSA key (with a made-up 1024-bit modulus and
+// fxV3Key is a PGP 2 style v3 RSA key (with a made-up 1024-bit modulus and
 // a 10-day validity period) with a v3 self-signature.
-func v3Key(t testing.TB) *pgpkey.Key {
+func fxV3Key(t testing.TB) *pgpkey.Key {
 	t.Helper()
 	body := []byte{3}
 	body = binary.BigEndian.AppendUint32(body, uint32(escapingCreated.Unix()))
@@ -564,22 +564,22 @@ func v3Key(t testing.TB) *pgpkey.Key {
 	body = append(body, 1)                         // RSA
 	n := bytes.Repeat([]byte{0xa5}, 128)
 	n[0] = 0xc3
-	body = append(body, mpiBytes(n)...)
-	body = append(body, mpiBytes([]byte{1, 0, 1})...)
-	kb := &keyBytes{t: t}
+	body = append(body, fxMpiBytes(n)...)
+	body = append(body, fxMpiBytes([]byte{1, 0, 1})...)
+	kb := &fxKeyBytes{t: t}
 	kb.raw(pgpkey.TagPublicKey, body)
 	kb.raw(pgpkey.TagUserID, []byte("Old Timer <pgp2@example.org>"))
 	id := binary.BigEndian.Uint64(n[len(n)-8:])
-	kb.raw(pgpkey.TagSignature, rawV3Sig(0x10, escapingCreated, id))
+	kb.raw(pgpkey.TagSignature, fxRawV3Sig(0x10, escapingCreated, id))
 	return kb.key()
 }
 
-func mpiBytes(x []byte) []byte {
-	bits := len(x)*8 - (8 - bitLen(x[0]))
+func fxMpiBytes(x []byte) []byte {
+	bits := len(x)*8 - (8 - fxBitLen(x[0]))
 	return append(binary.BigEndian.AppendUint16(nil, uint16(bits)), x...)
 }
 
-func bitLen(b byte) int {
+func fxBitLen(b byte) int {
 	n := 0
 	for ; b != 0; b >>= 1 {
 		n++
@@ -587,36 +587,36 @@ func bitLen(b byte) int {
 	return n
 }
 
-// rawV3Sig is a v3 signature packet body (RFC 9580 §5.2.2) with a junk
+// fxRawV3Sig is a v3 signature packet body (RFC 9580 §5.2.2) with a junk
 // RSA value: go-crypto does not parse v3 signatures at all.
-func rawV3Sig(typ byte, created time.Time, issuer uint64) []byte {
+func fxRawV3Sig(typ byte, created time.Time, issuer uint64) []byte {
 	b := []byte{3, 5, typ}
 	b = binary.BigEndian.AppendUint32(b, uint32(created.Unix()))
 	b = binary.BigEndian.AppendUint64(b, issuer)
 	b = append(b, 1, 2, 0xab, 0xcd) // RSA, SHA-1, hash prefix
-	return append(b, mpiBytes([]byte{0x55})...)
+	return append(b, fxMpiBytes([]byte{0x55})...)
 }
 
-// subpacket encodes one signature subpacket with a one-octet length.
-func subpacket(typ byte, data []byte) []byte {
+// fxSubpacket encodes one signature fxSubpacket with a one-octet length.
+func fxSubpacket(typ byte, data []byte) []byte {
 	return append([]byte{byte(1 + len(data)), typ}, data...)
 }
 
-// rawV4Sig is a v4 signature packet body with a junk RSA value, made
-// without go-crypto so that any subpacket can go in it. hashed subpackets
-// follow the creation time; issuer 0 means no issuer subpacket.
-func rawV4Sig(typ byte, created time.Time, issuer uint64, hashed ...[]byte) []byte {
-	return rawV4SigHash(typ, 8, created, issuer, hashed...)
+// fxRawV4Sig is a v4 signature packet body with a junk RSA value, made
+// without go-crypto so that any fxSubpacket can go in it. hashed subpackets
+// follow the creation time; issuer 0 means no issuer fxSubpacket.
+func fxRawV4Sig(typ byte, created time.Time, issuer uint64, hashed ...[]byte) []byte {
+	return fxRawV4SigHash(typ, 8, created, issuer, hashed...)
 }
 
-func rawV4SigHash(typ, hashAlgo byte, created time.Time, issuer uint64, hashed ...[]byte) []byte {
-	h := subpacket(2, binary.BigEndian.AppendUint32(nil, uint32(created.Unix())))
+func fxRawV4SigHash(typ, hashAlgo byte, created time.Time, issuer uint64, hashed ...[]byte) []byte {
+	h := fxSubpacket(2, binary.BigEndian.AppendUint32(nil, uint32(created.Unix())))
 	for _, sp := range hashed {
 		h = append(h, sp...)
 	}
 	var u []byte
 	if issuer != 0 {
-		u = subpacket(16, binary.BigEndian.AppendUint64(nil, issuer))
+		u = fxSubpacket(16, binary.BigEndian.AppendUint64(nil, issuer))
 	}
 	b := []byte{4, typ, 1, hashAlgo}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(h)))
@@ -624,11 +624,11 @@ func rawV4SigHash(typ, hashAlgo byte, created time.Time, issuer uint64, hashed .
 	b = binary.BigEndian.AppendUint16(b, uint16(len(u)))
 	b = append(b, u...)
 	b = append(b, 0xab, 0xcd)
-	return append(b, mpiBytes([]byte{0x55})...)
+	return append(b, fxMpiBytes([]byte{0x55})...)
 }
 
-// withDirectSigs returns a copy of k with more signatures on the primary.
-func withDirectSigs(k *pgpkey.Key, sigs ...[]byte) *pgpkey.Key {
+// fxWithDirectSigs returns a copy of k with more signatures on the primary.
+func fxWithDirectSigs(k *pgpkey.Key, sigs ...[]byte) *pgpkey.Key {
 	c := *k
 	c.DirectSigs = append([]pgpkey.Packet(nil), k.DirectSigs...)
 	for _, s := range sigs {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
+	"net/url"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -51,11 +53,11 @@ var sksTitleBreak = regexp.MustCompile(`(?i)<br />`)
 // from a request or a key (the page functions of this package do). NB: SKS
 // puts the search words into titles unescaped; we never do.
 func WritePage(w io.Writer, titleHTML, bodyHTML string) error {
-	_, err := io.WriteString(w, pageString(titleHTML, bodyHTML))
+	_, err := io.WriteString(w, sksPage(titleHTML, bodyHTML))
 	return err
 }
 
-func pageString(titleHTML, bodyHTML string) string {
+func sksPage(titleHTML, bodyHTML string) string {
 	var b strings.Builder
 	b.Grow(len(sksPageHead) + len(sksPageStyle) + 2*len(titleHTML) + len(bodyHTML) + 64)
 	b.WriteString(sksPageHead)
@@ -74,7 +76,7 @@ func pageString(titleHTML, bodyHTML string) string {
 // looks for (hkp.md §11). Both strings are plain text and are escaped.
 func ErrorPageHTML(title, message string) string {
 	t := sksQuote(title)
-	return pageString(t, t+": "+sksQuote(message))
+	return sksPage(t, t+": "+sksQuote(message))
 }
 
 // WriteGetHTML writes the human-readable op=get answer (hkp.md §5.2): SKS's
@@ -85,12 +87,19 @@ func ErrorPageHTML(title, message string) string {
 // The search text is escaped (SKS does not). The armor is escaped only for
 // '&', '<' and '>', none of which armor contains, so scrapers that cut the
 // block out of the page get exactly the armor.
+//
+// After the block comes a download link (id "download") to the same search
+// with options=mr, which the server answers as an attachment: a person gets
+// the key as a file with one click. Scrapers cutting out the <pre> block are
+// unaffected.
 func WriteGetHTML(w io.Writer, search string, armored []byte) error {
 	a := string(armored)
 	a = strings.TrimSuffix(a, "\n")
 	a = strings.TrimSuffix(a, "\r")
 	title := `Public Key Server -- Get "` + sksQuote(search) + ` "`
-	body := "\r\n<pre>\r\n" + preText(a) + "\r\n</pre>\r\n"
+	link := "/pks/lookup?op=get&options=mr&search=" + url.QueryEscape(search)
+	body := "\r\n<pre>\r\n" + preText(a) + "\r\n</pre>\r\n" +
+		`<p><a id="download" href="` + html.EscapeString(link) + `" download>Download this key</a></p>` + "\r\n"
 	return WritePage(w, title, body)
 }
 
@@ -174,7 +183,7 @@ func WriteAddResultJSON(w io.Writer, r AddResult) error {
 	for _, reason := range r.Failed {
 		doc.Invalid = append(doc.Invalid, addCert{Comment: reason})
 	}
-	return writeJSON(w, doc)
+	return writeJSONDoc(w, doc)
 }
 
 func fprVersion(hex string) int {
@@ -189,9 +198,9 @@ func fprVersion(hex string) int {
 	return 0
 }
 
-// writeJSON encodes v without HTML escaping ('<' stays '<': the content type
+// writeJSONDoc encodes v without HTML escaping ('<' stays '<': the content type
 // is application/json) and with a final line break, like json.Encoder.
-func writeJSON(w io.Writer, v any) error {
+func writeJSONDoc(w io.Writer, v any) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -208,14 +217,14 @@ func writeJSON(w io.Writer, v any) error {
 // UTF-8 and control characters (C0 including tab, CR and LF, DEL, C1) become
 // U+FFFD. SKS passes them through, which lets a user ID break the <pre>
 // layout or the XHTML.
-func sksQuote(s string) string { return escapeHTML(s, true) }
+func sksQuote(s string) string { return escapeHTMLText(s, true) }
 
 // htmlText escapes text where SKS escapes nothing (stats page values): the
 // same as sksQuote but '/' is left alone, so host names and URLs read as
 // they are written in the page source.
-func htmlText(s string) string { return escapeHTML(s, false) }
+func htmlText(s string) string { return escapeHTMLText(s, false) }
 
-func escapeHTML(s string, slash bool) string {
+func escapeHTMLText(s string, slash bool) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]

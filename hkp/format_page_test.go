@@ -25,7 +25,7 @@ func TestFormatPageTemplate(t *testing.T) {
 		}
 	}
 	// The template is SKS's: the stats page of the fixture starts with it.
-	sks := sksBody(t, "hkp-stats.response.http")
+	sks := fxSksBody(t, "hkp-stats.response.http")
 	head := page[:strings.Index(page, "<title>")]
 	if !bytes.HasPrefix(sks, []byte(head)) {
 		t.Errorf("template head differs from SKS's")
@@ -38,7 +38,7 @@ func TestFormatPageTemplate(t *testing.T) {
 
 func TestFormatErrorPage(t *testing.T) {
 	page := hkp.ErrorPageHTML("No results found", "No keys found")
-	checkGolden(t, "error-no-results.html", []byte(page))
+	fxCheckGolden(t, "error-no-results.html", []byte(page))
 	if !strings.Contains(page, "<title>No results found</title>") ||
 		!strings.HasSuffix(page, "<h1>No results found</h1>No results found: No keys found</body></html>") {
 		t.Errorf("page:\n%s", page)
@@ -54,15 +54,17 @@ func TestFormatErrorPage(t *testing.T) {
 }
 
 func TestFormatGetHTML(t *testing.T) {
-	armor := sksBody(t, "hkp-gpg-recv-keys.response.http")
+	armor := fxSksBody(t, "hkp-gpg-recv-keys.response.http")
 	var b bytes.Buffer
 	// The caller's armor ends in a line break, which the page drops.
 	if err := hkp.WriteGetHTML(&b, "0x2d7a2724a58c72489f0aee7fe0cf3ac7ac2db901", append(bytes.Clone(armor), '\n')); err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "get.html", b.Bytes())
+	fxCheckGolden(t, "get.html", b.Bytes())
 	page := b.String()
-	want := "<h1>Public Key Server -- Get \"0x2d7a2724a58c72489f0aee7fe0cf3ac7ac2db901 \"</h1>\r\n<pre>\r\n" + string(armor) + "\r\n</pre>\r\n</body></html>"
+	// SKS's page, then our download link before the end.
+	want := "<h1>Public Key Server -- Get \"0x2d7a2724a58c72489f0aee7fe0cf3ac7ac2db901 \"</h1>\r\n<pre>\r\n" + string(armor) + "\r\n</pre>\r\n" +
+		`<p><a id="download" href="/pks/lookup?op=get&amp;options=mr&amp;search=0x2d7a2724a58c72489f0aee7fe0cf3ac7ac2db901" download>Download this key</a></p>` + "\r\n</body></html>"
 	if !strings.HasSuffix(page, want) {
 		t.Errorf("page ends\n%q\nwant\n%q", page[max(0, len(page)-len(want)):], want)
 	}
@@ -82,7 +84,7 @@ func TestFormatAddResultHTMLMatchesSKS(t *testing.T) {
 	if err := hkp.WriteAddResultHTML(&b, hkp.AddResult{Added: []string{"85345560F526C04E9EEB069F8CE580836C7E88B5"}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := b.String(), string(sksBody(t, "hkp-gpg-send-keys.response.http")); got != want {
+	if got, want := b.String(), string(fxSksBody(t, "hkp-gpg-send-keys.response.http")); got != want {
 		t.Errorf("got %q, want %q (SKS)", got, want)
 	}
 }
@@ -101,8 +103,8 @@ func TestFormatAddResult(t *testing.T) {
 	if err := hkp.WriteAddResultJSON(&j, r); err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "add-result.html", h.Bytes())
-	checkGolden(t, "add-result.json", j.Bytes())
+	fxCheckGolden(t, "add-result.html", h.Bytes())
+	fxCheckGolden(t, "add-result.json", j.Bytes())
 	want := "<html><body>" +
 		"Add failed: key at byte 812: key has no user ID<br>" +
 		"Add failed: packet 2: &lt;bad&gt; &amp; worse<br>" +

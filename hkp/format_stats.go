@@ -84,7 +84,7 @@ func WriteStatsHTML(w io.Writer, s StatsInfo) error {
 	b.WriteString("\n\n<table summary=\"Keyserver Peers\" width=\"100%\">\n<tr valign=\"top\"><td>\n")
 	b.WriteString("<h2>Gossip Peers</h2>\n<table summary=\"Gossip Peers\">\n")
 	for _, p := range s.Peers {
-		host, port := splitPeer(p)
+		host, port := splitMembershipPeer(p)
 		b.WriteString("<tr><td>" + htmlText(host+" "+port) + "</td></tr>\n")
 	}
 	b.WriteString("</table>\n</td><td>\n")
@@ -123,8 +123,8 @@ func writeHistogram(b *strings.Builder, bins []HistogramBin, layout string) {
 	b.WriteString("\n</table>\n")
 }
 
-// splitPeer splits a membership entry "host port" at its blanks.
-func splitPeer(p string) (host, port string) {
+// splitMembershipPeer splits a membership entry "host port" at its blanks.
+func splitMembershipPeer(p string) (host, port string) {
 	f := strings.Fields(p)
 	switch len(f) {
 	case 0:
@@ -196,35 +196,35 @@ func WriteStatsJSON(w io.Writer, s StatsInfo) error {
 		Hostname:      s.Hostname,
 		Nodename:      s.Nodename,
 		Contact:       s.Contact,
-		HTTPAddr:      listenAddr(s.HTTPAddr, s.HTTPPort),
-		ReconAddr:     listenAddr(s.ReconAddr, s.ReconPort),
+		HTTPAddr:      statsListenAddr(s.HTTPAddr, s.HTTPPort),
+		ReconAddr:     statsListenAddr(s.ReconAddr, s.ReconPort),
 		Software:      s.Software,
 		Total:         s.TotalKeys,
 		NumKeys:       s.TotalKeys,
 		ServerContact: s.Contact,
 		Peers:         []statsPeerJSON{},
 		PKSTargets:    []pksTargetJSON{},
-		Hourly:        loadStats(s.Hourly),
-		Daily:         loadStats(s.Daily),
+		Hourly:        hpLoadStats(s.Hourly),
+		Daily:         hpLoadStats(s.Daily),
 	}
 	for _, p := range s.Peers {
-		host, port := splitPeer(p)
+		host, port := splitMembershipPeer(p)
 		doc.Peers = append(doc.Peers, statsPeerJSON{Name: host, ReconAddr: net.JoinHostPort(host, port)})
 	}
 	for _, m := range s.MailsyncPeers {
 		doc.PKSTargets = append(doc.PKSTargets, pksTargetJSON{Addr: "mailto:" + m})
 	}
-	return writeJSON(w, doc)
+	return writeJSONDoc(w, doc)
 }
 
-func listenAddr(addr string, port int) string {
+func statsListenAddr(addr string, port int) string {
 	if addr != "" || port == 0 {
 		return addr
 	}
 	return ":" + strconv.Itoa(port)
 }
 
-func loadStats(bins []HistogramBin) []loadStatJSON {
+func hpLoadStats(bins []HistogramBin) []loadStatJSON {
 	out := make([]loadStatJSON, len(bins))
 	for i, b := range bins {
 		out[len(bins)-1-i] = loadStatJSON{Inserted: b.New, Updated: b.Updated, Time: b.Time.UTC()}

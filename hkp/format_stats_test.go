@@ -14,9 +14,9 @@ import (
 	"github.com/grapevine-keyserver/grapevine/hkp"
 )
 
-// sksStatsInfo holds the values of the SKS node whose stats page is
+// fxSksStatsInfo holds the values of the SKS node whose stats page is
 // hkp-stats.response.http (sks-peer-22371, 6 keys, one peer).
-func sksStatsInfo() hkp.StatsInfo {
+func fxSksStatsInfo() hkp.StatsInfo {
 	return hkp.StatsInfo{
 		Now:        time.Date(2026, 11, 22, 19, 11, 25, 0, time.UTC),
 		Hostname:   "127.0.0.254",
@@ -34,7 +34,7 @@ func sksStatsInfo() hkp.StatsInfo {
 	}
 }
 
-func statsHTML(t *testing.T, s hkp.StatsInfo) []byte {
+func fxStatsHTML(t *testing.T, s hkp.StatsInfo) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := hkp.WriteStatsHTML(&b, s); err != nil {
@@ -46,23 +46,23 @@ func statsHTML(t *testing.T, s hkp.StatsInfo) []byte {
 // TestFormatStatsHTMLMatchesSKS: given SKS's values, our page is SKS's
 // byte for byte (so it is also structurally identical).
 func TestFormatStatsHTMLMatchesSKS(t *testing.T) {
-	got := statsHTML(t, sksStatsInfo())
-	want := sksBody(t, "hkp-stats.response.http")
+	got := fxStatsHTML(t, fxSksStatsInfo())
+	want := fxSksBody(t, "hkp-stats.response.http")
 	if !bytes.Equal(got, want) {
-		t.Errorf("stats page differs from SKS's:\n%s", firstDiff(got, want))
+		t.Errorf("stats page differs from SKS's:\n%s", fxFirstDiff(got, want))
 	}
-	checkGolden(t, "stats.html", got)
+	fxCheckGolden(t, "stats.html", got)
 }
 
 // TestFormatStatsHTMLSpider parses our page the way the pool spider does
 // (philpennock/sks_spider server_info.go, hkp.md §8.1), with XPath rules
 // replayed on a DOM built by encoding/xml.
 func TestFormatStatsHTMLSpider(t *testing.T) {
-	s := sksStatsInfo()
+	s := fxSksStatsInfo()
 	s.Contact = "0xDECAFBADDEADBEEF"
 	s.Peers = []string{"127.0.0.1 21370", "peer2.example.net\t11370", "noport.example.org"}
 	s.MailsyncPeers = []string{"pgp-public-keys@pks.example.org"}
-	node := spiderAnalyze(t, statsHTML(t, s))
+	node := fxSpiderAnalyze(t, fxStatsHTML(t, s))
 	for k, want := range map[string]string{
 		"Hostname": "127.0.0.254", "Nodename": "sks-peer-22371", "Version": "1.1.6+",
 		"Server contact": "0xDECAFBADDEADBEEF", "HTTP port": "22371", "Recon port": "22370", "Debug level": "4",
@@ -85,8 +85,8 @@ func TestFormatStatsHTMLSpider(t *testing.T) {
 	}
 
 	// The same rules on SKS's own page give the same answers.
-	sks := spiderAnalyze(t, sksBody(t, "hkp-stats.response.http"))
-	ours := spiderAnalyze(t, statsHTML(t, sksStatsInfo()))
+	sks := fxSpiderAnalyze(t, fxSksBody(t, "hkp-stats.response.http"))
+	ours := fxSpiderAnalyze(t, fxStatsHTML(t, fxSksStatsInfo()))
 	if got, want := ours.String(), sks.String(); got != want {
 		t.Errorf("spider reads\n%s\nfrom our page, and\n%s\nfrom SKS's", got, want)
 	}
@@ -95,31 +95,31 @@ func TestFormatStatsHTMLSpider(t *testing.T) {
 // TestFormatStatsHTMLNoHistogram: SKS drops the Statistics heading when it
 // has no recent changes, and spiders then find no key count. We keep it.
 func TestFormatStatsHTMLNoHistogram(t *testing.T) {
-	s := sksStatsInfo()
+	s := fxSksStatsInfo()
 	s.Daily, s.Hourly = nil, nil
 	s.TotalKeys = 5432101
-	page := statsHTML(t, s)
+	page := fxStatsHTML(t, s)
 	if !bytes.Contains(page, []byte("<h2>Statistics</h2><p>Total number of keys: 5432101</p>\n\n<p>No recent transactions</p></body></html>")) {
 		t.Errorf("page:\n%s", page)
 	}
-	if got, want := spiderAnalyze(t, page).keycount, 5432101; got != want {
+	if got, want := fxSpiderAnalyze(t, page).keycount, 5432101; got != want {
 		t.Errorf("key count %d, want %d", got, want)
 	}
-	checkGolden(t, "stats-no-histogram.html", page)
+	fxCheckGolden(t, "stats-no-histogram.html", page)
 }
 
 func TestFormatStatsHTMLEscaping(t *testing.T) {
-	s := sksStatsInfo()
+	s := fxSksStatsInfo()
 	s.Hostname = `<script>alert("x")</script>`
 	s.Contact = "Mallory & Co <m@example.org>\x00"
 	s.MailsyncPeers = []string{"<b>@example.org"}
-	page := string(statsHTML(t, s))
+	page := string(fxStatsHTML(t, s))
 	for _, bad := range []string{"<script>", "<b>", "\x00", "& Co"} {
 		if strings.Contains(page, bad) {
 			t.Errorf("page contains %q", bad)
 		}
 	}
-	node := spiderAnalyze(t, []byte(page))
+	node := fxSpiderAnalyze(t, []byte(page))
 	if got, want := node.settings["Hostname"], `<script>alert("x")</script>`; got != want {
 		t.Errorf("Hostname %q, want %q", got, want)
 	}
@@ -132,7 +132,7 @@ func TestFormatStatsHTMLEscaping(t *testing.T) {
 // labels, and the title's time zone.
 func TestFormatStatsHTMLHistograms(t *testing.T) {
 	cet := time.FixedZone("CET", 3600)
-	s := sksStatsInfo()
+	s := fxSksStatsInfo()
 	s.Now = time.Date(2026, 11, 23, 1, 2, 3, 0, cet)
 	s.Daily = []hkp.HistogramBin{
 		{Time: time.Date(2026, 11, 23, 0, 0, 0, 0, cet), New: 1, Updated: 2},
@@ -142,7 +142,7 @@ func TestFormatStatsHTMLHistograms(t *testing.T) {
 		{Time: time.Date(2026, 11, 23, 1, 0, 0, 0, cet), New: 1, Updated: 2},
 		{Time: time.Date(2026, 11, 23, 0, 0, 0, 0, cet), New: 0, Updated: 0},
 	}
-	page := string(statsHTML(t, s))
+	page := string(fxStatsHTML(t, s))
 	for _, want := range []string{
 		"<title>SKS OpenPGP Keyserver statistics&nbsp;|&nbsp;Taken at 2026-11-23 01:02:03 CET</title>",
 		"<h1>SKS OpenPGP Keyserver statistics<br />Taken at 2026-11-23 01:02:03 CET</h1>",
@@ -158,7 +158,7 @@ func TestFormatStatsHTMLHistograms(t *testing.T) {
 }
 
 func TestFormatStatsJSON(t *testing.T) {
-	s := sksStatsInfo()
+	s := fxSksStatsInfo()
 	s.Contact = "0xDECAFBADDEADBEEF"
 	s.Version = "1.1.6"
 	s.Peers = []string{"127.0.0.1 21370", "::1 11370"}
@@ -168,7 +168,7 @@ func TestFormatStatsJSON(t *testing.T) {
 	if err := hkp.WriteStatsJSON(&b, s); err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "stats.json", b.Bytes())
+	fxCheckGolden(t, "stats.json", b.Bytes())
 
 	// What the spider does with it (server_info.go Analyze, JSON branch):
 	// top-level strings and numbers under strings.Title(key), key count from
@@ -219,22 +219,22 @@ func TestFormatStatsJSON(t *testing.T) {
 
 // --- a small DOM and the spider's rules -------------------------------------
 
-type domNode struct {
+type fxDomNode struct {
 	name     string // "" for a text node
 	text     string
-	parent   *domNode
-	children []*domNode
+	parent   *fxDomNode
+	children []*fxDomNode
 }
 
-// parseDOM builds a DOM of an XHTML page with encoding/xml, in its lenient
+// fxParseDOM builds a DOM of an XHTML page with encoding/xml, in its lenient
 // HTML mode (HTML entities, auto-closed void elements).
-func parseDOM(t *testing.T, page []byte) *domNode {
+func fxParseDOM(t *testing.T, page []byte) *fxDomNode {
 	t.Helper()
 	d := xml.NewDecoder(bytes.NewReader(page))
 	d.Strict = false
 	d.AutoClose = xml.HTMLAutoClose
 	d.Entity = xml.HTMLEntity
-	root := &domNode{name: "#document"}
+	root := &fxDomNode{name: "#document"}
 	cur := root
 	for {
 		tok, err := d.Token()
@@ -246,7 +246,7 @@ func parseDOM(t *testing.T, page []byte) *domNode {
 		}
 		switch tok := tok.(type) {
 		case xml.StartElement:
-			n := &domNode{name: tok.Name.Local, parent: cur}
+			n := &fxDomNode{name: tok.Name.Local, parent: cur}
 			cur.children = append(cur.children, n)
 			cur = n
 		case xml.EndElement:
@@ -255,7 +255,7 @@ func parseDOM(t *testing.T, page []byte) *domNode {
 			}
 			cur = cur.parent
 		case xml.CharData:
-			cur.children = append(cur.children, &domNode{text: string(tok), parent: cur})
+			cur.children = append(cur.children, &fxDomNode{text: string(tok), parent: cur})
 		}
 	}
 	if cur != root {
@@ -265,7 +265,7 @@ func parseDOM(t *testing.T, page []byte) *domNode {
 }
 
 // find returns the first element in document order for which f is true.
-func (n *domNode) find(f func(*domNode) bool) *domNode {
+func (n *fxDomNode) find(f func(*fxDomNode) bool) *fxDomNode {
 	if n.name != "" && f(n) {
 		return n
 	}
@@ -277,10 +277,10 @@ func (n *domNode) find(f func(*domNode) bool) *domNode {
 	return nil
 }
 
-func (n *domNode) findAll(name string) []*domNode {
-	var out []*domNode
-	var walk func(*domNode)
-	walk = func(n *domNode) {
+func (n *fxDomNode) findAll(name string) []*fxDomNode {
+	var out []*fxDomNode
+	var walk func(*fxDomNode)
+	walk = func(n *fxDomNode) {
 		for _, c := range n.children {
 			if c.name == name {
 				out = append(out, c)
@@ -293,7 +293,7 @@ func (n *domNode) findAll(name string) []*domNode {
 }
 
 // hasText is XPath's [text()="s"]: a direct text child equal to s.
-func (n *domNode) hasText(s string) bool {
+func (n *fxDomNode) hasText(s string) bool {
 	for _, c := range n.children {
 		if c.name == "" && c.text == s {
 			return true
@@ -303,7 +303,7 @@ func (n *domNode) hasText(s string) bool {
 }
 
 // content is libxml's Content(): all descendant text.
-func (n *domNode) content() string {
+func (n *fxDomNode) content() string {
 	if n.name == "" {
 		return n.text
 	}
@@ -314,7 +314,7 @@ func (n *domNode) content() string {
 	return b.String()
 }
 
-func (n *domNode) nextSibling() *domNode {
+func (n *fxDomNode) nextSibling() *fxDomNode {
 	if n.parent == nil {
 		return nil
 	}
@@ -326,14 +326,14 @@ func (n *domNode) nextSibling() *domNode {
 	return nil
 }
 
-type spiderView struct {
+type fxSpiderView struct {
 	settings map[string]string
 	keycount int
 	peers    []string // host=port
 	mailsync []string
 }
 
-func (v spiderView) String() string {
+func (v fxSpiderView) String() string {
 	var b strings.Builder
 	for _, k := range []string{"Hostname", "Nodename", "Version", "Server contact", "HTTP port", "Recon port", "Debug level"} {
 		b.WriteString(k + "=" + v.settings[k] + "\n")
@@ -342,13 +342,13 @@ func (v spiderView) String() string {
 	return b.String()
 }
 
-// spiderAnalyze replays sks_spider's SksNode.Analyze (HTML branch); where the
+// fxSpiderAnalyze replays sks_spider's SksNode.Analyze (HTML branch); where the
 // spider would crash (index out of range, nil sibling), the test fails.
-func spiderAnalyze(t *testing.T, page []byte) spiderView {
+func fxSpiderAnalyze(t *testing.T, page []byte) fxSpiderView {
 	t.Helper()
-	root := parseDOM(t, page)
-	tableFollowing := func(text string) *domNode {
-		s := root.find(func(n *domNode) bool { return n.hasText(text) })
+	root := fxParseDOM(t, page)
+	tableFollowing := func(text string) *fxDomNode {
+		s := root.find(func(n *fxDomNode) bool { return n.hasText(text) })
 		if s == nil {
 			t.Fatalf("no element with text %q", text)
 		}
@@ -367,7 +367,7 @@ func spiderAnalyze(t *testing.T, page []byte) spiderView {
 		}
 		return rows
 	}
-	v := spiderView{settings: map[string]string{}, keycount: -1}
+	v := fxSpiderView{settings: map[string]string{}, keycount: -1}
 	v.mailsync = plainRows("Outgoing Mailsync Peers")
 	for _, tr := range tableFollowing("Settings").findAll("tr") {
 		tds := tr.findAll("td")
@@ -376,7 +376,7 @@ func spiderAnalyze(t *testing.T, page []byte) spiderView {
 		}
 		v.settings[strings.TrimRight(strings.TrimSpace(tds[0].content()), ":")] = strings.TrimSpace(tds[1].content())
 	}
-	h2 := root.find(func(n *domNode) bool { return n.name == "h2" && n.hasText("Statistics") })
+	h2 := root.find(func(n *fxDomNode) bool { return n.name == "h2" && n.hasText("Statistics") })
 	if h2 == nil {
 		t.Fatal(`no //h2[text()="Statistics"]: the spider would index an empty result`)
 	}

@@ -37,7 +37,7 @@ const (
 // WriteHTMLVIndex writes the HTML op=vindex page (hkp.md §7.3) for keys, in
 // the order given, in SKS's layout: per key the pub line, the signatures
 // directly on the primary key, the hash and fingerprint lines opt asks for,
-// each user ID (primary first) and each subkey with its signatures sorted by
+// each user ID (a flagged primary first) and each subkey with its signatures sorted by
 // creation time. Signers are named by the signature's Signer's User ID
 // subpacket, "[selfsig]", or lookup (which may be nil); now decides which
 // certifications show as expired.
@@ -100,7 +100,7 @@ func (v *vindexWriter) appendKey(lines []string, k *pgpkey.Key) []string {
 		}
 	}
 	pub := fmt.Sprintf(`<strong>pub</strong>  %4d%s/<a href="%s">%s</a> %s %s `,
-		s.Bits, algoLetter(s.Algorithm), lookupLink("get", IndexOptions{}, id), shortID(id),
+		s.Bits, algoLetter(s.Algorithm), lookupLink("get", IndexOptions{}, id), shortKeyID(id),
 		sksDate(s.Created), expCol)
 	lines = append(lines, indexKeySeparator+pub)
 
@@ -131,7 +131,7 @@ func (v *vindexWriter) appendKey(lines []string, k *pgpkey.Key) []string {
 		}
 		short := "????????"
 		if sub.KeyID != 0 {
-			short = shortID(sub.KeyID)
+			short = shortKeyID(sub.KeyID)
 		}
 		line := fmt.Sprintf(`<strong>sub</strong>  %4d%s/%s %s %s `,
 			sub.Bits, algoLetter(sub.Algorithm), short, sksDate(sub.Created), subCol)
@@ -247,7 +247,7 @@ func (v *vindexWriter) appendSigInfo(lines []string, si sigInfo, self selfIDs, k
 	}
 	name = displayUID(name)
 	if si.hasIssuer {
-		keyID = `<a href="` + lookupLink("get", v.opt, si.issuer) + `">` + shortID(si.issuer) + `</a>`
+		keyID = `<a href="` + lookupLink("get", v.opt, si.issuer) + `">` + shortKeyID(si.issuer) + `</a>`
 		if name != "" {
 			name = `<a href="` + lookupLink("vindex", v.opt, si.issuer) + `">` + name + `</a>`
 		}
@@ -310,11 +310,11 @@ type sigInfo struct {
 	primaryUID  bool // Primary User ID subpacket set
 	policyURL   string
 	hasPolicy   bool
-	notations   []notation // human-readable ones only
+	notations   []sigNotation // human-readable ones only
 	revKeys     []pgpkey.Fingerprint
 }
 
-type notation struct{ name, value string }
+type sigNotation struct{ name, value string }
 
 // Signature subpacket types read here (RFC 9580 §5.2.3.7).
 const (
@@ -360,7 +360,7 @@ func parseSigInfo(p pgpkey.Packet) (si sigInfo, ok bool) {
 		si.policyURL, si.hasPolicy = sig.PolicyURI, sig.PolicyURI != ""
 		for _, n := range sig.Notations {
 			if n.IsHumanReadable {
-				si.notations = append(si.notations, notation{n.Name, string(n.Value)})
+				si.notations = append(si.notations, sigNotation{n.Name, string(n.Value)})
 			}
 		}
 		// go-crypto does not keep the revocation key subpacket.
@@ -449,7 +449,7 @@ func parseSigFallback(b []byte) (sigInfo, bool) {
 				nl := int(binary.BigEndian.Uint16(data[4:6]))
 				vl := int(binary.BigEndian.Uint16(data[6:8]))
 				if 8+nl+vl <= len(data) {
-					si.notations = append(si.notations, notation{
+					si.notations = append(si.notations, sigNotation{
 						string(data[8 : 8+nl]), string(data[8+nl : 8+nl+vl])})
 				}
 			}

@@ -14,7 +14,7 @@ import (
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
-func vindexHTML(t testing.TB, search string, keys []*pgpkey.Key, opt hkp.IndexOptions, lookup hkp.IssuerLookup, now time.Time) string {
+func fxVindexHTML(t testing.TB, search string, keys []*pgpkey.Key, opt hkp.IndexOptions, lookup hkp.IssuerLookup, now time.Time) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := hkp.WriteHTMLVIndex(&b, search, keys, opt, lookup, now); err != nil {
@@ -23,9 +23,9 @@ func vindexHTML(t testing.TB, search string, keys []*pgpkey.Key, opt hkp.IndexOp
 	return b.String()
 }
 
-// fixtureLookup names signers from a set of keys, as the server's lookup
+// fxFixtureLookup names signers from a set of keys, as the server's lookup
 // does from the store.
-func fixtureLookup(keys []*pgpkey.Key) hkp.IssuerLookup {
+func fxFixtureLookup(keys []*pgpkey.Key) hkp.IssuerLookup {
 	names := make(map[pgpkey.KeyID]string)
 	for _, k := range keys {
 		if uids := k.UserIDs(); len(uids) > 0 {
@@ -38,20 +38,20 @@ func fixtureLookup(keys []*pgpkey.Key) hkp.IssuerLookup {
 	}
 }
 
-// Signers of the third-party signatures on sigsKey.
+// Signers of the third-party signatures on fxSigsKey.
 const (
-	knownSigner   = 0x0123456789abcdef // named by fixture-style lookup
-	unknownSigner = 0x1111222233334444 // not known to the lookup
+	fxKnownSigner   = 0x0123456789abcdef // named by fixture-style lookup
+	fxUnknownSigner = 0x1111222233334444 // not known to the lookup
 )
 
-// sigsKey is escapingKey with every kind of signature the vindex page must
+// fxSigsKey is fxEscapingKey with every kind of signature the vindex page must
 // show or survive: third-party certifications with a policy URL (web and
 // javascript:), notations (human-readable and not), a signer's user ID with
 // HTML in it, a revocation key, an MD5 signature (go-crypto refuses it), a
 // v3 signature, an expired certification, one without issuer, and garbage.
-func sigsKey(t testing.TB) *pgpkey.Key {
+func fxSigsKey(t testing.TB) *pgpkey.Key {
 	t.Helper()
-	k := escapingKey(t)
+	k := fxEscapingKey(t)
 	c := *k
 	c.UIDs = append([]pgpkey.Group(nil), k.UIDs...)
 	at := func(d time.Duration) time.Time { return escapingCreated.Add(d) }
@@ -61,27 +61,27 @@ func sigsKey(t testing.TB) *pgpkey.Key {
 			flags[0] = 0x80
 		}
 		d := append(flags, byte(len(name)>>8), byte(len(name)), byte(len(value)>>8), byte(len(value)))
-		return subpacket(20, append(append(d, name...), value...))
+		return fxSubpacket(20, append(append(d, name...), value...))
 	}
-	revKey := subpacket(12, append([]byte{0x80, 1}, bytes.Repeat([]byte{0xab}, 20)...))
+	revKey := fxSubpacket(12, append([]byte{0x80, 1}, bytes.Repeat([]byte{0xab}, 20)...))
 	year := binary.BigEndian.AppendUint32(nil, 365*24*3600)
 	years := binary.BigEndian.AppendUint32(nil, 5*365*24*3600)
 	hour := binary.BigEndian.AppendUint32(nil, 3600)
 	third := [][]byte{
-		rawV4Sig(0x10, at(48*time.Hour), knownSigner,
-			subpacket(26, []byte("https://example.org/policy?a=1&b=2")),
+		fxRawV4Sig(0x10, at(48*time.Hour), fxKnownSigner,
+			fxSubpacket(26, []byte("https://example.org/policy?a=1&b=2")),
 			notation(true, "who@example.org", "<b>bold</b>"),
 			notation(false, "bin@example.org", "\x00\x01")),
-		rawV4Sig(0x12, at(24*time.Hour), unknownSigner,
-			subpacket(26, []byte("javascript:alert(1)")),
-			subpacket(28, []byte("Mallory <script>x</script>"))),
-		rawV4Sig(0x13, at(72*time.Hour), knownSigner, subpacket(3, hour)),
-		rawV4Sig(0x11, at(96*time.Hour), knownSigner, subpacket(3, years), subpacket(9, year)),
-		rawV4SigHash(0x10, 1, at(30*time.Hour), unknownSigner), // MD5
-		rawV3Sig(0x10, at(36*time.Hour), knownSigner),
-		rawV4Sig(0x10, at(40*time.Hour), 0), // no issuer
-		{4, 0x10, 1, 8, 0xff, 0xff, 1},      // truncated
-		bytes.Repeat([]byte{0xee}, 40),      // garbage
+		fxRawV4Sig(0x12, at(24*time.Hour), fxUnknownSigner,
+			fxSubpacket(26, []byte("javascript:alert(1)")),
+			fxSubpacket(28, []byte("Mallory <script>x</script>"))),
+		fxRawV4Sig(0x13, at(72*time.Hour), fxKnownSigner, fxSubpacket(3, hour)),
+		fxRawV4Sig(0x11, at(96*time.Hour), fxKnownSigner, fxSubpacket(3, years), fxSubpacket(9, year)),
+		fxRawV4SigHash(0x10, 1, at(30*time.Hour), fxUnknownSigner), // MD5
+		fxRawV3Sig(0x10, at(36*time.Hour), fxKnownSigner),
+		fxRawV4Sig(0x10, at(40*time.Hour), 0), // no issuer
+		{4, 0x10, 1, 8, 0xff, 0xff, 1},        // truncated
+		bytes.Repeat([]byte{0xee}, 40),        // garbage
 	}
 	// The primary user ID gets them all (a fresh Sigs slice: k is shared).
 	for i, g := range c.UIDs {
@@ -94,28 +94,28 @@ func sigsKey(t testing.TB) *pgpkey.Key {
 		}
 		c.UIDs[i] = pgpkey.Group{Packet: g.Packet, Sigs: sigs}
 	}
-	return withDirectSigs(&c,
-		rawV4Sig(0x1f, at(time.Minute), 0, revKey),
-		rawV4Sig(0x20, at(time.Hour), unknownSigner),
+	return fxWithDirectSigs(&c,
+		fxRawV4Sig(0x1f, at(time.Minute), 0, revKey),
+		fxRawV4Sig(0x20, at(time.Hour), fxUnknownSigner),
 		[]byte{0xde, 0xad})
 }
 
-var sigDate = regexp.MustCompile(`\d{4}-\d\d-\d\d`)
+var fxSigDate = regexp.MustCompile(`\d{4}-\d\d-\d\d`)
 
-func sigsLookup(id pgpkey.KeyID) (string, bool) {
-	if id == knownSigner {
+func fxSigsLookup(id pgpkey.KeyID) (string, bool) {
+	if id == fxKnownSigner {
 		return "Known Signer <known@example.org>", true
 	}
 	return "", false
 }
 
 func TestFormatHTMLVIndexGolden(t *testing.T) {
-	keys := allTestKeys(t)
-	lookup := fixtureLookup(keys)
-	checkGolden(t, "vindex-test-keys.html", []byte(vindexHTML(t, "example.org", keys, hkp.IndexOptions{}, lookup, formatNow)))
-	checkGolden(t, "vindex-test-keys-fp-hash.html", []byte(vindexHTML(t, "example.org", keys, hkp.IndexOptions{Fingerprint: true, Hash: true}, lookup, formatNow)))
-	odd := []*pgpkey.Key{sigsKey(t), revokedKey(t), expiringKey(t), v3Key(t)}
-	checkGolden(t, "vindex-signatures.html", []byte(vindexHTML(t, `"sigs" & <more>`, odd, hkp.IndexOptions{Fingerprint: true}, sigsLookup, formatNow)))
+	keys := fxAllTestKeys(t)
+	lookup := fxFixtureLookup(keys)
+	fxCheckGolden(t, "vindex-test-keys.html", []byte(fxVindexHTML(t, "example.org", keys, hkp.IndexOptions{}, lookup, formatNow)))
+	fxCheckGolden(t, "vindex-test-keys-fp-hash.html", []byte(fxVindexHTML(t, "example.org", keys, hkp.IndexOptions{Fingerprint: true, Hash: true}, lookup, formatNow)))
+	odd := []*pgpkey.Key{fxSigsKey(t), fxRevokedKey(t), fxExpiringKey(t), fxV3Key(t)}
+	fxCheckGolden(t, "vindex-signatures.html", []byte(fxVindexHTML(t, `"sigs" & <more>`, odd, hkp.IndexOptions{Fingerprint: true}, fxSigsLookup, formatNow)))
 }
 
 // TestFormatHTMLVIndexLayout pins SKS's vindex layout (index.ml
@@ -123,8 +123,8 @@ func TestFormatHTMLVIndexGolden(t *testing.T) {
 // names the primary key's binding signature on a subkey "[]", we say
 // "[selfsig]".
 func TestFormatHTMLVIndexLayout(t *testing.T) {
-	alice := keyByFingerprint(t, readTestKeys(t, "keys-a.pgp"), aliceFpr)
-	page := vindexHTML(t, "alice", []*pgpkey.Key{alice}, hkp.IndexOptions{}, nil, formatNow)
+	alice := fxKeyByFingerprint(t, fxReadTestKeys(t, "keys-a.pgp"), aliceFpr)
+	page := fxVindexHTML(t, "alice", []*pgpkey.Key{alice}, hkp.IndexOptions{}, nil, formatNow)
 	get := `<a href="/pks/lookup?op=get&amp;search=0xCED1786732CA2E5C">32CA2E5C</a>`
 	self := `<a href="/pks/lookup?op=vindex&amp;search=0xCED1786732CA2E5C">[selfsig]</a>`
 	want := "<pre>Type bits/keyID     cr. time   exp time   key expir\r\n" +
@@ -145,7 +145,7 @@ func TestFormatHTMLVIndexLayout(t *testing.T) {
 }
 
 func TestFormatHTMLVIndexSignatures(t *testing.T) {
-	page := vindexHTML(t, "x", []*pgpkey.Key{sigsKey(t)}, hkp.IndexOptions{Hash: true}, sigsLookup, formatNow)
+	page := fxVindexHTML(t, "x", []*pgpkey.Key{fxSigsKey(t)}, hkp.IndexOptions{Hash: true}, fxSigsLookup, formatNow)
 	known := `<a href="/pks/lookup?op=vindex&amp;hash=on&amp;search=0x0123456789ABCDEF">Known Signer &lt;known@example.org&gt;</a>`
 	getKnown := `<a href="/pks/lookup?op=get&amp;hash=on&amp;search=0x0123456789ABCDEF">89ABCDEF</a>`
 	getUnknown := `<a href="/pks/lookup?op=get&amp;hash=on&amp;search=0x1111222233334444">33334444</a>`
@@ -188,7 +188,7 @@ func TestFormatHTMLVIndexSignatures(t *testing.T) {
 			continue
 		}
 		if inPrimary && strings.HasPrefix(l, "sig ") {
-			dates = append(dates, sigDate.FindString(l))
+			dates = append(dates, fxSigDate.FindString(l))
 		}
 	}
 	for i := 1; i < len(dates); i++ {
@@ -198,8 +198,8 @@ func TestFormatHTMLVIndexSignatures(t *testing.T) {
 		}
 	}
 	// The revoked key's pub line is followed by its revocation.
-	rk := revokedKey(t)
-	page = vindexHTML(t, "x", []*pgpkey.Key{rk}, hkp.IndexOptions{}, nil, formatNow)
+	rk := fxRevokedKey(t)
+	page = fxVindexHTML(t, "x", []*pgpkey.Key{rk}, hkp.IndexOptions{}, nil, formatNow)
 	self := `<a href="/pks/lookup?op=vindex&amp;search=0x` + rk.KeyID().String() + `">[selfsig]</a>`
 	if !strings.Contains(page, "</a> 2025-03-04            \r\nsig <span class=\"warn\">revok </span> ") || !strings.Contains(page, self) {
 		t.Errorf("no revocation line after the pub line:\n%s", page)
@@ -210,22 +210,22 @@ func TestFormatHTMLVIndexSignatures(t *testing.T) {
 // most hkp.MaxIssuerLookups times per page (SKS max_uid_fetches), once per
 // key ID, and shown as "[]" beyond.
 func TestFormatHTMLVIndexLookupBudget(t *testing.T) {
-	k := escapingKey(t)
+	k := fxEscapingKey(t)
 	var sigs [][]byte
 	for i := range 1500 {
 		issuer := uint64(0x7000000000000000 + i)
-		sigs = append(sigs, rawV4Sig(0x10, escapingCreated.Add(time.Duration(i)*time.Second), issuer))
+		sigs = append(sigs, fxRawV4Sig(0x10, escapingCreated.Add(time.Duration(i)*time.Second), issuer))
 		if i%3 == 0 { // the same signer twice
-			sigs = append(sigs, rawV4Sig(0x10, escapingCreated.Add(time.Duration(i)*time.Second), issuer))
+			sigs = append(sigs, fxRawV4Sig(0x10, escapingCreated.Add(time.Duration(i)*time.Second), issuer))
 		}
 	}
-	k = withDirectSigs(k, sigs...)
+	k = fxWithDirectSigs(k, sigs...)
 	calls := map[pgpkey.KeyID]int{}
 	lookup := func(id pgpkey.KeyID) (string, bool) {
 		calls[id]++
 		return fmt.Sprintf("Signer %d", id-0x7000000000000000), true
 	}
-	page := vindexHTML(t, "x", []*pgpkey.Key{k}, hkp.IndexOptions{}, lookup, formatNow)
+	page := fxVindexHTML(t, "x", []*pgpkey.Key{k}, hkp.IndexOptions{}, lookup, formatNow)
 	if got, want := len(calls), hkp.MaxIssuerLookups; got != want {
 		t.Errorf("looked up %d signers, want %d", got, want)
 	}
@@ -242,10 +242,10 @@ func TestFormatHTMLVIndexLookupBudget(t *testing.T) {
 	}
 }
 
-// mutateKey returns a copy of k with random damage: random packets added as
+// fxMutateKey returns a copy of k with random damage: random packets added as
 // signatures anywhere, random bytes in user IDs and subkeys, truncated or
 // flipped primary key material.
-func mutateKey(rng *mrand.Rand, k *pgpkey.Key) *pgpkey.Key {
+func fxMutateKey(rng *mrand.Rand, k *pgpkey.Key) *pgpkey.Key {
 	randBytes := func(max int) []byte {
 		b := make([]byte, rng.IntN(max+1))
 		for i := range b {
@@ -267,8 +267,8 @@ func mutateKey(rng *mrand.Rand, k *pgpkey.Key) *pgpkey.Key {
 			b = append(append(b, 0, byte(len(u))), u...)
 			b = append(b, randBytes(10)...)
 		default: // a real signature, corrupted at one byte
-			b = rawV4Sig(byte(rng.Uint32()), time.Unix(int64(rng.Uint32()), 0), rng.Uint64(),
-				subpacket(byte(rng.IntN(40)), randBytes(30)))
+			b = fxRawV4Sig(byte(rng.Uint32()), time.Unix(int64(rng.Uint32()), 0), rng.Uint64(),
+				fxSubpacket(byte(rng.IntN(40)), randBytes(30)))
 			if len(b) > 0 {
 				b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
 			}
@@ -319,11 +319,11 @@ func mutateKey(rng *mrand.Rand, k *pgpkey.Key) *pgpkey.Key {
 	return c
 }
 
-// formatAll runs every key writer over keys and checks the MR index's line
+// fxFormatAll runs every key writer over keys and checks the MR index's line
 // structure; any panic fails the test.
-func formatAll(t testing.TB, keys []*pgpkey.Key) {
+func fxFormatAll(t testing.TB, keys []*pgpkey.Key) {
 	t.Helper()
-	mr := mrIndexTB(t, keys)
+	mr := fxMrIndexTB(t, keys)
 	lines := strings.Split(strings.TrimSuffix(mr, "\n"), "\n")
 	pubs := 0
 	for _, l := range lines[1:] {
@@ -358,7 +358,7 @@ func formatAll(t testing.TB, keys []*pgpkey.Key) {
 	}
 }
 
-func mrIndexTB(t testing.TB, keys []*pgpkey.Key) string {
+func fxMrIndexTB(t testing.TB, keys []*pgpkey.Key) string {
 	var b bytes.Buffer
 	if err := hkp.WriteMRIndex(&b, keys, formatNow); err != nil {
 		t.Fatal(err)
@@ -370,11 +370,11 @@ func mrIndexTB(t testing.TB, keys []*pgpkey.Key) string {
 // keys at random (seeded) and formats them: no writer may panic, and a
 // signature that does not parse must not take its page down.
 func TestFormatWritersSurviveRandomPackets(t *testing.T) {
-	base := append(allTestKeys(t), sigsKey(t), revokedKey(t), expiringKey(t), v3Key(t))
+	base := append(fxAllTestKeys(t), fxSigsKey(t), fxRevokedKey(t), fxExpiringKey(t), fxV3Key(t))
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	for i := range 500 {
-		k := mutateKey(rng, base[i%len(base)])
-		formatAll(t, []*pgpkey.Key{k})
+		k := fxMutateKey(rng, base[i%len(base)])
+		fxFormatAll(t, []*pgpkey.Key{k})
 		if t.Failed() {
 			t.Fatalf("iteration %d", i)
 		}
@@ -384,7 +384,7 @@ func TestFormatWritersSurviveRandomPackets(t *testing.T) {
 // TestFormatUnparseableSignaturesStillRender checks that a key whose
 // signatures are all garbage still gets its pub and uid lines.
 func TestFormatUnparseableSignaturesStillRender(t *testing.T) {
-	alice := keyByFingerprint(t, readTestKeys(t, "keys-a.pgp"), aliceFpr)
+	alice := fxKeyByFingerprint(t, fxReadTestKeys(t, "keys-a.pgp"), aliceFpr)
 	junk := pgpkey.Packet{Tag: pgpkey.TagSignature, Body: []byte{4, 0x13, 22, 8, 0xff, 0xff}}
 	k := &pgpkey.Key{Primary: alice.Primary, DirectSigs: []pgpkey.Packet{junk}}
 	for _, g := range alice.UIDs {
@@ -393,14 +393,14 @@ func TestFormatUnparseableSignaturesStillRender(t *testing.T) {
 	for _, g := range alice.Subkeys {
 		k.Subkeys = append(k.Subkeys, pgpkey.Group{Packet: g.Packet, Sigs: []pgpkey.Packet{junk}})
 	}
-	mr := mrIndex(t, []*pgpkey.Key{k}, formatNow)
+	mr := fxMrIndex(t, []*pgpkey.Key{k}, formatNow)
 	want := "info:1:1\npub:" + aliceFpr + ":22:256:1795374320::\n" +
 		"uid:Alice Ed <alice@example.org>:1795374320::\n" +
 		"uid:Alice Second <alice2@example.net>:1795374320::\n"
 	if mr != want {
 		t.Errorf("MR index\n%s\nwant\n%s", mr, want)
 	}
-	page := vindexHTML(t, "x", []*pgpkey.Key{k}, hkp.IndexOptions{}, nil, formatNow)
+	page := fxVindexHTML(t, "x", []*pgpkey.Key{k}, hkp.IndexOptions{}, nil, formatNow)
 	for _, s := range []string{"<strong>pub</strong>", "Alice Ed &lt;alice@example.org&gt;", "Alice Second", "<strong>sub</strong>"} {
 		if !strings.Contains(page, s) {
 			t.Errorf("vindex lacks %q", s)
@@ -416,9 +416,9 @@ func TestFormatUnparseableSignaturesStillRender(t *testing.T) {
 // the seeds (every signature of the fixture and generated keys); make fuzz
 // runs it longer.
 func FuzzFormatSignature(f *testing.F) {
-	keys := allTestKeys(f)
-	alice := keyByFingerprint(f, keys, aliceFpr)
-	for _, k := range append(keys, sigsKey(f), revokedKey(f), v3Key(f)) {
+	keys := fxAllTestKeys(f)
+	alice := fxKeyByFingerprint(f, keys, aliceFpr)
+	for _, k := range append(keys, fxSigsKey(f), fxRevokedKey(f), fxV3Key(f)) {
 		for _, p := range k.Packets() {
 			if p.Tag == pgpkey.TagSignature {
 				f.Add(p.Body)
@@ -434,6 +434,6 @@ func FuzzFormatSignature(f *testing.F) {
 		for _, g := range alice.Subkeys {
 			k.Subkeys = append(k.Subkeys, pgpkey.Group{Packet: g.Packet, Sigs: append([]pgpkey.Packet{sig}, g.Sigs...)})
 		}
-		formatAll(t, []*pgpkey.Key{k})
+		fxFormatAll(t, []*pgpkey.Key{k})
 	})
 }

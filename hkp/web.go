@@ -10,7 +10,7 @@ func (s *Server) web(w http.ResponseWriter, r *http.Request) error {
 	switch r.URL.Path {
 	case "/", "/index.html", "/index.htm":
 	default:
-		return &httpError{http.StatusNotFound, "Page not found", "Page not found: " + r.URL.Path}
+		return &httpError{http.StatusNotFound, "Page not found", r.URL.Path}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
 	return writeBody(w, r, []byte(homePage))

@@ -87,12 +87,12 @@ func newFetcher(cfg *Config, keys Keys, app Appender) *fetcher {
 		d.LocalAddr = &net.TCPAddr{IP: cfg.DialAddr.AsSlice(), Zone: cfg.DialAddr.Zone()}
 	}
 	tr := &http.Transport{
-		DialContext:        d.DialContext,
-		DisableKeepAlives:  true, // SKS answers HTTP/1.0 and closes anyway
-		DisableCompression: true, // SKS sends no Accept-Encoding either (§11.4)
-		ForceAttemptHTTP2:  false,
-		Proxy:              nil, // peers are reached directly, as SKS does
-		ResponseHeaderTimeout: cfg.FetchTimeout,
+		DialContext:            d.DialContext,
+		DisableKeepAlives:      true, // SKS answers HTTP/1.0 and closes anyway
+		DisableCompression:     true, // SKS sends no Accept-Encoding either (§11.4)
+		ForceAttemptHTTP2:      false,
+		Proxy:                  nil, // peers are reached directly, as SKS does
+		ResponseHeaderTimeout:  cfg.FetchTimeout,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
 	return &fetcher{
@@ -432,4 +432,3 @@ func httpAddr(remote net.Addr, port int) (netip.AddrPort, bool) {
 	}
 	return netip.AddrPortFrom(ip.Unmap(), uint16(port)), true
 }
-

@@ -15,9 +15,9 @@ type fifo[T any] struct {
 }
 
 func (q *fifo[T]) push(v T) { q.items = append(q.items, v) }
-func (q *fifo[T]) len() int  { return len(q.items) - q.head }
-func (q *fifo[T]) front() T  { return q.items[q.head] }
-func (q *fifo[T]) clear()    { q.items, q.head = nil, 0 }
+func (q *fifo[T]) len() int { return len(q.items) - q.head }
+func (q *fifo[T]) front() T { return q.items[q.head] }
+func (q *fifo[T]) clear()   { q.items, q.head = nil, 0 }
 
 func (q *fifo[T]) pop() T {
 	v := q.items[q.head]

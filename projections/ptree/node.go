@@ -140,7 +140,7 @@ func decodeNode(cfg *Config, p Prefix, v []byte) (*node, error) {
 	}
 	v = v[2:]
 	cnt, k := binary.Uvarint(v)
-	if k <= 0 || cnt > 1<<48 {
+	if k <= 0 || cnt > 1<<48 || k != uvarintLen(cnt) { // minimal encoding only
 		return nil, corruptf(p, "bad element count")
 	}
 	v = v[k:]
@@ -181,6 +181,15 @@ func decodeNode(cfg *Config, p Prefix, v []byte) (*node, error) {
 		}
 	}
 	return n, nil
+}
+
+// uvarintLen returns the length of the minimal uvarint encoding of x.
+func uvarintLen(x uint64) int {
+	n := 1
+	for ; x >= 0x80; x >>= 7 {
+		n++
+	}
+	return n
 }
 
 // export copies n into the read-side form.

@@ -149,6 +149,14 @@ func (t *Tree) Insert(h [16]byte) error {
 	if found {
 		return fmt.Errorf("insert %s: %w", hashString(h), ErrDuplicate)
 	}
+	split := leaf.count+1 > t.cfg.SplitThreshold && leaf.prefix.Bits()+t.cfg.BitQuantum <= MaxPrefixBits
+	if split {
+		for i := 0; i < t.cfg.fanout(); i++ {
+			if p := leaf.prefix.Child(i, t.cfg.BitQuantum); t.nodes[p] != nil {
+				return fmt.Errorf("insert %s: %w", hashString(h), corruptf(p, "child of a leaf is cached"))
+			}
+		}
+	}
 	// Nothing has changed yet, so every failure above leaves the tree as it
 	// was (SKS changes the svalues before it notices a duplicate).
 	for _, n := range t.path {
@@ -157,17 +165,16 @@ func (t *Tree) Insert(h [16]byte) error {
 		t.markDirty(n)
 	}
 	leaf.elems = slices.Insert(leaf.elems, pos, h)
-	if leaf.count > t.cfg.SplitThreshold {
-		if err := t.split(leaf, len(t.path)-1); err != nil {
-			return fmt.Errorf("insert %s: %w", hashString(h), err)
-		}
+	if split {
+		t.split(leaf, len(t.path)-1)
 	}
 	t.evict()
 	return nil
 }
 
 // Delete removes the element of key hash h (spec recon.md §5.5). It
-// returns ErrMissing if h is not present; the tree is unchanged then.
+// returns ErrMissing if h is not present; the tree is unchanged then, and
+// also after any other error.
 func (t *Tree) Delete(h [16]byte) error {
 	if err := t.load(); err != nil {
 		return err
@@ -179,24 +186,43 @@ func (t *Tree) Delete(h [16]byte) error {
 	if !found {
 		return fmt.Errorf("delete %s: %w", hashString(h), ErrMissing)
 	}
+	// The first internal node on the path that drops to JoinThreshold
+	// becomes a leaf; read its subtree before changing anything, so that a
+	// read error leaves the tree as it was.
+	path := t.path
+	var joined [][16]byte
+	var below []*node
+	for i, n := range path {
+		if !n.leaf && n.count-1 <= t.cfg.JoinThreshold {
+			if joined, below, err = t.subtree(n, &h); err != nil {
+				return fmt.Errorf("delete %s: %w", hashString(h), err)
+			}
+			path = path[:i+1]
+			break
+		}
+	}
 	x := ElementFromKeyHash(h)
 	for i, k := range t.points {
 		t.marray[i] = k.Sub(x) // never zero: Insert refuses sample points
 	}
 	invertBatch(t.marray, t.scratch)
-	for _, n := range t.path {
+	for _, n := range path {
 		mulInto(n.svalues, t.marray)
 		n.count--
 		t.markDirty(n)
-		if !n.leaf && n.count <= t.cfg.JoinThreshold {
-			if err := t.join(n, &h); err != nil {
-				return fmt.Errorf("delete %s: %w", hashString(h), err)
-			}
-			t.evict()
-			return nil
-		}
 	}
-	leaf.elems = slices.Delete(leaf.elems, pos, pos+1)
+	if n := path[len(path)-1]; !n.leaf {
+		// Join (SKS delete_at_depth): n keeps its svalues and count, which
+		// already cover exactly the remaining elements.
+		for _, c := range below {
+			t.forget(c)
+			t.deleted[c.prefix] = struct{}{}
+		}
+		n.leaf = true
+		n.elems = joined
+	} else {
+		leaf.elems = slices.Delete(leaf.elems, pos, pos+1)
+	}
 	t.evict()
 	return nil
 }
@@ -257,18 +283,14 @@ func (t *Tree) child(n *node, i int) (*node, error) {
 // 2^q new leaf children, exactly as SKS split_at_depth: the elements are
 // distributed by their digit at this depth and the children are not split
 // further, even if one holds more than SplitThreshold elements.
-func (t *Tree) split(n *node, depth int) error {
+//
+// Insert does not split a leaf at MaxPrefixBits, which 51 distinct 128-bit
+// hashes can never reach; it would stay an oversized leaf.
+func (t *Tree) split(n *node, depth int) {
 	q := t.cfg.BitQuantum
-	if n.prefix.Bits()+q > MaxPrefixBits {
-		return nil // unreachable for distinct 128-bit hashes; leave an oversized leaf
-	}
 	children := make([]*node, t.cfg.fanout())
 	for i := range children {
-		p := n.prefix.Child(i, q)
-		if _, ok := t.nodes[p]; ok {
-			return corruptf(p, "child of a leaf is cached")
-		}
-		c := newEmptyLeaf(p, len(t.points))
+		c := newEmptyLeaf(n.prefix.Child(i, q), len(t.points))
 		c.elems = make([][16]byte, 0, t.cfg.SplitThreshold+1)
 		children[i] = c
 	}
@@ -287,12 +309,11 @@ func (t *Tree) split(n *node, depth int) error {
 	}
 	n.leaf = false
 	n.elems = nil
-	return nil
 }
 
-// join turns the internal node n back into a leaf holding every element of
-// its subtree except h, and discards the subtree (SKS delete_at_depth).
-func (t *Tree) join(n *node, h *[16]byte) error {
+// subtree returns the elements below the internal node n except h, sorted,
+// and the nodes below n, reading them from the cache or the store.
+func (t *Tree) subtree(n *node, h *[16]byte) ([][16]byte, []*node, error) {
 	var elems [][16]byte
 	var below []*node
 	var collect func(m *node) error
@@ -314,24 +335,18 @@ func (t *Tree) join(n *node, h *[16]byte) error {
 		return nil
 	}
 	if err := collect(n); err != nil {
-		return err
+		return nil, nil, err
 	}
 	slices.SortFunc(elems, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
 	pos, found := slices.BinarySearchFunc(elems, *h, func(a, b [16]byte) int { return bytes.Compare(a[:], b[:]) })
 	if !found {
-		return corruptf(n.prefix, "joined subtree lacks the deleted element")
+		return nil, nil, corruptf(n.prefix, "subtree lacks element %s", hashString(*h))
 	}
 	elems = slices.Delete(elems, pos, pos+1)
-	if len(elems) != n.count {
-		return corruptf(n.prefix, "node counts %d elements but its subtree holds %d", n.count, len(elems))
+	if len(elems) != n.count-1 {
+		return nil, nil, corruptf(n.prefix, "node counts %d elements but its subtree holds %d", n.count, len(elems)+1)
 	}
-	for _, c := range below {
-		t.forget(c)
-		t.deleted[c.prefix] = struct{}{}
-	}
-	n.leaf = true
-	n.elems = elems
-	return nil
+	return elems, below, nil
 }
 
 // markDirty pins n in the cache until the next Flush.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -684,5 +685,77 @@ func TestCorruptNode(t *testing.T) {
 		if _, err := ptree.Open(db, cfg); !errors.Is(err, ptree.ErrCorrupt) {
 			t.Errorf("%s: Open err = %v, want ErrCorrupt", name, err)
 		}
+	}
+}
+
+// flakyReader fails every Get after the first ok ones.
+type flakyReader struct {
+	pebble.Reader
+	ok int
+}
+
+var errFlaky = errors.New("injected read error")
+
+func (r *flakyReader) Get(key []byte) ([]byte, io.Closer, error) {
+	if r.ok <= 0 {
+		return nil, nil, errFlaky
+	}
+	r.ok--
+	return r.Reader.Get(key)
+}
+
+// TestReadErrorLeavesTreeUnchanged makes the store fail in the middle of a
+// Delete that joins, and of Inserts, and checks nothing changed.
+func TestReadErrorLeavesTreeUnchanged(t *testing.T) {
+	db := mustOpenDB(t)
+	cfg := testConfig(t)
+	cfg.MaxCachedNodes = 1 // only the root stays cached after Flush
+	fr := &flakyReader{Reader: db, ok: 1 << 30}
+	tr, err := ptree.Open(fr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(27, 28))
+	want := set{}
+	var hs [][16]byte
+	for range 51 {
+		h := randomHash(rng)
+		if err := tr.Insert(h); err != nil {
+			t.Fatal(err)
+		}
+		want[h] = struct{}{}
+		hs = append(hs, h)
+	}
+	for _, h := range hs[:25] { // 26 left: the next delete joins the root
+		if err := tr.Delete(h); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, h)
+	}
+	mustCommit(t, db, tr, 1)
+
+	fr.ok = 1 // the walk reads one child, the join's reads of the others fail
+	if err := tr.Delete(hs[25]); !errors.Is(err, errFlaky) {
+		t.Fatalf("Delete with failing store: err = %v", err)
+	}
+	fr.ok = 0
+	if err := tr.Insert(randomHash(rng)); !errors.Is(err, errFlaky) {
+		t.Fatalf("Insert with failing store: err = %v", err)
+	}
+	fr.ok = 1 << 30
+	if got := tr.NumElements(); got != 26 {
+		t.Fatalf("NumElements() = %d, want 26", got)
+	}
+	mustCommit(t, db, tr, 2)
+	checkStore(t, db, cfg, want)
+
+	// And the same Delete succeeds once the store works.
+	if err := tr.Delete(hs[25]); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, hs[25])
+	mustCommit(t, db, tr, 3)
+	if root := checkStore(t, db, cfg, want)[ptree.Prefix{}]; !root.IsLeaf {
+		t.Fatalf("root not joined")
 	}
 }

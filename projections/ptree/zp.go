@@ -190,8 +190,11 @@ func (z Zp) Square() Zp { return z.Mul(z) }
 // Inv returns z⁻¹ mod p. The inverse of zero is returned as zero; callers
 // that divide check IsZero first.
 func (z Zp) Inv() Zp {
-	if z.IsZero() {
+	switch z {
+	case Zp{}:
 		return Zp{}
+	case one: // common: leading coefficients of monic polynomials
+		return one
 	}
 	// binaryInverse inverts the Montgomery form aR as a plain number,
 	// giving a⁻¹R⁻¹; one Montgomery multiplication by R³ turns that into

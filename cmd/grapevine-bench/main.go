@@ -1,0 +1,281 @@
+// Command grapevine-bench measures grapevine side by side with a real SKS
+// 1.1.6 on the same machine and the same deterministic key corpus, and
+// prints one table of medians with the ratio grapevine/SKS per row.
+//
+//	go run ./cmd/grapevine-bench -keys 100000 -runs 3 [-write docs/benchmarks.md]
+//
+// Rows measured now: building a keyserver from a dump (grapevine import
+// vs sks build + cleandb + pbuild), peak RSS of that, disk size, replay and
+// dump throughput. Every number is the median of -runs runs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "grapevine-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	keys      int
+	seed      int64
+	runs      int
+	work      string
+	grapevine string
+	sks       string
+	write     string
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("grapevine-bench", flag.ContinueOnError)
+	var c config
+	fs.IntVar(&c.keys, "keys", 100000, "corpus size")
+	fs.Int64Var(&c.seed, "seed", 1, "corpus seed")
+	fs.IntVar(&c.runs, "runs", 3, "runs per measurement (the median is reported)")
+	fs.StringVar(&c.work, "work", "", "work directory (default: a temporary directory, removed afterwards)")
+	fs.StringVar(&c.grapevine, "grapevine", "bin/grapevine", "grapevine binary")
+	fs.StringVar(&c.sks, "sks", "/usr/sbin/sks", "sks binary (Debian package sks)")
+	fs.StringVar(&c.write, "write", "", "also write the results as Markdown into this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.keys < 1 || c.runs < 1 {
+		return errors.New("-keys and -runs must be positive")
+	}
+	for _, bin := range []string{c.grapevine, c.sks} {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%s: %w (build grapevine with make build; install sks with apt-get)", bin, err)
+		}
+	}
+	if c.work == "" {
+		dir, err := os.MkdirTemp("", "grapevine-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		c.work = dir
+	}
+	dumpDir := filepath.Join(c.work, fmt.Sprintf("corpus-%d-%d", c.keys, c.seed))
+	if _, err := os.Stat(filepath.Join(dumpDir, "MD5SUMS")); err != nil {
+		fmt.Fprintf(os.Stderr, "generating %d keys (seed %d) into %s\n", c.keys, c.seed, dumpDir)
+		if err := os.MkdirAll(dumpDir, 0o755); err != nil {
+			return err
+		}
+		if _, err := corpus.GenerateDump(ctx, dumpDir, corpus.Options{N: c.keys, Seed: c.seed}, 15000); err != nil {
+			return fmt.Errorf("generate corpus: %w", err)
+		}
+	}
+	dumpBytes := dirSize(dumpDir)
+	var rows []row
+	var gvImport, skImport, gvReplay, gvDump []measure
+	var gvDisk, skDisk int64
+	for i := 0; i < c.runs; i++ {
+		fmt.Fprintf(os.Stderr, "run %d/%d\n", i+1, c.runs)
+		gvDir := filepath.Join(c.work, "gv")
+		os.RemoveAll(gvDir)
+		m, err := timed(exec.Command(c.grapevine, "import", "--basedir", gvDir, dumpDir))
+		if err != nil {
+			return fmt.Errorf("grapevine import: %w", err)
+		}
+		gvImport = append(gvImport, m)
+		gvDisk = dirSize(gvDir)
+		if m, err = timed(exec.Command(c.grapevine, "replay", "--basedir", gvDir)); err != nil {
+			return fmt.Errorf("grapevine replay: %w", err)
+		}
+		gvReplay = append(gvReplay, m)
+		out := filepath.Join(c.work, "gvdump")
+		os.RemoveAll(out)
+		if m, err = timed(exec.Command(c.grapevine, "dump", "--basedir", gvDir, "--out", out)); err != nil {
+			return fmt.Errorf("grapevine dump: %w", err)
+		}
+		m.bytes = dirSize(out)
+		gvDump = append(gvDump, m)
+
+		skDir := filepath.Join(c.work, "sks")
+		os.RemoveAll(skDir)
+		if m, err = sksBuild(c.sks, skDir, dumpDir); err != nil {
+			return err
+		}
+		skImport = append(skImport, m)
+		skDisk = dirSize(skDir)
+	}
+	gi, si := median(gvImport), median(skImport)
+	rows = append(rows,
+		row{"build from dump (keys/s)", rate(c.keys, gi.wall), rate(c.keys, si.wall), true},
+		row{"build from dump (s)", secs(gi.wall), secs(si.wall), false},
+		row{"peak RSS while building (MiB)", mib(gi.maxRSS), mib(si.maxRSS), false},
+		row{"disk after build (MiB)", mib(gvDisk), mib(skDisk), false},
+		row{"replay (keys/s)", rate(c.keys, median(gvReplay).wall), 0, true},
+		row{"dump (MB/s)", float64(median(gvDump).bytes) / 1e6 / median(gvDump).wall.Seconds(), 0, true},
+	)
+	report := format(c, rows, dumpBytes)
+	fmt.Fprint(stdout, report)
+	if c.write != "" {
+		return writeSection(c.write, report)
+	}
+	return nil
+}
+
+type measure struct {
+	wall   time.Duration
+	maxRSS int64 // bytes
+	bytes  int64
+}
+
+type row struct {
+	name          string
+	grapevine, sk float64
+	higherBetter  bool
+}
+
+// timed runs cmd and reports wall time and the peak RSS of the process
+// (and, through RUSAGE_CHILDREN semantics of Wait, its largest child).
+func timed(cmd *exec.Cmd) (measure, error) {
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	m := measure{wall: time.Since(start)}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.maxRSS = ru.Maxrss * 1024
+	}
+	if err != nil {
+		return m, fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, tail(stderr.String(), 2000))
+	}
+	return m, nil
+}
+
+// sksBuild builds an SKS database from the dump the way Debian's
+// sks_build.sh does: build, cleandb (retried: it sometimes segfaults after
+// finishing, sks-peer.md quirk 4), pbuild. Times add up; RSS is the peak.
+func sksBuild(sks, dir, dumpDir string) (measure, error) {
+	for _, d := range []string{"etc/sks", "var/lib/sks", "var/log/sks", "var/run/sks", "var/spool/sks"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return measure{}, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "etc", "sks"), 0o755); err != nil {
+		return measure{}, err
+	}
+	os.WriteFile(filepath.Join(dir, "etc", "sks", "sksconf"), []byte("hostname: 127.0.0.254\n"), 0o644)
+	files, _ := filepath.Glob(filepath.Join(dumpDir, "*.pgp"))
+	sort.Strings(files)
+	var total measure
+	step := func(args ...string) error {
+		cmd := exec.Command(sks, append(args, "-basedir", dir, "-stdoutlog")...)
+		cmd.Dir = dir
+		cmd.Stdout = io.Discard
+		m, err := timed(cmd)
+		total.wall += m.wall
+		total.maxRSS = max(total.maxRSS, m.maxRSS)
+		return err
+	}
+	if err := step(append([]string{"build"}, append(files, "-n", "10", "-cache", "100")...)...); err != nil {
+		return total, fmt.Errorf("sks build: %w", err)
+	}
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = step("cleandb"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return total, fmt.Errorf("sks cleandb: %w", err)
+	}
+	if err := step("pbuild", "-cache", "20", "-ptree_cache", "70"); err != nil {
+		return total, fmt.Errorf("sks pbuild: %w", err)
+	}
+	return total, nil
+}
+
+func median(ms []measure) measure {
+	s := append([]measure(nil), ms...)
+	sort.Slice(s, func(i, j int) bool { return s[i].wall < s[j].wall })
+	m := s[len(s)/2]
+	rss := make([]int64, len(ms))
+	for i, x := range ms {
+		rss[i] = x.maxRSS
+	}
+	sort.Slice(rss, func(i, j int) bool { return rss[i] < rss[j] })
+	m.maxRSS = rss[len(rss)/2]
+	return m
+}
+
+func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+func secs(d time.Duration) float64        { return d.Seconds() }
+func mib(b int64) float64                 { return float64(b) / (1 << 20) }
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func format(c config, rows []row, dumpBytes int64) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "<!-- grapevine-bench:start -->\n")
+	fmt.Fprintf(&b, "Measured %s on %s (%d CPUs, %s/%s), corpus %d keys seed %d (%.0f MB of dump files), median of %d runs.\n",
+		time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.keys, c.seed, float64(dumpBytes)/1e6, c.runs)
+	fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d`\n\n", c.keys, c.runs)
+	fmt.Fprintf(&b, "| measurement | grapevine | SKS 1.1.6 | grapevine/SKS |\n|---|---:|---:|---:|\n")
+	for _, r := range rows {
+		ratio := "—"
+		sk := "—"
+		if r.sk > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.grapevine/r.sk)
+			sk = fmt.Sprintf("%.1f", r.sk)
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %s | %s |\n", r.name, r.grapevine, sk, ratio)
+	}
+	fmt.Fprintf(&b, "<!-- grapevine-bench:end -->\n")
+	return b.String()
+}
+
+// writeSection replaces the generated section of a Markdown file (between
+// the start/end markers), or appends it.
+func writeSection(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	i := strings.Index(s, "<!-- grapevine-bench:start -->")
+	j := strings.Index(s, "<!-- grapevine-bench:end -->")
+	if i >= 0 && j > i {
+		s = s[:i] + section + s[j+len("<!-- grapevine-bench:end -->\n"):]
+	} else {
+		s += "\n" + section
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
