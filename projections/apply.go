@@ -50,7 +50,7 @@ func parseEvent(idx eventlog.Index, ev *eventlog.Event) parsedEvent {
 // ParseEventKey parses the single transferable public key an event carries,
 // with the same code the upload and import paths use to validate it.
 func ParseEventKey(b []byte) (*pgpkey.Key, error) {
-	raw, err := pgpkey.NewReader(bytes.NewReader(b)).Next()
+	raw, err := pgpkey.FirstKey(b)
 	if err != nil {
 		return nil, err
 	}

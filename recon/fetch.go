@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -182,8 +183,14 @@ func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, ad
 				break
 			}
 			if len(batch) == 1 {
-				// This hash fails on its own (too large a key, say).
-				f.neg.add(peer, batch[0], time.Now())
+				// This hash fails on its own. If the peer answered and the
+				// answer was unusable (a key over the limits, say), it will
+				// fail again: remember it. A transport failure is not the
+				// hash's fault.
+				var be *badResponseError
+				if errors.As(err, &be) {
+					f.neg.add(peer, batch[0], time.Now())
+				}
 				rest = rest[1:]
 				st.GaveUp++
 				continue
@@ -243,10 +250,20 @@ func (f *fetcher) request(ctx context.Context, url string, batch []pgpkey.KeyHas
 	r := io.LimitReader(resp.Body, int64(lim.MaxHashQueryBytes)+4+4*int64(len(batch))+2)
 	keys, err := wire.DecodeKeyStrings(r, lim)
 	if err != nil {
+		if errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrTooLarge) {
+			return nil, &badResponseError{err}
+		}
 		return nil, fmt.Errorf("hashquery response: %w", err)
 	}
 	return keys, nil
 }
+
+// badResponseError is a hashquery answer that arrived but breaks the format
+// or the limits.
+type badResponseError struct{ err error }
+
+func (e *badResponseError) Error() string { return "hashquery response: " + e.err.Error() }
+func (e *badResponseError) Unwrap() error { return e.err }
 
 // store parses the keys of one response and appends the new ones. It
 // returns the requested hashes of the appended keys.
@@ -386,8 +403,20 @@ func (c *negCache) add(peer string, h pgpkey.KeyHash, now time.Time) {
 	defer c.mu.Unlock()
 	k := negKey{peer, h}
 	exp := now.Add(c.ttl)
+	if old, ok := c.m[k]; ok && old.Equal(exp) {
+		return
+	}
 	c.m[k] = exp
 	c.order.push(negEntry{k, exp})
+	if c.order.len() > 2*c.max+16 {
+		// Renewals left stale entries behind: rebuild the queue from the
+		// map, oldest first.
+		c.order.clear()
+		for k, exp := range c.m {
+			c.order.push(negEntry{k, exp})
+		}
+		slices.SortFunc(c.order.items, func(a, b negEntry) int { return a.expiry.Compare(b.expiry) })
+	}
 	// Drop expired entries and, past max, the oldest. An entry whose
 	// expiry no longer matches the map was renewed later and is skipped.
 	for c.order.len() > 0 {

@@ -262,7 +262,9 @@ func randomZp(rng *rand.Rand) Zp {
 // (the roots of the numerator); localOnly the reverse. Both are in
 // ascending numeric order. Any failure to decode returns an error wrapping
 // ErrLowMBar, which means "recurse" (FullElements or SyncFail, spec
-// recon.md §8.2); it happens whenever |localOnly| + |remoteOnly| > mbar.
+// recon.md §8.2). Differences with |localOnly| + |remoteOnly| ≤ mbar
+// (len(points)−1) always decode; larger ones fail except with probability
+// about mbar/p.
 // Slices of unequal length, or fewer than two points, give a plain error.
 func Reconcile(localSValues, remoteSValues []Zp, localSize, remoteSize int, points []Zp) (localOnly, remoteOnly []Zp, err error) {
 	n := len(points)
