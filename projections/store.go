@@ -113,7 +113,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		// and catching up from its applied index redoes the rest (tested
 		// by killing imports and daemons). Close flushes.
 		DisableWAL: true,
-		Logger:                      pebbleLogger{cfg.Logger},
+		Logger:     pebbleLogger{cfg.Logger},
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
