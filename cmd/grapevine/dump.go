@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,25 +46,56 @@ func (e *env) dumpCmd(ctx context.Context, args []string) error {
 	logger := newLogger(e.stderr)
 	b, err := openBasedir(*basedirFlag, logger, false)
 	if err != nil {
+		// A running daemon holds the basedir: it writes the dump while it
+		// keeps serving. The output path must mean the same to it.
+		absOut, aerr := filepath.Abs(*out)
+		if aerr != nil {
+			return fmt.Errorf("dump: %w", aerr)
+		}
+		q := url.Values{"at": {*at}, "out": {absOut}, "prefix": {*prefix}, "keys-per-file": {strconv.Itoa(*perFile)}}
+		msg, aerr := adminRequest(ctx, *basedirFlag, "POST", "/dump", q)
+		if aerr == nil {
+			fmt.Fprint(e.stdout, msg)
+			return nil
+		}
+		if !errors.Is(aerr, errNoDaemon) {
+			return fmt.Errorf("dump (through the running daemon): %w", aerr)
+		}
 		return fmt.Errorf("dump: %w", err)
 	}
 	defer b.Close()
-	idx, err := resolveAt(b.log, *at)
-	if err != nil {
-		return err
-	}
 	if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
 		return fmt.Errorf("dump: %w", err)
 	}
+	msg, err := runDump(ctx, b, *at, *out, *prefix, *perFile)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(e.stdout, msg)
+	return nil
+}
+
+// runDump writes a dump of b as of at (index, time or "" for all) into
+// out and returns the summary line. The projections must have caught up.
+func runDump(ctx context.Context, b *basedir, at, out, prefix string, perFile int) (string, error) {
+	if out == "" || prefix == "" || strings.ContainsAny(prefix, `/\`) {
+		return "", usagef("dump: --out and a plain --prefix are required")
+	}
+	idx, err := resolveAt(b.log, at)
+	if err != nil {
+		return "", err
+	}
+	if err := b.store.WaitApplied(ctx, idx); err != nil {
+		return "", fmt.Errorf("dump: wait for index %d: %w", idx, err)
+	}
 	hostname, _ := os.Hostname()
-	d := &dumpWriter{dir: *out, prefix: *prefix, perFile: *perFile, host: hostname}
+	d := &dumpWriter{dir: out, prefix: prefix, perFile: perFile, host: hostname}
 	res, err := d.write(ctx, b.store, idx)
 	if err != nil {
-		return fmt.Errorf("dump: %w", err)
+		return "", fmt.Errorf("dump: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "dumped %d keys as of log index %d into %d files in %s (%s)\n",
-		res.keys, idx, res.files, *out, humanBytes(res.bytes))
-	return nil
+	return fmt.Sprintf("dumped %d keys as of log index %d into %d files in %s (%s)\n",
+		res.keys, idx, res.files, out, humanBytes(res.bytes)), nil
 }
 
 // resolveAt turns --at into a log index: a decimal index, or the last index

@@ -435,3 +435,29 @@ func base64Lines(b []byte) string {
 }
 
 var base64Std = base64.StdEncoding
+
+// TestDumpAndStatsWhileServing: with the daemon holding the basedir,
+// `grapevine dump` and `grapevine stats` go through it, and the dump is
+// consistent while uploads continue.
+func TestDumpAndStatsWhileServing(t *testing.T) {
+	url, dir := startDaemon(t)
+	for _, f := range []string{"keys-a.pgp", "keys-b.pgp"} {
+		data, _ := os.ReadFile(fixture(t, f))
+		resp, err := http.Post(url+"/pks/add", "application/pgp-keys", bytes.NewReader(data))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("upload %s: %v %v", f, err, resp)
+		}
+		resp.Body.Close()
+	}
+	st := statsOf(t, dir)
+	if st["keys"] != "6" || st["log_offset"] != "6" {
+		t.Fatalf("stats through the daemon: %v", st)
+	}
+	if got := hashesOf(t, dir, "3"); len(got) != 3 {
+		t.Fatalf("dump at 3 through the daemon: %d keys", len(got))
+	}
+	want := tsvHashes(t, fixture(t, "test-keys.tsv"), 6)
+	if got := hashesOf(t, dir, ""); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("full dump through the daemon: %v, want %v", got, want)
+	}
+}

@@ -102,6 +102,11 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 			}
 		}(ln)
 	}
+	stopAdmin, err := serveAdmin(ctx, b)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	d.onStop(stopAdmin)
 	if err := e.startRecon(ctx, d, b, &wg, errc); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-
-	"github.com/grapevine-keyserver/grapevine/projections"
 )
 
 func (e *env) statsCmd(ctx context.Context, args []string) error {
@@ -19,24 +17,13 @@ func (e *env) statsCmd(ctx context.Context, args []string) error {
 	}
 	b, err := openBasedir(*basedirFlag, newLogger(e.stderr), false)
 	if err != nil {
+		// A running daemon holds the basedir: ask it.
+		if out, aerr := adminRequest(ctx, *basedirFlag, "GET", "/stats", nil); aerr == nil {
+			fmt.Fprint(e.stdout, out)
+			return nil
+		}
 		return fmt.Errorf("stats: %w", err)
 	}
 	defer b.Close()
-	keys, err := b.store.KeyCount()
-	if err != nil {
-		return fmt.Errorf("stats: %w", err)
-	}
-	applied, err := b.store.AppliedIndexes()
-	if err != nil {
-		return fmt.Errorf("stats: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "keys: %d\n", keys)
-	fmt.Fprintf(e.stdout, "log_first_offset: %d\n", b.log.FirstIndex())
-	fmt.Fprintf(e.stdout, "log_offset: %d\n", b.log.LastIndex())
-	fmt.Fprintf(e.stdout, "log_bytes: %d\n", b.log.SizeBytes())
-	for _, p := range projections.Projections {
-		fmt.Fprintf(e.stdout, "applied_%s: %d\n", p, applied[p])
-	}
-	fmt.Fprintf(e.stdout, "ptree_elements: %d\n", b.store.PtreeElements())
-	return nil
+	return writeStats(e.stdout, b)
 }
