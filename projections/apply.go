@@ -11,6 +11,7 @@ import (
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/projections/ptree"
 )
 
 // ApplyStats counts what applying events did.
@@ -178,8 +179,8 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 			return err
 		}
 		if old.SKS {
-			if err := a.s.tree.Delete(old.Hash); err != nil {
-				a.s.log.Error().Err(err).Str("key_hash", old.Hash.String()).Msg("prefix tree delete")
+			if err := treeOp(a.s, "delete", old.Hash, a.s.tree.Delete(old.Hash)); err != nil {
+				return err
 			}
 		}
 	}
@@ -193,8 +194,8 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 			return err
 		}
 		if rec.SKS {
-			if err := a.s.tree.Insert(h); err != nil {
-				a.s.log.Error().Err(err).Str("key_hash", h.String()).Msg("prefix tree insert")
+			if err := treeOp(a.s, "insert", h, a.s.tree.Insert(h)); err != nil {
+				return err
 			}
 		}
 	}
@@ -318,4 +319,21 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 	}
 	a.s.keys = a.keys
 	return b.Close()
+}
+
+// treeOp decides what a prefix tree error means. A duplicate insert or a
+// missing delete leaves the tree unchanged and only says the tree and the
+// hash index disagree about one element: logged for an operator (grapevine
+// check finds it), and applying goes on. Anything else (a read error, a
+// corrupt node) fails the batch, which the runner retries.
+func treeOp(s *Store, op string, h pgpkey.KeyHash, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ptree.ErrDuplicate), errors.Is(err, ptree.ErrMissing):
+		s.log.Error().Err(err).Str("key_hash", h.String()).Msg("prefix tree " + op + " disagrees with the hash index")
+		return nil
+	default:
+		return fmt.Errorf("prefix tree %s %s: %w", op, h, err)
+	}
 }
