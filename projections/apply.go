@@ -58,63 +58,74 @@ func ParseEventKey(b []byte) (*pgpkey.Key, error) {
 	return pgpkey.ParseKey(raw)
 }
 
-// batchApplier applies parsed events into one indexed Pebble batch, so that
-// reads inside the batch see its own earlier writes (two versions of one key
-// in the same batch merge correctly).
+// batchApplier applies parsed events into one Pebble batch. Reads go to
+// the committed database, with the batch's own writes kept in small
+// overlays (the newest record of each key written, the hashes added and
+// removed), so two versions of one key in the same batch merge correctly
+// without the cost of an indexed batch.
 type batchApplier struct {
 	s        *Store
 	b        *pebble.Batch
 	keys     int64
 	counters map[string][2]uint64
 	stats    ApplyStats
-	// parsed caches keys decoded from records written or read in this batch.
-	parsed map[string]*pgpkey.Key
+	// written holds the newest record and parsed key of every key
+	// written in this batch.
+	written map[string]writtenKey
+	// hashes overlays the hash index: a rid for a hash added in this
+	// batch, nil for one removed.
+	hashes map[pgpkey.KeyHash][]byte
+}
+
+type writtenKey struct {
+	rec *Record
+	key *pgpkey.Key
 }
 
 func (s *Store) newBatchApplier() *batchApplier {
 	return &batchApplier{
 		s:        s,
-		b:        s.db.NewIndexedBatch(),
+		b:        s.db.NewBatch(),
 		keys:     s.keys,
 		counters: make(map[string][2]uint64),
-		parsed:   make(map[string]*pgpkey.Key),
+		written:  make(map[string]writtenKey),
+		hashes:   make(map[pgpkey.KeyHash][]byte),
 	}
 }
 
-// current returns the newest version of rid, or nil.
+// current returns the newest version of rid and its parsed key, or nil.
 func (a *batchApplier) current(rid []byte) (*Record, *pgpkey.Key, error) {
-	v, closer, err := a.b.Get(latestKey(rid))
-	if errors.Is(err, pebble.ErrNotFound) {
+	if w, ok := a.written[string(rid)]; ok {
+		return w.rec, w.key, nil
+	}
+	rec, err := latest(a.s.db, rid)
+	if errors.Is(err, ErrNotFound) {
 		return nil, nil, nil
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	idx, _, _, err := decodeLatest(v)
-	closer.Close()
-	if err != nil {
-		return nil, nil, fmt.Errorf("latest %X: %w", rid, err)
-	}
-	rv, closer, err := a.b.Get(recordKey(rid, idx))
-	if err != nil {
-		return nil, nil, fmt.Errorf("record %X@%d: %w", rid, idx, err)
-	}
-	defer closer.Close()
-	rec, err := decodeRecord(rid, idx, bytes.Clone(rv))
-	if err != nil {
-		return nil, nil, err
-	}
-	if rec.Deleted {
-		return rec, nil, nil
-	}
-	if k, ok := a.parsed[string(rid)]; ok {
-		return rec, k, nil
-	}
 	k, err := ParseEventKey(rec.Key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("stored record %X@%d does not parse: %w", rid, idx, err)
+		return nil, nil, fmt.Errorf("stored record %X@%d does not parse: %w", rid, rec.Index, err)
 	}
 	return rec, k, nil
+}
+
+// hashOwner reports whether h is in the hash index, batch included.
+func (a *batchApplier) hashOwner(h pgpkey.KeyHash) ([]byte, bool, error) {
+	if rid, ok := a.hashes[h]; ok {
+		return rid, rid != nil, nil
+	}
+	v, closer, err := a.s.db.Get(hashKey(h))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), true, nil
 }
 
 func (a *batchApplier) apply(pe parsedEvent) error {
@@ -170,7 +181,7 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 	if err := b.Set(latestKey(rid), encodeLatest(idx, flags, h), nil); err != nil {
 		return err
 	}
-	a.parsed[string(rid)] = merged
+	a.written[string(rid)] = writtenKey{rec: rec, key: merged}
 
 	// Hash index and prefix tree: the old hash leaves, the new one enters
 	// (keyhash.md §6 step 5, recon.md §5.7).
@@ -178,21 +189,27 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 		if err := b.Delete(hashKey(old.Hash), nil); err != nil {
 			return err
 		}
+		a.hashes[old.Hash] = nil
 		if old.SKS {
 			if err := treeOp(a.s, "delete", old.Hash, a.s.tree.Delete(old.Hash)); err != nil {
 				return err
 			}
 		}
 	}
-	if owner, closer, err := b.Get(hashKey(h)); err == nil {
+	owner, taken, err := a.hashOwner(h)
+	if err != nil {
+		return err
+	}
+	if taken {
 		// Another record already has this hash: only an MD5 collision can
 		// do this. Keep the first owner in the hash index and the tree.
 		a.s.log.Error().Str("key_hash", h.String()).Hex("owner", owner).Hex("rid", rid).Msg("key hash collision")
-		closer.Close()
 	} else {
-		if err := b.Set(hashKey(h), appendRID(nil, rid), nil); err != nil {
+		v := appendRID(nil, rid)
+		if err := b.Set(hashKey(h), v, nil); err != nil {
 			return err
 		}
+		a.hashes[h] = v
 		if rec.SKS {
 			if err := treeOp(a.s, "insert", h, a.s.tree.Insert(h)); err != nil {
 				return err
@@ -290,7 +307,7 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 	for k, c := range a.counters {
 		key := append([]byte{prefixCounters}, k...)
 		var prev [16]byte
-		if v, closer, err := b.Get(key); err == nil {
+		if v, closer, err := a.s.db.Get(key); err == nil {
 			copy(prev[:], v)
 			closer.Close()
 		}
