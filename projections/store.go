@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 	"github.com/rs/zerolog"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -48,7 +49,7 @@ func DefaultConfig() Config {
 		Logger:        zerolog.Nop(),
 		BatchEvents:   2048,
 		Workers:       runtime.GOMAXPROCS(0),
-		CacheBytes:    64 << 20,
+		CacheBytes:    192 << 20,
 		MemTableBytes: 32 << 20,
 		Ptree:         ptree.DefaultConfig(),
 	}
@@ -114,6 +115,15 @@ func Open(dir string, cfg Config) (*Store, error) {
 		// by killing imports and daemons). Close flushes.
 		DisableWAL: true,
 		Logger:     pebbleLogger{cfg.Logger},
+	}
+	// Bloom filters on every level: applying a new key looks up its record,
+	// its hash and the upload path's novelty check, and all of them miss.
+	// Without filters each miss reads index and data blocks of every level
+	// (profiled: 40% of a 100k-key import in pread).
+	opts.Levels = make([]pebble.LevelOptions, 7)
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].FilterType = pebble.TableFilter
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
