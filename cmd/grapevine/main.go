@@ -62,6 +62,7 @@ commands:
   replay   rebuild every projection from the log
   dump     write SKS-format dump files of the keys as of a log index or time
   stats    print counts and log positions as "name: value" lines
+  check    verify the log's checksums, the projections against a replay, the prefix tree
   version  print the version
 
 Run "grapevine <command> -h" for a command's flags.
@@ -84,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return env.dumpCmd(ctx, rest)
 	case "stats":
 		return env.statsCmd(ctx, rest)
+	case "check":
+		return env.checkCmd(ctx, rest)
 	case "serve":
 		return env.serveCmd(ctx, rest)
 	case "version", "-version", "--version":
