@@ -81,7 +81,9 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}
 	}
 	if len(events) > 0 {
-		last, err := s.app.Append(r.Context(), events...)
+		// Not the request context: a client that half-closes after sending
+		// (HTTP/1.0, hkp.md §1.2) must not turn a stored key into a 503.
+		last, err := s.app.Append(context.WithoutCancel(r.Context()), events...)
 		if err != nil {
 			s.log.Error().Err(err).Msg("append upload to log")
 			return &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}

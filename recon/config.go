@@ -117,7 +117,13 @@ type Config struct {
 	NegativeMax int
 
 	// Limits bound what is read from peers, recon messages and hashquery
-	// responses alike; the zero value means wire.DefaultLimits.
+	// responses alike; a zero field means wire.DefaultLimits' value.
+	// DefaultConfig lowers MaxSetFrameBytes and MaxElements to 32 MiB
+	// (about 2 million elements): with MaxMessageElements no honest peer
+	// sends sets of more than a few thousand. With MaxMessageElements 0
+	// a nearly empty node receives every element of a full peer in one
+	// Elements message, ~17 bytes per key: spec recon.md §8.6 asks for
+	// 256 MiB then (wire.DefaultLimits).
 	Limits wire.Limits
 
 	// DialAddr, when valid, is the source address of outgoing recon and
@@ -168,7 +174,11 @@ func DefaultConfig() Config {
 		ApplyWait:              30 * time.Second,       // grapevine: the runner applies a batch in well under a second
 		NegativeTTL:            6 * time.Hour,          // grapevine: stops refetch loops (§11.5) while letting a fixed peer retry
 		NegativeMax:            100_000,                // grapevine: ~6 MB
-		Logger:                 zerolog.Nop(),
+		Limits: wire.Limits{ // wire.DefaultLimits, but sets of at most 32 MiB (see the field)
+			MaxSetFrameBytes: 32 << 20,
+			MaxElements:      32 << 20 / wire.ElementSize,
+		},
+		Logger: zerolog.Nop(),
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 // the acceptor after its session, each from the other's /pks/hashquery.
 // A second session finds nothing to fetch.
 func TestEndToEnd1000Keys(t *testing.T) {
+	t.Parallel()
 	keys, hashes := corpusKeys(t, 1000)
 	a := newNode(t, keys[:600], nil)
 	b := newNode(t, keys[400:], nil)

@@ -151,9 +151,8 @@ func (f *fetcher) release(hashes []pgpkey.KeyHash) {
 // with smaller batches, and after MaxFetchFailures failures in a row the
 // rest is given up for this round. It returns ctx's error or the first
 // append error; everything else is counted in FetchStats and logged.
-func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, addr netip.AddrPort, hashes []pgpkey.KeyHash) (FetchStats, error) {
+func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, addr netip.AddrPort, hashes []pgpkey.KeyHash) (st FetchStats, err error) {
 	start := time.Now()
-	var st FetchStats
 	defer func() { st.Took = time.Since(start) }()
 	todo := f.claim(peer, hashes, &st)
 	defer f.release(todo)
@@ -322,6 +321,27 @@ func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, ba
 		return nil, nil
 	}
 	idx, err := f.app.Append(ctx, events...)
+	if errors.Is(err, eventlog.ErrTooLarge) || errors.Is(err, eventlog.ErrInvalid) {
+		// Append stores all or nothing: find the events the log refuses
+		// and keep the others.
+		var kept []pgpkey.KeyHash
+		for i, e := range events {
+			j, err := f.app.Append(ctx, e)
+			switch {
+			case errors.Is(err, eventlog.ErrTooLarge) || errors.Is(err, eventlog.ErrInvalid):
+				st.Bad++
+				f.neg.add(peer, added[i], now)
+				log.Warn().Err(err).Str("key_hash", added[i].String()).Int("bytes", len(e.Key)).Msg("dropped fetched key the log refuses")
+			case err != nil:
+				return kept, fmt.Errorf("append fetched key %s: %w", added[i], err)
+			default:
+				kept = append(kept, added[i])
+				st.Added++
+				st.LastIndex = j
+			}
+		}
+		return kept, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("append %d fetched keys: %w", len(events), err)
 	}

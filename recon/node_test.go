@@ -247,7 +247,7 @@ func corpusKeys(tb testing.TB, n int) ([][]byte, []pgpkey.KeyHash) {
 	tb.Helper()
 	corpusOnce.Do(func() {
 		var buf bytes.Buffer
-		_, corpusErr = corpus.Generate(context.Background(), &buf, corpus.Options{N: corpusNeeded, Seed: 42, RSAPoolSize: 8})
+		_, corpusErr = corpus.Generate(context.Background(), &buf, corpus.Options{N: corpusNeeded, Seed: 42, RSAPoolSize: 2})
 		corpusData = buf.Bytes()
 	})
 	if corpusErr != nil {

@@ -231,7 +231,7 @@ func (ss *sessionState) deadline(d time.Duration) time.Time {
 }
 
 // write is the bufio.Writer's sink: every write to the socket gets a
-// deadline. A cancelled ctx wins over the deadline set here (see armed).
+// deadline. A cancelled ctx wins over the deadline set here (see run).
 func (ss *sessionState) write(b []byte) (int, error) {
 	ss.conn.SetWriteDeadline(ss.deadline(ss.cfg.WriteTimeout))
 	if ss.ctx.Err() != nil {

@@ -45,21 +45,25 @@ func TestSessionSetDifferences(t *testing.T) {
 		setB := slices.Concat(all[:tc.shared], all[tc.shared+tc.onlyA:])
 		treeA, treeB := buildTree(t, setA), buildTree(t, setB)
 		aLacks, bLacks := minus(setB, setA), minus(setA, setB)
-		for _, mode := range []string{"sks", "bounded"} {
+		// "mixed": A runs SKS's exact rules, B bounded messages.
+		for _, mode := range []string{"sks", "bounded", "mixed"} {
 			for _, aRole := range []recon.Role{recon.Acceptor, recon.Initiator} {
 				t.Run(fmt.Sprintf("%s/%s/A=%s", tc.name, mode, aRole), func(t *testing.T) {
 					synctest.Test(t, func(t *testing.T) {
-						cfg := testConfig(t)
+						cfg, cfgA := testConfig(t), testConfig(t)
 						if mode == "sks" {
 							cfg = sksConfig(t)
+						}
+						if mode != "bounded" {
+							cfgA = sksConfig(t)
 						}
 						var resA, resB *recon.Result
 						var errA, errB error
 						if aRole == recon.Acceptor {
-							pr := runPair(t.Context(), cfg, treeA, cfg, treeB)
+							pr := runPair(t.Context(), cfgA, treeA, cfg, treeB)
 							resA, errA, resB, errB = pr.acc, pr.accErr, pr.ini, pr.iniErr
 						} else {
-							pr := runPair(t.Context(), cfg, treeB, cfg, treeA)
+							pr := runPair(t.Context(), cfg, treeB, cfgA, treeA)
 							resB, errB, resA, errA = pr.acc, pr.accErr, pr.ini, pr.iniErr
 						}
 						if errA != nil || errB != nil {

@@ -62,6 +62,7 @@ func serveAdmin(ctx context.Context, b *basedir) (func(), error) {
 		}
 		io.WriteString(w, msg)
 	})
+	mux.HandleFunc("/submit", adminSubmit(b))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	return func() {

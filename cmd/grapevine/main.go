@@ -46,6 +46,12 @@ func (e usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func exitCode(err error) int {
+	// Commands run by other programs (mail-in from an MTA) carry their own
+	// status, e.g. 75 EX_TEMPFAIL so that the MTA retries.
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
 	var u usageError
 	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
 		return 2
@@ -62,6 +68,7 @@ commands:
   replay   rebuild every projection from the log
   dump     write SKS-format dump files of the keys as of a log index or time
   stats    print counts and log positions as "name: value" lines
+  mail-in  store the keys of one PKS mail read from stdin (MTA pipe; sks_add_mail)
   check    verify the log's checksums, the projections against a replay, the prefix tree
   version  print the version
 
@@ -89,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return env.checkCmd(ctx, rest)
 	case "serve":
 		return env.serveCmd(ctx, rest)
+	case "mail-in":
+		return env.mailInCmd(ctx, rest)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "grapevine %s\n", version)
 		return nil

@@ -41,7 +41,7 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	for _, n := range notices {
 		logger.Info().Str("sksconf", n.String()).Msg("option accepted but not used")
 	}
-	d := &daemon{conf: conf, logger: logger}
+	d := &daemon{conf: conf, logger: logger, paths: paths}
 	d.peers, d.mailsync = readPeerFiles(logger, paths)
 
 	b, err := openBasedir(conf.Basedir, logger, true)
@@ -110,6 +110,7 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	if err := e.startRecon(ctx, d, b, &wg, errc); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	startMailsync(ctx, d, b)
 	logger.Info().Str("version", version).Uint64("log_index", uint64(b.log.LastIndex())).
 		Strs("hkp", addrsOf(hkpListeners)).Msg("serving")
 
@@ -130,6 +131,7 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 // daemon holds what the running server shares between its parts.
 type daemon struct {
 	conf   *SKSConf
+	paths  SKSPaths
 	logger zerolog.Logger
 
 	mu       sync.Mutex

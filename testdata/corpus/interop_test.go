@@ -2,8 +2,6 @@ package corpus_test
 
 import (
 	"bytes"
-	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,60 +155,16 @@ func TestSequoiaInspect(t *testing.T) {
 // TestSKSImport builds a real SKS 1.1.6 from a corpus (shared/tools/sks-peer:
 // sks build, cleandb, pbuild) and checks that SKS keeps every key.
 func TestSKSImport(t *testing.T) {
-	peer := testenv.SharedFile(t, "tools/sks-peer")
 	b, st := generate(t, corpus.Options{N: 300, Seed: 5, RSAPoolSize: testPool})
-	dir := t.TempDir()
-	file := filepath.Join(dir, "corpus.pgp")
+	file := filepath.Join(t.TempDir(), "corpus.pgp")
 	if err := os.WriteFile(file, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sksDir := filepath.Join(dir, "sks")
-	ports := freePorts(t, 2)
-	cmd := exec.Command(peer, "start", "--dir", sksDir, "--keys", file, "--no-gossip", "--no-install",
-		"--hkp-port", strconv.Itoa(ports[0]), "--recon-port", strconv.Itoa(ports[1]))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	// sks-peer kills what it started if start fails; stop is for success.
-	t.Cleanup(func() {
-		if out, err := exec.Command(peer, "stop", "--dir", sksDir).CombinedOutput(); err != nil {
-			t.Logf("sks-peer stop: %v\n%s", err, out)
-		}
-	})
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 3 {
-		testenv.Missing(t, "sks (Debian package sks)")
+	sks := testenv.StartSKS(t, testenv.SKSOptions{Keys: []string{file}, NoGossip: true})
+	if got, want := sks.Info["SKS_KEYS"], strconv.Itoa(st.Keys); got != want {
+		t.Errorf("SKS built with %s keys, want %s", got, want)
 	}
-	if err != nil {
-		t.Fatalf("sks-peer start: %v\n%s", err, stderr.String())
-	}
-	if !strings.Contains(string(out), "SKS_KEYS="+strconv.Itoa(st.Keys)+"\n") {
-		t.Fatalf("sks-peer start: SKS holds a different number of keys than the corpus's %d:\n%s", st.Keys, out)
-	}
-	count, err := exec.Command(peer, "count", "--dir", sksDir).Output()
-	if err != nil {
-		t.Fatalf("sks-peer count: %v", err)
-	}
-	if got, want := strings.TrimSpace(string(count)), strconv.Itoa(st.Keys); got != want {
+	if got, want := strings.TrimSpace(sks.Run(t, "count")), strconv.Itoa(st.Keys); got != want {
 		t.Errorf("SKS counts %s keys, want %s", got, want)
 	}
-}
-
-// freePorts returns n loopback TCP ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }
