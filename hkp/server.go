@@ -63,6 +63,10 @@ type Config struct {
 	// Timeouts of the http.Server (see net/http). Defaults: read header 10 s,
 	// read 60 s, write 120 s, idle 120 s.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Middleware, when not nil, wraps the handler Serve runs (metrics,
+	// rate limiting); it sees every request after the common headers are
+	// set.
+	Middleware func(http.Handler) http.Handler
 	// IndexV6 includes v5 and v6 keys in machine-readable index answers.
 	// Off by default: older clients reject 64-hex fingerprints (hkp.md §6.1).
 	IndexV6 bool
@@ -249,8 +253,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // Serve serves HKP on ln until ctx is done, then shuts down gracefully,
 // letting in-flight requests finish for up to 10 s.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var h http.Handler = s
+	if s.cfg.Middleware != nil {
+		h = s.cfg.Middleware(s)
+	}
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
