@@ -24,10 +24,6 @@ var (
 
 	// ErrBusy is returned when MaxConcurrentSessions sessions already run.
 	ErrBusy = errors.New("recon: too many sessions")
-
-	// ErrClosed is returned by Serve and Gossip once the Server's context
-	// has ended them.
-	ErrClosed = errors.New("recon: server closed")
 )
 
 // ConfigError reports a Config exchange that ended with "failed"

@@ -96,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return env.checkCmd(ctx, rest)
 	case "serve":
 		return env.serveCmd(ctx, rest)
+	case "recon":
+		return env.reconCmd(ctx, rest)
 	case "mail-in":
 		return env.mailInCmd(ctx, rest)
 	case "version", "-version", "--version":
