@@ -62,6 +62,13 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			res.Failed = append(res.Failed, err.Error())
 			continue
 		}
+		if blocked, err := s.store.Blocked(k.Fingerprint().Bytes()); err != nil {
+			return err
+		} else if blocked {
+			s.log.Info().Str("fpr", k.Fingerprint().String()).Msg("refused upload of a blocked key")
+			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
+			continue
+		}
 		novel, err := s.store.Novel(k)
 		if err != nil {
 			return err

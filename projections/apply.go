@@ -20,6 +20,8 @@ type ApplyStats struct {
 	Updated   int64 // keys that gained packets
 	Unchanged int64 // submissions that added nothing
 	Rejected  int64 // events whose key does not parse (they are kept in the log)
+	Refused   int64 // keys whose fingerprint is blocked
+	Deleted   int64 // keys removed by an admin deletion
 	Skipped   int64 // events of kinds this version does not project
 }
 
@@ -28,6 +30,8 @@ func (a *ApplyStats) add(b ApplyStats) {
 	a.Updated += b.Updated
 	a.Unchanged += b.Unchanged
 	a.Rejected += b.Rejected
+	a.Refused += b.Refused
+	a.Deleted += b.Deleted
 	a.Skipped += b.Skipped
 }
 
@@ -75,6 +79,10 @@ type batchApplier struct {
 	// hashes overlays the hash index: a rid for a hash added in this
 	// batch, nil for one removed.
 	hashes map[pgpkey.KeyHash][]byte
+	// blocked and suppressed overlay the blocked fingerprints and the
+	// suppressed hashes: true when set in this batch, false when removed.
+	blocked    map[string]bool
+	suppressed map[pgpkey.KeyHash]bool
 }
 
 type writtenKey struct {
@@ -88,14 +96,19 @@ func (s *Store) newBatchApplier() *batchApplier {
 		b:        s.db.NewBatch(),
 		keys:     s.keys,
 		counters: make(map[string][2]uint64),
-		written:  make(map[string]writtenKey),
-		hashes:   make(map[pgpkey.KeyHash][]byte),
+		written:    make(map[string]writtenKey),
+		hashes:     make(map[pgpkey.KeyHash][]byte),
+		blocked:    make(map[string]bool),
+		suppressed: make(map[pgpkey.KeyHash]bool),
 	}
 }
 
 // current returns the newest version of rid and its parsed key, or nil.
 func (a *batchApplier) current(rid []byte) (*Record, *pgpkey.Key, error) {
 	if w, ok := a.written[string(rid)]; ok {
+		if w.rec.Deleted {
+			return nil, nil, nil
+		}
 		return w.rec, w.key, nil
 	}
 	rec, err := latest(a.s.db, rid)
@@ -137,9 +150,11 @@ func (a *batchApplier) apply(pe parsedEvent) error {
 			return nil
 		}
 		return a.applyKey(pe.idx, pe.ev, pe.key)
+	case eventlog.KindKeyBlocked, eventlog.KindKeyUnblocked, eventlog.KindKeyDeleted:
+		return a.applyAdmin(pe.idx, pe.ev)
 	default:
-		// Admin kinds are projected by a later version; the event stays in
-		// the log and a replay with that version applies it.
+		// A kind from a newer version: the event stays in the log and a
+		// replay with that version applies it.
 		a.stats.Skipped++
 		a.s.log.Warn().Uint64("index", uint64(pe.idx)).Uint8("kind", uint8(pe.ev.Kind)).Msg("event kind not projected by this version")
 		return nil
@@ -148,6 +163,13 @@ func (a *batchApplier) apply(pe parsedEvent) error {
 
 func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key) error {
 	rid := RecordID(key)
+	if blocked, err := a.isBlocked(key.Fingerprint().Bytes()); err != nil {
+		return err
+	} else if blocked {
+		a.stats.Refused++
+		a.s.log.Info().Uint64("index", uint64(idx)).Str("fpr", key.Fingerprint().String()).Str("origin", ev.Origin.String()).Msg("refused blocked key")
+		return nil
+	}
 	old, oldKey, err := a.current(rid)
 	if err != nil {
 		return err
@@ -210,7 +232,18 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 			return err
 		}
 		a.hashes[h] = v
-		if rec.SKS {
+		suppressed, err := a.isSuppressed(h)
+		if err != nil {
+			return err
+		}
+		if suppressed {
+			// The key was deleted and has come back (unblocked) with the
+			// same content: its hash never left the tree.
+			if err := b.Delete(suppressKey(h), nil); err != nil {
+				return err
+			}
+			a.suppressed[h] = false
+		} else if rec.SKS {
 			if err := treeOp(a.s, "insert", h, a.s.tree.Insert(h)); err != nil {
 				return err
 			}
@@ -353,4 +386,157 @@ func treeOp(s *Store, op string, h pgpkey.KeyHash, err error) error {
 	default:
 		return fmt.Errorf("prefix tree %s %s: %w", op, h, err)
 	}
+}
+
+func (a *batchApplier) isBlocked(fpr []byte) (bool, error) {
+	if v, ok := a.blocked[string(fpr)]; ok {
+		return v, nil
+	}
+	return exists(a.s.db, blockedKey(fpr))
+}
+
+func (a *batchApplier) isSuppressed(h pgpkey.KeyHash) (bool, error) {
+	if v, ok := a.suppressed[h]; ok {
+		return v, nil
+	}
+	return exists(a.s.db, suppressKey(h))
+}
+
+func exists(r Reader, key []byte) (bool, error) {
+	_, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	closer.Close()
+	return true, nil
+}
+
+// applyAdmin projects the operator's events (issue: deletion that sticks).
+//
+//   - KeyBlocked: the fingerprint is refused from now on, by upload, recon
+//     and mail alike; a stored key stays until deleted.
+//   - KeyUnblocked: the fingerprint is accepted again.
+//   - KeyDeleted: the key leaves every projection and its fingerprint is
+//     blocked, so no copy — the same or a changed one — comes back by
+//     gossip. Its hash stays in the recon prefix tree, suppressed: peers
+//     see nothing to send us, and hashquery never serves it.
+//
+// Targets are primary key fingerprints (16, 20 or 32 bytes).
+func (a *batchApplier) applyAdmin(idx eventlog.Index, ev *eventlog.Event) error {
+	fpr := ev.Target
+	switch len(fpr) {
+	case 16, 20, 32:
+	default:
+		a.stats.Rejected++
+		a.s.log.Warn().Uint64("index", uint64(idx)).Int("target_bytes", len(fpr)).Msg("admin event without a fingerprint")
+		return nil
+	}
+	block := func() error {
+		v := binary.BigEndian.AppendUint64(nil, uint64(idx))
+		v = append(v, ev.Reason...)
+		a.blocked[string(fpr)] = true
+		return a.b.Set(blockedKey(fpr), v, nil)
+	}
+	switch ev.Kind {
+	case eventlog.KindKeyBlocked:
+		return block()
+	case eventlog.KindKeyUnblocked:
+		a.blocked[string(fpr)] = false
+		return a.b.Delete(blockedKey(fpr), nil)
+	}
+	if err := block(); err != nil {
+		return err
+	}
+	rids, err := a.ridsOf(fpr)
+	if err != nil {
+		return err
+	}
+	for _, rid := range rids {
+		if err := a.deleteKey(idx, rid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ridsOf returns the record IDs of the keys whose primary fingerprint is
+// fpr (one, or several v3 keys), including keys written in this batch.
+func (a *batchApplier) ridsOf(fpr []byte) ([][]byte, error) {
+	seen := make(map[string]bool)
+	var out [][]byte
+	add := func(rid []byte) {
+		if bytes.HasPrefix(rid, fpr) && !seen[string(rid)] {
+			seen[string(rid)] = true
+			out = append(out, bytes.Clone(rid))
+		}
+	}
+	p := appendRID([]byte{prefixFpr}, fpr)
+	rids, err := scanSuffixes(a.s.db, p, len(p), 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, rid := range rids {
+		add(rid)
+	}
+	for rid := range a.written {
+		add([]byte(rid))
+	}
+	return out, nil
+}
+
+// deleteKey writes a tombstone version of rid and removes the key from the
+// indexes, keeping its hash in the prefix tree as suppressed.
+func (a *batchApplier) deleteKey(idx eventlog.Index, rid []byte) error {
+	old, key, err := a.current(rid)
+	if err != nil || old == nil {
+		return err
+	}
+	b := a.b
+	tomb := &Record{RID: rid, Index: idx, Hash: old.Hash, Deleted: true, SKS: old.SKS, Created: old.Created}
+	if err := b.Set(recordKey(rid, idx), encodeRecord(tomb), nil); err != nil {
+		return err
+	}
+	flags := byte(flagDeleted)
+	if old.SKS {
+		flags |= flagSKS
+	}
+	if err := b.Set(latestKey(rid), encodeLatest(idx, flags, old.Hash), nil); err != nil {
+		return err
+	}
+	a.written[string(rid)] = writtenKey{rec: tomb}
+	if err := b.Delete(hashKey(old.Hash), nil); err != nil {
+		return err
+	}
+	a.hashes[old.Hash] = nil
+	if old.SKS {
+		if err := b.Set(suppressKey(old.Hash), appendRID(nil, rid), nil); err != nil {
+			return err
+		}
+		a.suppressed[old.Hash] = true
+	}
+	del := func(k []byte) error { return b.Delete(k, nil) }
+	ids := append([]pgpkey.SubkeyID{{Fingerprint: key.Fingerprint(), KeyID: key.KeyID()}}, key.SubkeyIDs()...)
+	for _, id := range ids {
+		if err := errors.Join(del(fprKey(id.Fingerprint.Bytes(), rid)), del(keyIDKey(uint64(id.KeyID), rid)), del(shortIDKey(id.KeyID.Short(), rid))); err != nil {
+			return err
+		}
+	}
+	for _, u := range key.UserIDs() {
+		for _, w := range Words(u) {
+			if err := del(wordKey(prefixWord, w, rid)); err != nil {
+				return err
+			}
+		}
+		if e := Email(u); e != "" {
+			if err := del(wordKey(prefixEmail, e, rid)); err != nil {
+				return err
+			}
+		}
+	}
+	a.keys--
+	a.stats.Deleted++
+	return nil
 }

@@ -21,6 +21,8 @@ const (
 	prefixEmail    = 'E' // E<address>\x00<len><rid>      → empty: whole e-mail addresses of user IDs
 	prefixPtree    = 'P' // P...                         → recon prefix tree nodes (projections/ptree)
 	prefixCounters = 'c' // c<d|h><YYYYMMDD[HH]>         → <new BE8><updated BE8>: stats histograms
+	prefixBlocked  = 'B' // B<len><fpr>                  → <index BE8><reason>: fingerprints refused (admin)
+	prefixSuppress = 'X' // X<hash16>                    → <len><rid>: hashes of deleted keys, kept in the prefix tree, never served
 )
 
 // schemaVersion names the layout above. A store written with another
@@ -76,6 +78,10 @@ func shortIDKey(id uint32, rid []byte) []byte {
 }
 
 func hashKey(h [16]byte) []byte { return append([]byte{prefixHash}, h[:]...) }
+
+func suppressKey(h [16]byte) []byte { return append([]byte{prefixSuppress}, h[:]...) }
+
+func blockedKey(fpr []byte) []byte { return appendRID([]byte{prefixBlocked}, fpr) }
 
 func wordKey(prefix byte, word string, rid []byte) []byte {
 	k := make([]byte, 0, 3+len(word)+len(rid))

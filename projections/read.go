@@ -325,7 +325,14 @@ func splitRecordKey(k []byte) (rid []byte, idx eventlog.Index, ok bool) {
 // Novel reports whether submitting k would change the store: false when the
 // stored key already holds every packet of k. Upload and import paths use it
 // to answer repeated submissions without appending them to the log again.
+//
+// A key whose fingerprint is blocked is never novel: recon and mail drop it
+// quietly (recon remembers the hash), and the upload path asks Blocked first
+// to say why.
 func (s *Store) Novel(k *pgpkey.Key) (bool, error) {
+	if blocked, err := s.Blocked(k.Fingerprint().Bytes()); err != nil || blocked {
+		return false, err
+	}
 	rec, err := s.Latest(RecordID(k))
 	if errors.Is(err, ErrNotFound) {
 		return true, nil
@@ -380,3 +387,7 @@ func (s *Store) Histogram(granularity string, since time.Time) ([]HistogramBin, 
 	}
 	return bins, it.Close()
 }
+
+// Blocked reports whether the operator blocked (or deleted) the key with
+// this primary fingerprint.
+func (s *Store) Blocked(fpr []byte) (bool, error) { return exists(s.db, blockedKey(fpr)) }

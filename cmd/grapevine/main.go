@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -69,6 +71,8 @@ commands:
   dump     write SKS-format dump files of the keys as of a log index or time
   stats    print counts and log positions as "name: value" lines
   mail-in  store the keys of one PKS mail read from stdin (MTA pipe; sks_add_mail)
+  delete   remove a key everywhere and keep it out (recon, uploads): FPR --reason TEXT
+  block    refuse a fingerprint from now on; unblock: accept it again
   check    verify the log's checksums, the projections against a replay, the prefix tree
   version  print the version
 
@@ -98,6 +102,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return env.serveCmd(ctx, rest)
 	case "recon":
 		return env.reconCmd(ctx, rest)
+	case "delete":
+		return env.adminEventCmd(ctx, "delete", eventlog.KindKeyDeleted, rest)
+	case "block":
+		return env.adminEventCmd(ctx, "block", eventlog.KindKeyBlocked, rest)
+	case "unblock":
+		return env.adminEventCmd(ctx, "unblock", eventlog.KindKeyUnblocked, rest)
 	case "mail-in":
 		return env.mailInCmd(ctx, rest)
 	case "version", "-version", "--version":
