@@ -92,10 +92,10 @@ type writtenKey struct {
 
 func (s *Store) newBatchApplier() *batchApplier {
 	return &batchApplier{
-		s:        s,
-		b:        s.db.NewBatch(),
-		keys:     s.keys,
-		counters: make(map[string][2]uint64),
+		s:          s,
+		b:          s.db.NewBatch(),
+		keys:       s.keys,
+		counters:   make(map[string][2]uint64),
 		written:    make(map[string]writtenKey),
 		hashes:     make(map[pgpkey.KeyHash][]byte),
 		blocked:    make(map[string]bool),
