@@ -37,7 +37,11 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	if err := conf.Validate(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	logger := newLogger(e.stderr).Level(levelFor(conf.DebugLevel))
+	logger, closeLog, err := e.newDaemonLogger(conf)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer closeLog()
 	for _, n := range notices {
 		logger.Info().Str("sksconf", n.String()).Msg("option accepted but not used")
 	}
@@ -67,11 +71,16 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	hcfg.MaxInternalMatches = conf.MaxInternalMatches
 	hcfg.MaxPostBytes = conf.MaxPostBytes
 	hcfg.AccessLog = conf.AccessLog
+	metrics := newMetrics(conf, b)
+	hcfg.Middleware = metrics.Middleware()
 	if conf.WserverTimeout > 0 {
 		hcfg.WriteTimeout = conf.WserverTimeout
 	}
 	hsrv, err := hkp.New(hcfg, b.store, b.log, d)
 	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := startMetrics(ctx, d, b, metrics); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	hkpListeners, err := listenAll(logger, "hkp", conf.HKPListenAddrs())

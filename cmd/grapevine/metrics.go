@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections"
+)
+
+// Prometheus metrics of `grapevine serve`, on grapevine_metrics_address
+// (off when empty) at /metrics, never on the HKP port. Everything lives in
+// the daemon's own registry: no global state, so tests can run several
+// daemons in one process.
+//
+// What is counted where:
+//   - HKP requests by op and status, and their duration: hkp.Config.Middleware
+//     (metrics.middleware), which sees every request.
+//   - Log events by origin and kind: a goroutine that follows the log from
+//     the index it had at start (counters count since the process started,
+//     as Prometheus counters do).
+//   - Everything else is read from the components at scrape time
+//     (basedirCollector): log index and bytes, applied index and lag of each
+//     projection, key count, keys added and updated, prefix tree elements,
+//     mailsync counters.
+//   - Go runtime and process (goroutines, fds, RSS, CPU): the client
+//     library's collectors.
+//
+// Not counted: recon sessions and fetches (recon has no counters or report
+// hook outside its logger; fetched keys do show up as origin="recon" log
+// events), and the outcome of each submission by origin (projections count
+// added/updated/unchanged/rejected per apply run but do not keep them).
+type metrics struct {
+	reg *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec   // op, status
+	httpDuration *prometheus.HistogramVec // op
+	httpInFlight prometheus.Gauge
+	logEvents    *prometheus.CounterVec // origin, kind
+}
+
+// hkpOps are the values of the op label of the HTTP metrics; everything
+// else is "other", so the label's values are bounded whatever clients send.
+var hkpOps = map[string]bool{"get": true, "index": true, "vindex": true, "hget": true, "stats": true}
+
+// newMetrics returns the daemon's metrics on a new registry, with a
+// collector that reads b's counters at scrape time. It returns nil when
+// sksconf sets no grapevine_metrics_address; a nil *metrics counts
+// nothing.
+func newMetrics(conf *SKSConf, b *basedir) *metrics {
+	if conf.MetricsAddress == "" {
+		return nil
+	}
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "grapevine_http_requests_total",
+			Help: "HKP requests answered, by op (get, index, vindex, hget, stats, add, hashquery, other) and HTTP status.",
+		}, []string{"op", "status"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "grapevine_http_request_duration_seconds",
+			Help:    "Time to answer HKP requests, by op.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 180},
+		}, []string{"op"}),
+		httpInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "grapevine_http_requests_in_flight",
+			Help: "HKP requests being answered.",
+		}),
+		logEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "grapevine_log_events_total",
+			Help: "Events appended to the log since the daemon started, by origin (hkp, recon, mail, import, admin) and kind.",
+		}, []string{"origin", "kind"}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "grapevine_build_info",
+		Help:        "Always 1; the version label says which grapevine runs.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	buildInfo.Set(1)
+	m.reg.MustRegister(
+		m.httpRequests, m.httpDuration, m.httpInFlight, m.logEvents, buildInfo,
+		newBasedirCollector(b),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	// Every origin and kind starts at 0, so that rate() sees the first
+	// event of each.
+	for o := eventlog.OriginHKP; o.Valid(); o++ {
+		m.logEvents.WithLabelValues(o.String(), eventlog.KindKeySubmitted.String())
+	}
+	return m
+}
+
+// Middleware returns the hkp.Config.Middleware that counts and times
+// every HKP request, or nil for a nil *metrics.
+func (m *metrics) Middleware() func(http.Handler) http.Handler {
+	if m == nil {
+		return nil
+	}
+	return m.middleware
+}
+
+func (m *metrics) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := hkpOp(r)
+		m.httpInFlight.Inc()
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			// A handler that panics has answered nothing we can count; the
+			// panic goes on to net/http.
+			m.httpInFlight.Dec()
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			m.httpDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+			m.httpRequests.WithLabelValues(op, strconv.Itoa(sw.status)).Inc()
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// hkpOp names a request for the op label: the op of /pks/lookup (hkp.md
+// §3), add, hashquery, stats (/pks/stats too), or other.
+func hkpOp(r *http.Request) string {
+	switch r.URL.Path {
+	case "/pks/lookup":
+		op := strings.ToLower(r.URL.Query().Get("op"))
+		if hkpOps[op] {
+			return op
+		}
+	case "/pks/add":
+		return "add"
+	case "/pks/hashquery":
+		return "hashquery"
+	case "/pks/stats":
+		return "stats"
+	}
+	return "other"
+}
+
+// statusWriter records the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int // 0 until WriteHeader or Write
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// startMetrics serves m on sksconf grapevine_metrics_address and starts
+// counting log events. Both stop when the daemon stops. A nil m (no
+// address configured) starts nothing. An address that cannot be bound
+// stops start-up: the operator asked for metrics.
+func startMetrics(ctx context.Context, d *daemon, b *basedir, m *metrics) error {
+	if m == nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", d.conf.MetricsAddress)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             30 * time.Second,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "grapevine metrics: /metrics\n")
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.logger.Error().Err(err).Msg("metrics listener failed")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		m.countLogEvents(runCtx, b.log, b.log.LastIndex())
+	}()
+	d.onStop(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+		wg.Wait()
+	})
+	d.logger.Info().Str("address", ln.Addr().String()).Msg("metrics listening")
+	return nil
+}
+
+// countLogEvents counts the events appended after index after, by origin
+// and kind, until ctx is done or the log closes.
+func (m *metrics) countLogEvents(ctx context.Context, log *eventlog.Log, after eventlog.Index) {
+	for {
+		notify := log.Notify()
+		if last := log.LastIndex(); last > after {
+			it := log.NewIterator(after+1, last+1)
+			for {
+				idx, ev, err := it.Next()
+				if err != nil {
+					break // io.EOF at last; any other error: retried on the next notify
+				}
+				m.logEvents.WithLabelValues(ev.Origin.String(), ev.Kind.String()).Inc()
+				after = idx
+			}
+			it.Close()
+			if after < last && ctx.Err() == nil {
+				// A read failed before last: wait for the next append
+				// (or stop) rather than spin.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-notify:
+		}
+	}
+}
+
+// basedirCollector reads the log's and the projections' counters at
+// scrape time. Reads are cheap: atomic counters and a few Pebble gets.
+type basedirCollector struct {
+	b *basedir
+
+	// Keys added and updated are read from the projections' hourly
+	// histogram (the stats page's counters, by receive time); start and
+	// base are the hour the collector was made in and that hour's totals
+	// then, so the counters start at 0 like the others.
+	start                time.Time
+	baseAdded, baseUpdtd int64
+
+	logLast, logFirst, logBytes, logAppended, logSyncs *prometheus.Desc
+	applied, lag, keys, added, updated, ptree          *prometheus.Desc
+	msSent, msFailed, msSkipped, msQueued, msBacklog   *prometheus.Desc
+}
+
+func newBasedirCollector(b *basedir) *basedirCollector {
+	c := &basedirCollector{
+		b:           b,
+		start:       time.Now().UTC().Truncate(time.Hour),
+		logLast:     prometheus.NewDesc("grapevine_log_last_index", "Index of the last event in the log.", nil, nil),
+		logFirst:    prometheus.NewDesc("grapevine_log_first_index", "Index of the first event in the log.", nil, nil),
+		logBytes:    prometheus.NewDesc("grapevine_log_bytes", "Size of the log's segment files.", nil, nil),
+		logAppended: prometheus.NewDesc("grapevine_log_appended_events_total", "Events appended since the log was opened.", nil, nil),
+		logSyncs:    prometheus.NewDesc("grapevine_log_fsyncs_total", "Batches fsynced since the log was opened (group commits).", nil, nil),
+		applied:     prometheus.NewDesc("grapevine_projection_applied_index", "Last log index applied to each projection.", []string{"projection"}, nil),
+		lag:         prometheus.NewDesc("grapevine_projection_lag_events", "Events in the log not yet applied to each projection.", []string{"projection"}, nil),
+		keys:        prometheus.NewDesc("grapevine_keys", "Keys held (the stats page's key count).", nil, nil),
+		added:       prometheus.NewDesc("grapevine_keys_added_total", "Keys seen for the first time since the daemon started, all origins.", nil, nil),
+		updated:     prometheus.NewDesc("grapevine_keys_updated_total", "Keys that gained packets since the daemon started, all origins.", nil, nil),
+		ptree:       prometheus.NewDesc("grapevine_ptree_elements", "Key hashes in the recon prefix tree.", nil, nil),
+		msSent:      prometheus.NewDesc("grapevine_mailsync_sent_total", "Mailsync mails handed to sendmail.", nil, nil),
+		msFailed:    prometheus.NewDesc("grapevine_mailsync_failed_total", "Mailsync sends that failed.", nil, nil),
+		msSkipped:   prometheus.NewDesc("grapevine_mailsync_skipped_total", "Local submissions not mailed because they changed nothing.", nil, nil),
+		msQueued:    prometheus.NewDesc("grapevine_mailsync_queued", "Local submissions waiting to be mailed.", nil, nil),
+		msBacklog:   prometheus.NewDesc("grapevine_mailsync_backlog_events", "Log index of the newest local submission waiting minus the mailsync cursor.", nil, nil),
+	}
+	c.baseAdded, c.baseUpdtd, _ = c.keysSinceStart()
+	return c
+}
+
+func (c *basedirCollector) keysSinceStart() (added, updated int64, err error) {
+	bins, err := c.b.store.Histogram("hour", c.start)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, bin := range bins {
+		added += bin.New
+		updated += bin.Updated
+	}
+	return added, updated, nil
+}
+
+// Describe implements prometheus.Collector.
+func (c *basedirCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.logLast, c.logFirst, c.logBytes, c.logAppended, c.logSyncs,
+		c.applied, c.lag, c.keys, c.added, c.updated, c.ptree,
+		c.msSent, c.msFailed, c.msSkipped, c.msQueued, c.msBacklog,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. A counter that cannot be read
+// is reported as an error for that metric; the others are still sent.
+func (c *basedirCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	log, store := c.b.log, c.b.store
+
+	last := log.LastIndex()
+	gauge(c.logLast, float64(last))
+	gauge(c.logFirst, float64(log.FirstIndex()))
+	gauge(c.logBytes, float64(log.SizeBytes()))
+	ls := log.Stats()
+	counter(c.logAppended, float64(ls.Events))
+	counter(c.logSyncs, float64(ls.Syncs))
+
+	if applied, err := store.AppliedIndexes(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.applied, err)
+	} else {
+		for _, p := range projections.Projections {
+			a := applied[p]
+			gauge(c.applied, float64(a), p)
+			lag := uint64(0)
+			if last > a {
+				lag = uint64(last - a)
+			}
+			gauge(c.lag, float64(lag), p)
+		}
+	}
+	if n, err := store.KeyCount(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.keys, err)
+	} else {
+		gauge(c.keys, float64(n))
+	}
+	if added, updated, err := c.keysSinceStart(); err != nil {
+		ch <- prometheus.NewInvalidMetric(c.added, err)
+	} else {
+		counter(c.added, float64(max(added-c.baseAdded, 0)))
+		counter(c.updated, float64(max(updated-c.baseUpdtd, 0)))
+	}
+	gauge(c.ptree, float64(store.PtreeElements()))
+
+	if ms, ok := mailsyncStats(c.b); ok {
+		counter(c.msSent, float64(ms.Sent))
+		counter(c.msFailed, float64(ms.Failed))
+		counter(c.msSkipped, float64(ms.Skipped))
+		gauge(c.msQueued, float64(ms.Queued))
+		gauge(c.msBacklog, float64(ms.Backlog))
+	}
+}
