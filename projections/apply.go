@@ -83,6 +83,8 @@ type batchApplier struct {
 	// suppressed hashes: true when set in this batch, false when removed.
 	blocked    map[string]bool
 	suppressed map[pgpkey.KeyHash]bool
+	// byOrigin splits stats by the events' origin, for metrics.
+	byOrigin map[eventlog.Origin]ApplyStats
 }
 
 type writtenKey struct {
@@ -100,6 +102,7 @@ func (s *Store) newBatchApplier() *batchApplier {
 		hashes:     make(map[pgpkey.KeyHash][]byte),
 		blocked:    make(map[string]bool),
 		suppressed: make(map[pgpkey.KeyHash]bool),
+		byOrigin:   make(map[eventlog.Origin]ApplyStats),
 	}
 }
 
@@ -142,6 +145,21 @@ func (a *batchApplier) hashOwner(h pgpkey.KeyHash) ([]byte, bool, error) {
 }
 
 func (a *batchApplier) apply(pe parsedEvent) error {
+	before := a.stats
+	err := a.applyOne(pe)
+	o := a.byOrigin[pe.ev.Origin]
+	o.Added += a.stats.Added - before.Added
+	o.Updated += a.stats.Updated - before.Updated
+	o.Unchanged += a.stats.Unchanged - before.Unchanged
+	o.Rejected += a.stats.Rejected - before.Rejected
+	o.Refused += a.stats.Refused - before.Refused
+	o.Deleted += a.stats.Deleted - before.Deleted
+	o.Skipped += a.stats.Skipped - before.Skipped
+	a.byOrigin[pe.ev.Origin] = o
+	return err
+}
+
+func (a *batchApplier) applyOne(pe parsedEvent) error {
 	switch pe.ev.Kind {
 	case eventlog.KindKeySubmitted:
 		if pe.err != nil {

@@ -145,6 +145,16 @@ func (s *Store) applyBatch(batch []parsedEvent) error {
 		return err
 	}
 	s.lastBatchStats = a.stats
+	s.mu.Lock()
+	if s.totals == nil {
+		s.totals = make(map[eventlog.Origin]ApplyStats)
+	}
+	for o, st := range a.byOrigin {
+		t := s.totals[o]
+		t.add(st)
+		s.totals[o] = t
+	}
+	s.mu.Unlock()
 	s.setApplied(last)
 	return nil
 }
@@ -227,4 +237,15 @@ func (s *Store) WaitApplied(ctx context.Context, idx eventlog.Index) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// ApplyCounts returns what applying did since Open, by event origin.
+func (s *Store) ApplyCounts() map[eventlog.Origin]ApplyStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[eventlog.Origin]ApplyStats, len(s.totals))
+	for o, st := range s.totals {
+		out[o] = st
+	}
+	return out
 }

@@ -88,7 +88,8 @@ type Store struct {
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
-	notify  chan struct{}  // closed and replaced whenever applied moves
+	totals  map[eventlog.Origin]ApplyStats
+	notify  chan struct{} // closed and replaced whenever applied moves
 	closed  bool
 }
 

@@ -280,6 +280,7 @@ type basedirCollector struct {
 	logLast, logFirst, logBytes, logAppended, logSyncs *prometheus.Desc
 	applied, lag, keys, added, updated, ptree          *prometheus.Desc
 	msSent, msFailed, msSkipped, msQueued, msBacklog   *prometheus.Desc
+	outcomes                                           *prometheus.Desc
 }
 
 func newBasedirCollector(b *basedir) *basedirCollector {
@@ -302,6 +303,7 @@ func newBasedirCollector(b *basedir) *basedirCollector {
 		msSkipped:   prometheus.NewDesc("grapevine_mailsync_skipped_total", "Local submissions not mailed because they changed nothing.", nil, nil),
 		msQueued:    prometheus.NewDesc("grapevine_mailsync_queued", "Local submissions waiting to be mailed.", nil, nil),
 		msBacklog:   prometheus.NewDesc("grapevine_mailsync_backlog_events", "Log index of the newest local submission waiting minus the mailsync cursor.", nil, nil),
+		outcomes:    prometheus.NewDesc("grapevine_keys_total", "What applying log events did since the daemon started, by origin (hkp, recon, mail, import, admin) and result (added, updated, unchanged, rejected, refused, deleted).", []string{"origin", "result"}, nil),
 	}
 	c.baseAdded, c.baseUpdtd, _ = c.keysSinceStart()
 	return c
@@ -324,7 +326,7 @@ func (c *basedirCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.logLast, c.logFirst, c.logBytes, c.logAppended, c.logSyncs,
 		c.applied, c.lag, c.keys, c.added, c.updated, c.ptree,
-		c.msSent, c.msFailed, c.msSkipped, c.msQueued, c.msBacklog,
+		c.msSent, c.msFailed, c.msSkipped, c.msQueued, c.msBacklog, c.outcomes,
 	} {
 		ch <- d
 	}
@@ -374,6 +376,15 @@ func (c *basedirCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.updated, float64(max(updated-c.baseUpdtd, 0)))
 	}
 	gauge(c.ptree, float64(store.PtreeElements()))
+	for origin, st := range store.ApplyCounts() {
+		o := origin.String()
+		for _, r := range []struct {
+			result string
+			n      int64
+		}{{"added", st.Added}, {"updated", st.Updated}, {"unchanged", st.Unchanged}, {"rejected", st.Rejected}, {"refused", st.Refused}, {"deleted", st.Deleted}} {
+			ch <- prometheus.MustNewConstMetric(c.outcomes, prometheus.CounterValue, float64(r.n), o, r.result)
+		}
+	}
 
 	if ms, ok := mailsyncStats(c.b); ok {
 		counter(c.msSent, float64(ms.Sent))

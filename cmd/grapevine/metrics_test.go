@@ -161,6 +161,8 @@ func TestDaemonMetrics(t *testing.T) {
 		{"grapevine_keys", nil, 4},
 		{"grapevine_keys_added_total", nil, 4},
 		{"grapevine_keys_updated_total", nil, 0},
+		{"grapevine_keys_total", []string{"origin", "hkp", "result", "added"}, 4},
+		{"grapevine_keys_total", []string{"origin", "hkp", "result", "rejected"}, 0},
 		{"grapevine_ptree_elements", nil, 4},
 		{"grapevine_projection_applied_index", []string{"projection", "keys"}, 4},
 		{"grapevine_build_info", []string{"version", version}, 1},
