@@ -143,6 +143,11 @@ type Config struct {
 	// system's randomness.
 	Seed uint64
 
+	// OnReport, when not nil, is called with the report of every session
+	// (incoming, gossip and ReconcileOnce) after its fetch, e.g. to count
+	// sessions and fetched keys in metrics. It must not block.
+	OnReport func(*Report)
+
 	// Logger receives session summaries and anomalies. Default zerolog.Nop().
 	Logger zerolog.Logger
 }

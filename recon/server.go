@@ -249,6 +249,9 @@ func (s *Server) dialSession(ctx context.Context, peer *Peer, addr string) (*Rep
 // session runs one session on conn, then the fetch, and logs a summary.
 func (s *Server) session(ctx context.Context, conn net.Conn, role Role, peer *Peer, name string) *Report {
 	rep := &Report{Peer: name, RemoteAddr: conn.RemoteAddr().String(), Role: role}
+	if s.cfg.OnReport != nil {
+		defer s.cfg.OnReport(rep)
+	}
 	log := s.log.With().Str("peer", name).Str("remote_addr", rep.RemoteAddr).Str("role", role.String()).Logger()
 	view, err := s.tree.Snapshot()
 	if err != nil {

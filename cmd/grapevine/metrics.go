@@ -18,6 +18,7 @@ import (
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/recon"
 )
 
 // Prometheus metrics of `grapevine serve`, on grapevine_metrics_address
@@ -49,6 +50,10 @@ type metrics struct {
 	httpDuration *prometheus.HistogramVec // op
 	httpInFlight prometheus.Gauge
 	logEvents    *prometheus.CounterVec // origin, kind
+
+	reconSessions *prometheus.CounterVec // peer, role, result
+	reconMissing  *prometheus.CounterVec // peer: hashes found missing
+	reconFetched  *prometheus.CounterVec // peer, result: keys fetched
 }
 
 // hkpOps are the values of the op label of the HTTP metrics; everything
@@ -83,6 +88,19 @@ func newMetrics(conf *SKSConf, b *basedir) *metrics {
 			Help: "Events appended to the log since the daemon started, by origin (hkp, recon, mail, import, admin) and kind.",
 		}, []string{"origin", "kind"}),
 	}
+	m.reconSessions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "grapevine_recon_sessions_total",
+		Help: "Recon sessions by peer, our role (initiator: we dialled) and result (ok, incomplete, config, protocol, error).",
+	}, []string{"peer", "role", "result"})
+	m.reconMissing = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "grapevine_recon_elements_recovered_total",
+		Help: "Hashes recon sessions found we lack, by peer.",
+	}, []string{"peer"})
+	m.reconFetched = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "grapevine_recon_fetched_keys_total",
+		Help: "Keys fetched from recon peers by /pks/hashquery, by peer and result (added, unchanged, bad, not_returned, failed_requests).",
+	}, []string{"peer", "result"})
+	m.reg.MustRegister(m.reconSessions, m.reconMissing, m.reconFetched)
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "grapevine_build_info",
 		Help:        "Always 1; the version label says which grapevine runs.",
@@ -392,5 +410,39 @@ func (c *basedirCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.msSkipped, float64(ms.Skipped))
 		gauge(c.msQueued, float64(ms.Queued))
 		gauge(c.msBacklog, float64(ms.Backlog))
+	}
+}
+
+// ReconReport counts one recon session (recon.Config.OnReport); a nil
+// *metrics counts nothing.
+func (m *metrics) ReconReport(rep *recon.Report) {
+	if m == nil || rep == nil {
+		return
+	}
+	result := "ok"
+	var ce *recon.ConfigError
+	switch err := rep.SessionErr; {
+	case err == nil:
+	case errors.Is(err, recon.ErrIncomplete):
+		result = "incomplete"
+	case errors.As(err, &ce):
+		result = "config"
+	case errors.Is(err, recon.ErrProtocol):
+		result = "protocol"
+	default:
+		result = "error"
+	}
+	m.reconSessions.WithLabelValues(rep.Peer, rep.Role.String(), result).Inc()
+	if rep.Session != nil {
+		m.reconMissing.WithLabelValues(rep.Peer).Add(float64(len(rep.Session.Missing)))
+	}
+	f := rep.Fetch
+	for _, r := range []struct {
+		name string
+		n    int
+	}{{"added", f.Added}, {"unchanged", f.Unchanged}, {"bad", f.Bad}, {"not_returned", f.NotReturned}, {"failed_requests", f.FailedRequests}} {
+		if r.n > 0 {
+			m.reconFetched.WithLabelValues(rep.Peer, r.name).Add(float64(r.n))
+		}
 	}
 }

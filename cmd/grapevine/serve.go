@@ -72,6 +72,7 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	hcfg.MaxPostBytes = conf.MaxPostBytes
 	hcfg.AccessLog = conf.AccessLog
 	metrics := newMetrics(conf, b)
+	d.metrics = metrics
 	hcfg.Middleware = metrics.Middleware()
 	if conf.WserverTimeout > 0 {
 		hcfg.WriteTimeout = conf.WserverTimeout
@@ -139,9 +140,10 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 
 // daemon holds what the running server shares between its parts.
 type daemon struct {
-	conf   *SKSConf
-	paths  SKSPaths
-	logger zerolog.Logger
+	conf    *SKSConf
+	paths   SKSPaths
+	metrics *metrics
+	logger  zerolog.Logger
 
 	mu       sync.Mutex
 	peers    []Member

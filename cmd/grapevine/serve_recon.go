@@ -20,6 +20,7 @@ import (
 // changes, and on SIGHUP (recon.md §10).
 func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.WaitGroup, errc chan<- error) error {
 	cfg := reconConfig(d.conf, d.logger)
+	cfg.OnReport = d.metrics.ReconReport
 	members := &liveMembers{}
 	reload := func() {
 		ms := readMembership(d.logger, d.paths.Membership)

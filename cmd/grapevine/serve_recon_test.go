@@ -46,9 +46,10 @@ func keyCount(t *testing.T, url string) int {
 // by gossip alone.
 func TestTwoDaemonsGossip(t *testing.T) {
 	gossip := "grapevine_gossip_interval_seconds: 1"
+	metricsA := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	urlA, dirA := startDaemonIn(t, t.TempDir(), func(dir string) {
 		mustRun(t, "import", "--basedir", dir, fixture(t, "keys-a.pgp"))
-	}, gossip)
+	}, gossip, "grapevine_metrics_address: "+metricsA)
 	urlB, dirB := startDaemonIn(t, t.TempDir(), func(dir string) {
 		mustRun(t, "import", "--basedir", dir, fixture(t, "keys-b.pgp"))
 	}, gossip)
@@ -64,6 +65,20 @@ func TestTwoDaemonsGossip(t *testing.T) {
 			t.Fatalf("no convergence: A has %d keys, B has %d", a, b)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// Recon shows in A's metrics: sessions, and B's 3 keys fetched.
+	mfs := scrape(t, "http://"+metricsA+"/metrics")
+	var sessions, fetched float64
+	for _, smp := range mfs["grapevine_recon_sessions_total"] {
+		sessions += smp.value
+	}
+	for _, smp := range mfs["grapevine_recon_fetched_keys_total"] {
+		if smp.labels["result"] == "added" {
+			fetched += smp.value
+		}
+	}
+	if sessions < 1 || fetched != 3 {
+		t.Errorf("recon metrics: %v sessions, %v keys fetched; want >= 1 and 3", sessions, fetched)
 	}
 	// The gossip-learned keys are served.
 	for _, k := range fixtureKeyList(t, "keys-b.pgp") {
