@@ -66,6 +66,7 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 		total += f.size
 	}
 	im.prog = newProgress(e.stderr, logger, "import", 0, "keys")
+	im.prog.totalBytes = total
 	im.totalBytes = total
 	start := time.Now()
 	for _, f := range files {

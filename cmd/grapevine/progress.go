@@ -20,6 +20,9 @@ type progress struct {
 	what     string
 	unit     string
 	total    int64 // expected units (0: unknown)
+	// totalBytes, when set, is the expected input size: the ETA then
+	// follows the bytes read (an import does not know its key count).
+	totalBytes int64
 	done     int64
 	bytes    int64
 	rejected int64
@@ -66,12 +69,19 @@ func (p *progress) show(now time.Time, final bool) {
 		rate = float64(p.done) / el
 	}
 	eta := "?"
-	if p.total > 0 && rate > 0 && p.done <= p.total {
+	switch {
+	case p.totalBytes > 0 && p.bytes > 0 && p.bytes <= p.totalBytes:
+		perByte := now.Sub(p.start).Seconds() / float64(p.bytes)
+		eta = (time.Duration(perByte*float64(p.totalBytes-p.bytes)) * time.Second).Round(time.Second).String()
+	case p.total > 0 && rate > 0 && p.done <= p.total:
 		eta = (time.Duration(float64(p.total-p.done)/rate) * time.Second).Round(time.Second).String()
 	}
 	if p.tty {
 		pct := ""
-		if p.total > 0 {
+		switch {
+		case p.totalBytes > 0:
+			pct = fmt.Sprintf(" %5.1f%%", 100*float64(p.bytes)/float64(p.totalBytes))
+		case p.total > 0:
 			pct = fmt.Sprintf(" %5.1f%%", 100*float64(p.done)/float64(p.total))
 		}
 		fmt.Fprintf(p.w, "\r%s:%s %d %s, %.0f %s/s, %s, %d rejected, ETA %s\x1b[K",
