@@ -14,21 +14,21 @@ import (
 // progress shows a long job's advance: a redrawn status line on a terminal,
 // a log line every logEvery otherwise (log files and CI output stay short).
 type progress struct {
-	mu       sync.Mutex
-	w        io.Writer
-	logger   zerolog.Logger
-	what     string
-	unit     string
-	total    int64 // expected units (0: unknown)
+	mu     sync.Mutex
+	w      io.Writer
+	logger zerolog.Logger
+	what   string
+	unit   string
+	total  int64 // expected units (0: unknown)
 	// totalBytes, when set, is the expected input size: the ETA then
 	// follows the bytes read (an import does not know its key count).
 	totalBytes int64
-	done     int64
-	bytes    int64
-	rejected int64
-	start    time.Time
-	last     time.Time
-	tty      bool
+	done       int64
+	bytes      int64
+	rejected   int64
+	start      time.Time
+	last       time.Time
+	tty        bool
 }
 
 const (
