@@ -3,7 +3,6 @@ package hkp
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -27,14 +26,18 @@ type AddResult struct {
 // accepted key is durable in the log; nothing is appended when the
 // submission holds no usable key.
 func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxPostBytes))
+	body, release, err := s.readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return errBadRequest("reading request body: %v", err)
+		return err
 	}
+	// The slot bounds memory: hold it while the body and its keys are
+	// alive, up to the durable append, not while waiting for the apply.
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
 	keytext, wantJSON, err := keytextOf(r, body)
 	if err != nil {
 		return err
@@ -95,6 +98,9 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			s.log.Error().Err(err).Msg("append upload to log")
 			return &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}
 		}
+		body, events = nil, nil
+		release()
+		released = true
 		// Read-your-writes: wait (bounded) until the projections serve it.
 		// The append is already durable, so a timeout still answers 200.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.ApplyWait)
@@ -110,7 +116,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 				res.Added = append(res.Added, k.Fingerprint().String())
 			}
 		}
-		s.log.Debug().Int("keys", len(events)).Uint64("index", uint64(last)).Msg("upload appended")
+		s.log.Debug().Int("keys", len(novelKeys)).Uint64("index", uint64(last)).Msg("upload appended")
 	}
 	var out bytes.Buffer
 	if wantJSON {

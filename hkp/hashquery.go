@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -19,14 +18,11 @@ import (
 // then "\r\n" as SKS sends it. Unknown hashes are skipped. Peers send
 // HTTP/1.0 without Host or Content-Type, and need a Content-Length.
 func (s *Server) hashquery(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxPostBytes))
+	body, release, err := s.readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		return errBadRequest("reading request body: %v", err)
+		return err
 	}
+	defer release()
 	hashes, err := decodeHashQuery(body, s.cfg.MaxHashqueryHashes)
 	if err != nil {
 		return errBadRequest("hashquery: %v", err)

@@ -503,3 +503,52 @@ func TestHostileHalfClosedUpload(t *testing.T) {
 	}
 	hs.mustAnswer(t)
 }
+
+// TestUploadSlotsBoundConcurrency: with every body slot taken, an upload
+// waits at most BodyWait and then gets 503 with Retry-After; nothing is
+// stored for it, and once a slot frees uploads go through again.
+func TestUploadSlotsBoundConcurrency(t *testing.T) {
+	ts := newTestServer(t, func(c *hkp.Config) { c.MaxBodies = 1; c.BodyWait = 200 * time.Millisecond })
+	// Hold the only slot with an upload whose body never finishes.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", ts.URL+"/pks/add", pr)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.ContentLength = 1 << 20
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	pw.Write([]byte("keytext="))
+	// Probe with garbage (400 when it gets a slot) until the slow upload
+	// holds the slot.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := ts.upload(t, "keytext=garbage", "application/x-www-form-urlencoded")
+		resp.Body.Close()
+		if resp.StatusCode == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow upload never held the slot (last status %d)", resp.StatusCode)
+		}
+	}
+	body := "keytext=" + url.QueryEscape(armored(t, fixtureBytes(t, "grace.pgp")))
+	resp := ts.upload(t, body, "application/x-www-form-urlencoded")
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("upload with no free slot: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if ts.log.LastIndex() != 0 {
+		t.Fatal("refused upload was stored")
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	<-done
+	resp = ts.upload(t, body, "application/x-www-form-urlencoded")
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("upload after the slot freed: %d", resp.StatusCode)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -47,6 +48,13 @@ type Config struct {
 	// larger bodies get 413. Default 8 MiB (nginx's common
 	// client_max_body_size; SKS had 5 MiB).
 	MaxPostBytes int64
+	// MaxBodies bounds the request bodies (/pks/add, /pks/hashquery) read
+	// and parsed at once, so memory stays below about MaxBodies × 2 ×
+	// MaxPostBytes whatever the number of clients. A request waits up to
+	// BodyWait for a slot, then gets 503 with Retry-After. Defaults 16 and
+	// 5 s.
+	MaxBodies int
+	BodyWait  time.Duration
 	// MaxMatches and MaxInternalMatches bound word searches (sksconf
 	// max_matches 500, max_internal_matches 20000; hkp.md §4.2).
 	MaxMatches, MaxInternalMatches int
@@ -83,6 +91,8 @@ func DefaultConfig() Config {
 		MaxMatches:         500,
 		MaxInternalMatches: 20000,
 		MaxHashqueryHashes: 10000,
+		MaxBodies:          16,
+		BodyWait:           5 * time.Second,
 		ApplyWait:          5 * time.Second,
 		ReadHeaderTimeout:  10 * time.Second,
 		ReadTimeout:        60 * time.Second,
@@ -100,6 +110,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("hkp: MaxPostBytes %d: must be at least 1024", c.MaxPostBytes)
 	case c.MaxMatches < 1 || c.MaxInternalMatches < 1:
 		return fmt.Errorf("hkp: MaxMatches %d / MaxInternalMatches %d: must be positive", c.MaxMatches, c.MaxInternalMatches)
+	case c.MaxBodies < 1 || c.BodyWait <= 0:
+		return fmt.Errorf("hkp: MaxBodies %d / BodyWait %v: must be positive", c.MaxBodies, c.BodyWait)
 	case c.MaxHashqueryHashes < 1:
 		return fmt.Errorf("hkp: MaxHashqueryHashes %d: must be positive", c.MaxHashqueryHashes)
 	case c.ApplyWait < 0 || c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
@@ -117,6 +129,8 @@ type Server struct {
 	app   Appender
 	stats StatsSource
 	mux   *http.ServeMux
+	// bodies holds one token per request body being read (MaxBodies).
+	bodies chan struct{}
 }
 
 // New returns a Server. stats may be nil.
@@ -125,12 +139,13 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger.With().Str("component", "hkp").Logger(),
-		store: store,
-		app:   app,
-		stats: stats,
-		mux:   http.NewServeMux(),
+		cfg:    cfg,
+		log:    cfg.Logger.With().Str("component", "hkp").Logger(),
+		store:  store,
+		app:    app,
+		stats:  stats,
+		mux:    http.NewServeMux(),
+		bodies: make(chan struct{}, cfg.MaxBodies),
 	}
 	s.mux.Handle("/pks/lookup", s.handle(s.lookup, "GET", "HEAD"))
 	s.mux.Handle("/pks/add", s.handle(s.add, "POST"))
@@ -281,4 +296,32 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// readBody reads a request body of at most MaxPostBytes, holding one of
+// MaxBodies slots while the caller parses it: call the returned release
+// when done. A request that finds no free slot within BodyWait gets 503
+// with Retry-After.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, func(), error) {
+	t := time.NewTimer(s.cfg.BodyWait)
+	defer t.Stop()
+	select {
+	case s.bodies <- struct{}{}:
+	case <-t.C:
+		w.Header().Set("Retry-After", "2")
+		return nil, nil, &httpError{http.StatusServiceUnavailable, "Service unavailable", "too many uploads at once; try again shortly"}
+	case <-r.Context().Done():
+		return nil, nil, r.Context().Err()
+	}
+	release := func() { <-s.bodies }
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxPostBytes))
+	if err != nil {
+		release()
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, nil, err
+		}
+		return nil, nil, errBadRequest("reading request body: %v", err)
+	}
+	return body, release, nil
 }
