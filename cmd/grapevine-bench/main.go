@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -28,7 +29,12 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+	// On SIGINT/SIGTERM the context ends, run returns and its deferred
+	// stops end the servers it started.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "grapevine-bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -42,6 +48,12 @@ type config struct {
 	grapevine string
 	sks       string
 	write     string
+
+	http          bool
+	duration      time.Duration
+	uploadKeys    int
+	uploadClients int
+	uploadLimit   time.Duration
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -54,11 +66,32 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.grapevine, "grapevine", "bin/grapevine", "grapevine binary")
 	fs.StringVar(&c.sks, "sks", "/usr/sbin/sks", "sks binary (Debian package sks)")
 	fs.StringVar(&c.write, "write", "", "also write the results as Markdown into this file")
+	fs.BoolVar(&c.http, "http", true, "also measure HTTP: grapevine serve and sks db side by side under wrk and concurrent /pks/add")
+	fs.DurationVar(&c.duration, "duration", 15*time.Second, "wrk duration per row and server (default 15s; scaled down for -keys under 100000 unless set)")
+	fs.IntVar(&c.uploadKeys, "upload-keys", 5000, "keys of the second corpus (seed+1000) uploaded to each server (default 5000; scaled down for -keys under 100000 unless set)")
+	fs.IntVar(&c.uploadClients, "upload-clients", 8, "concurrent /pks/add clients")
+	fs.DurationVar(&c.uploadLimit, "upload-limit", 90*time.Second, "stop uploading to a server after this long (keys/s counts the keys done)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if c.keys < 1 || c.runs < 1 {
-		return errors.New("-keys and -runs must be positive")
+	if c.keys < 1 || c.runs < 1 || c.duration < time.Second || c.uploadKeys < 1 || c.uploadClients < 1 {
+		return errors.New("-keys, -runs, -upload-keys and -upload-clients must be positive, -duration at least 1s")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.keys < 100000 {
+		// Quick checks: -keys 10000 takes about 2 minutes.
+		if !set["duration"] {
+			c.duration = max(3*time.Second, c.duration*time.Duration(c.keys)/100000).Round(time.Second)
+		}
+		if !set["upload-keys"] {
+			c.uploadKeys = max(200, c.uploadKeys*c.keys/100000)
+		}
+	}
+	if c.http {
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return fmt.Errorf("wrk: %w (apt-get install wrk, or -http=false)", err)
+		}
 	}
 	for _, bin := range []string{c.grapevine, c.sks} {
 		if _, err := os.Stat(bin); err != nil {
@@ -87,9 +120,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var rows []row
 	var gvImport, skImport, gvReplay, gvDump []measure
 	var gvDisk, skDisk int64
+	var gvDir, skDir string
 	for i := 0; i < c.runs; i++ {
 		fmt.Fprintf(os.Stderr, "run %d/%d\n", i+1, c.runs)
-		gvDir := filepath.Join(c.work, "gv")
+		gvDir = filepath.Join(c.work, "gv")
 		os.RemoveAll(gvDir)
 		m, err := timed(exec.Command(c.grapevine, "import", "--basedir", gvDir, dumpDir))
 		if err != nil {
@@ -109,7 +143,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		m.bytes = dirSize(out)
 		gvDump = append(gvDump, m)
 
-		skDir := filepath.Join(c.work, "sks")
+		skDir = filepath.Join(c.work, "sks")
 		os.RemoveAll(skDir)
 		if m, err = sksBuild(c.sks, skDir, dumpDir); err != nil {
 			return err
@@ -119,13 +153,21 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	gi, si := median(gvImport), median(skImport)
 	rows = append(rows,
-		row{"build from dump (keys/s)", rate(c.keys, gi.wall), rate(c.keys, si.wall), true},
-		row{"build from dump (s)", secs(gi.wall), secs(si.wall), false},
-		row{"peak RSS while building (MiB)", mib(gi.maxRSS), mib(si.maxRSS), false},
-		row{"disk after build (MiB)", mib(gvDisk), mib(skDisk), false},
-		row{"replay (keys/s)", rate(c.keys, median(gvReplay).wall), 0, true},
-		row{"dump (MB/s)", float64(median(gvDump).bytes) / 1e6 / median(gvDump).wall.Seconds(), 0, true},
+		row{name: "build from dump (keys/s)", grapevine: rate(c.keys, gi.wall), sk: rate(c.keys, si.wall), higherBetter: true},
+		row{name: "build from dump (s)", grapevine: secs(gi.wall), sk: secs(si.wall)},
+		row{name: "peak RSS while building (MiB)", grapevine: mib(gi.maxRSS), sk: mib(si.maxRSS)},
+		row{name: "disk after build (MiB)", grapevine: mib(gvDisk), sk: mib(skDisk)},
+		row{name: "replay (keys/s)", grapevine: rate(c.keys, median(gvReplay).wall), higherBetter: true},
+		row{name: "dump (MB/s)", grapevine: float64(median(gvDump).bytes) / 1e6 / median(gvDump).wall.Seconds(), higherBetter: true},
 	)
+	if c.http {
+		// One HTTP measurement, on the stores of the last run.
+		hr, err := httpRows(ctx, c, gvDir, skDir, dumpDir)
+		if err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		rows = append(rows, hr...)
+	}
 	report := format(c, rows, dumpBytes)
 	fmt.Fprint(stdout, report)
 	if c.write != "" {
@@ -144,6 +186,8 @@ type row struct {
 	name          string
 	grapevine, sk float64
 	higherBetter  bool
+	prec          int       // decimals (default 1)
+	text          [2]string // if set, printed instead of the figures (no ratio)
 }
 
 // timed runs cmd and reports wall time and the peak RSS of the process
@@ -247,16 +291,28 @@ func format(c config, rows []row, dumpBytes int64) string {
 	fmt.Fprintf(&b, "<!-- grapevine-bench:start -->\n")
 	fmt.Fprintf(&b, "Measured %s on %s (%d CPUs, %s/%s), corpus %d keys seed %d (%.0f MB of dump files), median of %d runs.\n",
 		time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.keys, c.seed, float64(dumpBytes)/1e6, c.runs)
-	fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d`\n\n", c.keys, c.runs)
+	if c.http {
+		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d -duration %s -upload-keys %d`\n\n", c.keys, c.runs, c.duration, c.uploadKeys)
+	} else {
+		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d -http=false`\n\n", c.keys, c.runs)
+	}
 	fmt.Fprintf(&b, "| measurement | grapevine | SKS 1.1.6 | grapevine/SKS |\n|---|---:|---:|---:|\n")
 	for _, r := range rows {
+		if r.text[0] != "" {
+			fmt.Fprintf(&b, "| %s | %s | %s | — |\n", r.name, r.text[0], r.text[1])
+			continue
+		}
+		prec := r.prec
+		if prec == 0 {
+			prec = 1
+		}
 		ratio := "—"
 		sk := "—"
 		if r.sk > 0 {
 			ratio = fmt.Sprintf("%.2f×", r.grapevine/r.sk)
-			sk = fmt.Sprintf("%.1f", r.sk)
+			sk = fmt.Sprintf("%.*f", prec, r.sk)
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %s | %s |\n", r.name, r.grapevine, sk, ratio)
+		fmt.Fprintf(&b, "| %s | %.*f | %s | %s |\n", r.name, prec, r.grapevine, sk, ratio)
 	}
 	fmt.Fprintf(&b, "<!-- grapevine-bench:end -->\n")
 	return b.String()

@@ -1,0 +1,567 @@
+package main
+
+// The HTTP rows: grapevine serve and sks db run side by side on loopback,
+// on the stores the last run built, and answer the same lookups (wrk) and
+// uploads (Go clients).
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
+)
+
+// server is one keyserver under test: a process we started, and where it
+// answers HKP.
+type server struct {
+	name string
+	cmd  *exec.Cmd
+	base string // http://127.0.0.1:PORT
+	done chan struct{}
+	log  *os.File
+}
+
+// stop ends the process we started, by its PID: SIGTERM (both servers
+// close their databases cleanly on it), SIGKILL after 20 s.
+func (s *server) stop() {
+	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+	default:
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			fmt.Fprintf(os.Stderr, "%s (pid %d) did not stop within 20 s; killing it\n", s.name, s.cmd.Process.Pid)
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	if s.log != nil {
+		s.log.Close()
+	}
+}
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// startServer starts cmd (its output going to logPath) and waits until
+// GET /pks/lookup?op=stats answers 200 on hkpPort.
+func startServer(ctx context.Context, name string, cmd *exec.Cmd, logPath string, hkpPort int) (*server, error) {
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.Stdin = nil
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &server{name: name, cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", hkpPort), done: make(chan struct{}), log: lf}
+	go func() { cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(180 * time.Second)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for {
+		resp, err := client.Get(s.base + "/pks/lookup?op=stats")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		select {
+		case <-s.done:
+			lf.Close()
+			b, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("%s exited before answering HKP: %v\n%s", name, cmd.ProcessState, tail(string(b), 2000))
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("%s did not answer op=stats on port %d within 180 s (log: %s)", name, hkpPort, logPath)
+		}
+	}
+}
+
+// startGrapevine runs grapevine serve on the imported basedir, recon
+// listening but never gossiping.
+func startGrapevine(ctx context.Context, bin, dir string) (*server, error) {
+	p, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf("hostname: 127.0.0.254\nhkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\ndontgossip:\n", p[0], p[1])
+	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	abs, _ := filepath.Abs(bin)
+	cmd := exec.Command(abs, "serve", "--basedir", dir)
+	cmd.Dir = dir
+	return startServer(ctx, "grapevine serve", cmd, filepath.Join(filepath.Dir(dir), "gv-serve.log"), p[0])
+}
+
+// startSKS runs sks db on the built SKS basedir (sks-peer.md: the sksconf
+// in the file wins over the command line; hostname must not be the bind
+// address). sks recon is not started: lookups and adds are sks db's.
+func startSKS(ctx context.Context, bin, dir string) (*server, error) {
+	p, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf("hostname: 127.0.0.254\nnodename: grapevine-bench\nhkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\ndisable_mailsync:\nsendmail_cmd: /bin/true\ndontgossip:\n", p[0], p[1])
+	if err := os.WriteFile(filepath.Join(dir, "etc", "sks", "sksconf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "db", "-basedir", dir, "-stdoutlog")
+	cmd.Dir = dir
+	return startServer(ctx, "sks db", cmd, filepath.Join(filepath.Dir(dir), "sks-db.log"), p[0])
+}
+
+// queries are the lookup paths, one list per kind, sampled from the corpus.
+type queries struct {
+	fingerprints, emails, words []string
+}
+
+var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
+
+// sampleQueries reads the dump files and picks about n fingerprints,
+// e-mail addresses and words, spread evenly over the corpus. Only keys SKS
+// can hold (SKSCompatible) count; words are ASCII, at least 4 letters and
+// carried by 1 to 50 keys, so that both servers answer them under their
+// 500-match limit and split them alike.
+func sampleQueries(dumpDir string, n int) (queries, error) {
+	files, err := filepath.Glob(filepath.Join(dumpDir, corpus.DumpPrefix+"-*.pgp"))
+	if err != nil || len(files) == 0 {
+		return queries{}, fmt.Errorf("no dump files in %s", dumpDir)
+	}
+	sort.Strings(files)
+	var fprs, emails []string
+	wordKeys := make(map[string]int)
+	seenEmail := make(map[string]bool)
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return queries{}, err
+		}
+		r := pgpkey.NewReader(fh)
+		for {
+			raw, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				var pe *pgpkey.ParseError
+				if errors.As(err, &pe) {
+					continue
+				}
+				fh.Close()
+				return queries{}, err
+			}
+			k, err := pgpkey.Canonicalize(raw.Packets)
+			if err != nil || !k.SKSCompatible() {
+				continue
+			}
+			fprs = append(fprs, "0x"+k.Fingerprint().String())
+			words := make(map[string]bool)
+			for _, uid := range k.UserIDs() {
+				if e := emailRE.FindString(uid); e != "" && !seenEmail[strings.ToLower(e)] {
+					seenEmail[strings.ToLower(e)] = true
+					emails = append(emails, e)
+				}
+				for _, w := range asciiWords(uid) {
+					words[w] = true
+				}
+			}
+			for w := range words {
+				wordKeys[w]++
+			}
+		}
+		fh.Close()
+	}
+	var words []string
+	for w, c := range wordKeys {
+		if len(w) >= 4 && c <= 50 {
+			words = append(words, w)
+		}
+	}
+	sort.Strings(words)
+	// Hash order rather than sorted order, so that a thread's run of
+	// requests does not walk the alphabet.
+	sort.Slice(words, func(i, j int) bool { return mix(words[i]) < mix(words[j]) })
+	pick := func(s []string, prefix string) []string {
+		step := max(1, len(s)/n)
+		var out []string
+		for i := 0; i < len(s) && len(out) < n; i += step {
+			out = append(out, prefix+url.QueryEscape(s[i]))
+		}
+		return out
+	}
+	q := queries{
+		fingerprints: pick(fprs, "/pks/lookup?op=get&options=mr&search="),
+		emails:       pick(emails, "/pks/lookup?op=index&options=mr&search="),
+		words:        pick(words, "/pks/lookup?op=index&options=mr&search="),
+	}
+	if len(q.fingerprints) == 0 || len(q.emails) == 0 || len(q.words) == 0 {
+		return q, errors.New("corpus too small to sample queries from")
+	}
+	return q, nil
+}
+
+// asciiWords splits s into lower-case runs of ASCII letters, the part of
+// the word syntax on which SKS and grapevine agree (projections.Words).
+func asciiWords(s string) []string {
+	var out []string
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		letter := i < len(s) && (s[i]|0x20 >= 'a' && s[i]|0x20 <= 'z')
+		if i < len(s) && s[i] >= 0x80 {
+			start = -2 // a non-ASCII byte spoils the word
+			continue
+		}
+		if letter {
+			if start == -1 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			out = append(out, strings.ToLower(s[start:i]))
+		}
+		start = -1
+	}
+	return out
+}
+
+func mix(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
+
+// wrkResult is one wrk run.
+type wrkResult struct {
+	rps           float64
+	p50, p99, max time.Duration
+	errors        int64
+	requests      int64
+}
+
+const wrkScript = `local paths = {}
+for line in io.lines(%q) do paths[#paths + 1] = line end
+local n = 0
+function setup(thread) n = n + 1; thread:set("id", n) end
+local i = 0
+function init(args) i = ((id or 1) * 7919) %% #paths end
+function request()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i])
+end
+`
+
+// runWrk runs wrk against base with the paths in pathsFile.
+func runWrk(ctx context.Context, work, base string, paths []string, conns int, d time.Duration) (wrkResult, error) {
+	pf := filepath.Join(work, "wrk-paths.txt")
+	if err := os.WriteFile(pf, []byte(strings.Join(paths, "\n")+"\n"), 0o644); err != nil {
+		return wrkResult{}, err
+	}
+	sf := filepath.Join(work, "wrk.lua")
+	if err := os.WriteFile(sf, []byte(fmt.Sprintf(wrkScript, pf)), 0o644); err != nil {
+		return wrkResult{}, err
+	}
+	threads := min(conns, 2)
+	cmd := exec.CommandContext(ctx, "wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns),
+		"-d", fmt.Sprintf("%ds", int(d.Seconds())), "--timeout", "60s", "--latency", "-s", sf, base)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return wrkResult{}, ctx.Err()
+		}
+		return wrkResult{}, fmt.Errorf("wrk: %v\n%s%s", err, out.String(), stderr.String())
+	}
+	return parseWrk(out.String())
+}
+
+var (
+	wrkLatencyRE = regexp.MustCompile(`(?m)^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)`)
+	wrkPctRE     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+(\S+)`)
+	wrkRPSRE     = regexp.MustCompile(`(?m)^Requests/sec:\s+([\d.]+)`)
+	wrkReqRE     = regexp.MustCompile(`(?m)^\s+(\d+) requests in`)
+	wrkSockRE    = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	wrkNon2xxRE  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+// parseWrk reads wrk --latency output. Errors are socket errors plus
+// responses with a status over 399 (what wrk counts as Non-2xx or 3xx).
+func parseWrk(s string) (wrkResult, error) {
+	var r wrkResult
+	m := wrkLatencyRE.FindStringSubmatch(s)
+	rp := wrkRPSRE.FindStringSubmatch(s)
+	if m == nil || rp == nil {
+		return r, fmt.Errorf("cannot parse wrk output:\n%s", s)
+	}
+	r.max = parseWrkDuration(m[3])
+	r.rps, _ = strconv.ParseFloat(rp[1], 64)
+	for _, p := range wrkPctRE.FindAllStringSubmatch(s, -1) {
+		if p[1] == "50" {
+			r.p50 = parseWrkDuration(p[2])
+		} else {
+			r.p99 = parseWrkDuration(p[2])
+		}
+	}
+	if q := wrkReqRE.FindStringSubmatch(s); q != nil {
+		r.requests, _ = strconv.ParseInt(q[1], 10, 64)
+	}
+	if e := wrkSockRE.FindStringSubmatch(s); e != nil {
+		for _, x := range e[1:] {
+			n, _ := strconv.ParseInt(x, 10, 64)
+			r.errors += n
+		}
+	}
+	if e := wrkNon2xxRE.FindStringSubmatch(s); e != nil {
+		n, _ := strconv.ParseInt(e[1], 10, 64)
+		r.errors += n
+	}
+	return r, nil
+}
+
+// parseWrkDuration parses wrk's "1.23ms", "456.00us", "2.01s", "1.50m".
+func parseWrkDuration(s string) time.Duration {
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(s[:i], 64)
+	if err != nil {
+		return 0
+	}
+	unit := map[string]float64{"us": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}[s[i:]]
+	return time.Duration(v * unit)
+}
+
+// uploadResult is one upload measurement.
+type uploadResult struct {
+	keys, errors int
+	wall, max    time.Duration
+}
+
+// armorKeys splits a binary corpus into one ASCII-armored block per key.
+func armorKeys(data []byte) ([][]byte, error) {
+	r := pgpkey.NewReader(bytes.NewReader(data))
+	var out [][]byte
+	for {
+		raw, err := r.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var b bytes.Buffer
+		w, err := armor.Encode(&b, "PGP PUBLIC KEY BLOCK", nil)
+		if err != nil {
+			return nil, err
+		}
+		w.Write(raw.Raw)
+		w.Close()
+		out = append(out, []byte("keytext="+url.QueryEscape(b.String())))
+	}
+}
+
+// upload posts every key to base+/pks/add from clients goroutines and
+// stops early (counting only the keys done) at limit.
+func upload(ctx context.Context, base string, bodies [][]byte, clients int, limit time.Duration) uploadResult {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	next := make(chan []byte)
+	go func() {
+		defer close(next)
+		for _, b := range bodies {
+			select {
+			case next <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var mu sync.Mutex
+	var res uploadResult
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for body := range next {
+				t0 := time.Now()
+				req, _ := http.NewRequest(http.MethodPost, base+"/pks/add", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := client.Do(req)
+				ok := false
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					ok = resp.StatusCode/100 == 2
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				res.keys++
+				if !ok {
+					res.errors++
+				}
+				res.max = max(res.max, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	return res
+}
+
+// httpRows starts both servers on the stores of the last run, measures
+// lookups and uploads, stops the servers and returns the rows.
+func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows []row, err error) {
+	fmt.Fprintf(os.Stderr, "http: sampling queries from the corpus\n")
+	q, err := sampleQueries(dumpDir, 1000)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "http: generating the upload corpus (%d keys, seed %d)\n", c.uploadKeys, c.seed+1000)
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(ctx, &buf, corpus.Options{N: c.uploadKeys, Seed: c.seed + 1000}); err != nil {
+		return nil, fmt.Errorf("generate upload corpus: %w", err)
+	}
+	bodies, err := armorKeys(buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+
+	gv, err := startGrapevine(ctx, c.grapevine, gvDir)
+	if err != nil {
+		return nil, err
+	}
+	defer gv.stop()
+	sk, err := startSKS(ctx, c.sks, skDir)
+	if err != nil {
+		return nil, err
+	}
+	defer sk.stop()
+	fmt.Fprintf(os.Stderr, "http: grapevine serve pid %d at %s, sks db pid %d at %s\n", gv.cmd.Process.Pid, gv.base, sk.cmd.Process.Pid, sk.base)
+
+	servers := []*server{gv, sk}
+	var stall [2]time.Duration
+	kinds := []struct {
+		name  string
+		paths []string
+	}{
+		{"get by fingerprint", q.fingerprints},
+		{"index by e-mail", q.emails},
+		{"index by word", q.words},
+	}
+	for _, k := range kinds {
+		for _, conns := range []int{1, 16, 64} {
+			var res [2]wrkResult
+			for i, s := range servers {
+				fmt.Fprintf(os.Stderr, "http: %s, %d conns, %s (%d paths, %s)\n", k.name, conns, s.name, len(k.paths), c.duration)
+				r, err := runWrk(ctx, filepath.Dir(gvDir), s.base, k.paths, conns, c.duration)
+				if err != nil {
+					return nil, err
+				}
+				res[i] = r
+				stall[i] = max(stall[i], r.max)
+				fmt.Fprintf(os.Stderr, "      %.0f req/s, p50 %v, p99 %v, max %v, %d errors of %d\n", r.rps, r.p50, r.p99, r.max, r.errors, r.requests)
+			}
+			name := fmt.Sprintf("HTTP %s, %d conn", k.name, conns)
+			rows = append(rows,
+				row{name: name + " (req/s)", grapevine: res[0].rps, sk: res[1].rps, higherBetter: true},
+				row{name: name + " p50 (ms)", grapevine: ms(res[0].p50), sk: ms(res[1].p50), prec: 2},
+				row{name: name + " p99 (ms)", grapevine: ms(res[0].p99), sk: ms(res[1].p99), prec: 2},
+				row{name: name + " errors (of requests)", text: [2]string{
+					fmt.Sprintf("%d of %d", res[0].errors, res[0].requests),
+					fmt.Sprintf("%d of %d", res[1].errors, res[1].requests)}},
+			)
+		}
+	}
+	var up [2]uploadResult
+	for i, s := range servers {
+		fmt.Fprintf(os.Stderr, "http: /pks/add of %d keys from %d clients to %s\n", len(bodies), c.uploadClients, s.name)
+		up[i] = upload(ctx, s.base, bodies, c.uploadClients, c.uploadLimit)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		stall[i] = max(stall[i], up[i].max)
+		fmt.Fprintf(os.Stderr, "      %d keys in %v (%.1f keys/s), %d errors, longest %v\n", up[i].keys, up[i].wall.Round(time.Millisecond), rate(up[i].keys, up[i].wall), up[i].errors, up[i].max)
+	}
+	rows = append(rows,
+		row{name: fmt.Sprintf("HTTP /pks/add, %d clients (keys/s)", c.uploadClients), grapevine: rate(up[0].keys, up[0].wall), sk: rate(up[1].keys, up[1].wall), higherBetter: true},
+		row{name: fmt.Sprintf("HTTP /pks/add, %d clients errors (of keys)", c.uploadClients), text: [2]string{
+			fmt.Sprintf("%d of %d", up[0].errors, up[0].keys), fmt.Sprintf("%d of %d", up[1].errors, up[1].keys)}},
+		row{name: "HTTP longest single request (ms)", grapevine: ms(stall[0]), sk: ms(stall[1])},
+	)
+	for _, s := range servers {
+		if err := checkAlive(s); err != nil {
+			return rows, err
+		}
+	}
+	return rows, nil
+}
+
+func checkAlive(s *server) error {
+	select {
+	case <-s.done:
+		return fmt.Errorf("%s died during the measurement (%v); see %s", s.name, s.cmd.ProcessState, s.log.Name())
+	default:
+		return nil
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
