@@ -45,6 +45,8 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	keys := s.parseRecords(recs)
+	s.summaries.fill(keys)
+	defer s.summaries.keep(keys)
 	if q.op == "index" && q.mr && !s.cfg.IndexV6 {
 		keys = withoutV5V6(keys)
 	}

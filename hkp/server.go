@@ -48,6 +48,10 @@ type Config struct {
 	// larger bodies get 413. Default 8 MiB (nginx's common
 	// client_max_body_size; SKS had 5 MiB).
 	MaxPostBytes int64
+	// SummaryCacheKeys bounds the key summaries (verified self-signature
+	// data for index pages) kept in memory, a few hundred bytes each.
+	// Default 100000.
+	SummaryCacheKeys int
 	// MaxBodies bounds the request bodies (/pks/add, /pks/hashquery) read
 	// and parsed at once, so memory stays below about MaxBodies × 2 ×
 	// MaxPostBytes whatever the number of clients. A request waits up to
@@ -92,6 +96,7 @@ func DefaultConfig() Config {
 		MaxInternalMatches: 20000,
 		MaxHashqueryHashes: 10000,
 		MaxBodies:          16,
+		SummaryCacheKeys:   100000,
 		BodyWait:           5 * time.Second,
 		ApplyWait:          5 * time.Second,
 		ReadHeaderTimeout:  10 * time.Second,
@@ -110,6 +115,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("hkp: MaxPostBytes %d: must be at least 1024", c.MaxPostBytes)
 	case c.MaxMatches < 1 || c.MaxInternalMatches < 1:
 		return fmt.Errorf("hkp: MaxMatches %d / MaxInternalMatches %d: must be positive", c.MaxMatches, c.MaxInternalMatches)
+	case c.SummaryCacheKeys < 1:
+		return fmt.Errorf("hkp: SummaryCacheKeys %d: must be positive", c.SummaryCacheKeys)
 	case c.MaxBodies < 1 || c.BodyWait <= 0:
 		return fmt.Errorf("hkp: MaxBodies %d / BodyWait %v: must be positive", c.MaxBodies, c.BodyWait)
 	case c.MaxHashqueryHashes < 1:
@@ -131,6 +138,8 @@ type Server struct {
 	mux   *http.ServeMux
 	// bodies holds one token per request body being read (MaxBodies).
 	bodies chan struct{}
+	// summaries caches what index pages show about each key.
+	summaries *summaryCache
 }
 
 // New returns a Server. stats may be nil.
@@ -139,13 +148,14 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 		return nil, err
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    cfg.Logger.With().Str("component", "hkp").Logger(),
-		store:  store,
-		app:    app,
-		stats:  stats,
-		mux:    http.NewServeMux(),
-		bodies: make(chan struct{}, cfg.MaxBodies),
+		cfg:       cfg,
+		log:       cfg.Logger.With().Str("component", "hkp").Logger(),
+		store:     store,
+		app:       app,
+		stats:     stats,
+		mux:       http.NewServeMux(),
+		bodies:    make(chan struct{}, cfg.MaxBodies),
+		summaries: newSummaryCache(cfg.SummaryCacheKeys),
 	}
 	s.mux.Handle("/pks/lookup", s.handle(s.lookup, "GET", "HEAD"))
 	s.mux.Handle("/pks/add", s.handle(s.add, "POST"))

@@ -173,29 +173,8 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	// Find the rarest word: its postings drive the intersection.
-	best, bestCount := -1, 0
-	for i, w := range words {
-		p := wordKey(prefixWord, w, nil)
-		p = p[:len(p)-1]
-		rids, err := scanSuffixes(snap, p, len(p), lim.MaxInternalMatches+1)
-		if err != nil {
-			return nil, err
-		}
-		if len(rids) == 0 {
-			return nil, nil
-		}
-		if best < 0 || len(rids) < bestCount {
-			best, bestCount = i, len(rids)
-		}
-	}
-	if bestCount > lim.MaxInternalMatches {
-		return nil, ErrInsufficientlySpecific
-	}
-	p := wordKey(prefixWord, words[best], nil)
-	p = p[:len(p)-1]
-	rids, err := scanSuffixes(snap, p, len(p), 0)
-	if err != nil {
+	best, rids, err := rarestWord(snap, words, lim.MaxInternalMatches)
+	if err != nil || best < 0 {
 		return nil, err
 	}
 	var out []*Record
@@ -391,3 +370,54 @@ func (s *Store) Histogram(granularity string, since time.Time) ([]HistogramBin, 
 // Blocked reports whether the operator blocked (or deleted) the key with
 // this primary fingerprint.
 func (s *Store) Blocked(fpr []byte) (bool, error) { return exists(s.db, blockedKey(fpr)) }
+
+// rarestWord finds the word with the fewest postings by walking every
+// word's postings in lockstep until one runs out: the cost is the number
+// of words times the rarest word's count, however common the other words
+// are ("org" in an e-mail search is on nearly every key). It returns that
+// word's index and its record IDs, -1 when a word has no posting at all,
+// or ErrInsufficientlySpecific when every word has more than maxInternal.
+func rarestWord(r Reader, words []string, maxInternal int) (int, [][]byte, error) {
+	type cursor struct {
+		it   *pebble.Iterator
+		n    int
+		rids [][]byte
+	}
+	cs := make([]*cursor, len(words))
+	defer func() {
+		for _, c := range cs {
+			if c != nil {
+				c.it.Close()
+			}
+		}
+	}()
+	for i, w := range words {
+		p := wordKey(prefixWord, w, nil)
+		p = p[:len(p)-1]
+		it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return -1, nil, err
+		}
+		cs[i] = &cursor{it: it, n: len(p)}
+		if !it.First() {
+			return -1, nil, it.Error()
+		}
+	}
+	for count := 0; ; count++ {
+		if count > maxInternal {
+			return -1, nil, ErrInsufficientlySpecific
+		}
+		for i, c := range cs {
+			if !c.it.Valid() {
+				if err := c.it.Error(); err != nil {
+					return -1, nil, err
+				}
+				return i, c.rids, nil
+			}
+			if rid, ok := ridAt(c.it.Key(), c.n); ok {
+				c.rids = append(c.rids, bytes.Clone(rid))
+			}
+			c.it.Next()
+		}
+	}
+}

@@ -28,6 +28,12 @@ type Key struct {
 	DirectSigs []Packet
 	UIDs       []Group // tag 13 and 17 groups, in SKS record order
 	Subkeys    []Group
+
+	// summary memoises Summary, which verifies signatures and is by far
+	// the most expensive thing a reader does with a key. Keys are
+	// immutable by convention, so it never goes stale; a Key is not safe
+	// for concurrent use while it is being filled.
+	summary *Summary
 }
 
 // SubkeyID identifies one subkey of a key.

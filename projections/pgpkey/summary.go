@@ -86,6 +86,22 @@ const (
 // 0.1–0.5 ms per key. Compute it when building index data, not on the
 // import hot path.
 func (k *Key) Summary() Summary {
+	if k.summary == nil {
+		s := k.computeSummary()
+		k.summary = &s
+	}
+	return *k.summary
+}
+
+// SetSummary records a summary computed earlier for a key with the same
+// content (same Hash), e.g. from a cache, so Summary need not verify
+// signatures again.
+func (k *Key) SetSummary(s Summary) { k.summary = &s }
+
+// HasSummary reports whether Summary is already computed.
+func (k *Key) HasSummary() bool { return k.summary != nil }
+
+func (k *Key) computeSummary() Summary {
 	info := parseKeyInfo(k.Primary.Body)
 	s := Summary{
 		Version:   info.version,
