@@ -37,7 +37,11 @@ type StatsInfo struct {
 	// each row at a space and crashes on a row without one.
 	Peers         []string
 	MailsyncPeers []string // e-mail addresses, as in the mailsync file
-	TotalKeys     int64
+	// MailsyncStatus, when not empty, is shown in a section after the
+	// histograms (SKS has none; spiders read nothing after them): how the
+	// outgoing mail queue fares.
+	MailsyncStatus string
+	TotalKeys      int64
 
 	// Daily and Hourly are the histograms, newest bin first.
 	Daily, Hourly []HistogramBin
@@ -104,6 +108,9 @@ func WriteStatsHTML(w io.Writer, s StatsInfo) error {
 		writeHistogram(&b, s.Daily, "2006-01-02")
 		b.WriteString("<h3>Hourly Histogram</h3>\n")
 		writeHistogram(&b, s.Hourly, "2006-01-02 15")
+	}
+	if s.MailsyncStatus != "" {
+		b.WriteString("<h3>Outgoing Mailsync</h3>\n<p>" + htmlText(s.MailsyncStatus) + "</p>\n")
 	}
 
 	title := "SKS OpenPGP Keyserver statistics<br />Taken at " + htmlText(s.Now.Format("2006-01-02 15:04:05 MST"))

@@ -28,6 +28,13 @@ type StatsSource interface {
 	MailsyncPeers() []string
 }
 
+// MailsyncStatuser is an optional interface of a StatsSource: a one-line
+// status of outgoing mail sync for the stats page (sent, failed, queued,
+// last error).
+type MailsyncStatuser interface {
+	MailsyncStatus() string
+}
+
 // Config configures a Server. Zero durations mean the DefaultConfig value.
 type Config struct {
 	Logger zerolog.Logger

@@ -33,6 +33,9 @@ func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, asJSON bool)
 	if s.stats != nil {
 		info.Peers = s.stats.GossipPeers()
 		info.MailsyncPeers = s.stats.MailsyncPeers()
+		if ms, ok := s.stats.(MailsyncStatuser); ok {
+			info.MailsyncStatus = ms.MailsyncStatus()
+		}
 	}
 	n, err := s.store.KeyCount()
 	if err != nil {

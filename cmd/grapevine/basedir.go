@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/mailsync"
 	"github.com/grapevine-keyserver/grapevine/projections"
 )
 
@@ -37,6 +39,9 @@ type basedir struct {
 	log    *eventlog.Log
 	store  *projections.Store
 	logger zerolog.Logger
+	// mailSender is the running mailsync sender, if any, for the stats
+	// page and metrics.
+	mailSender atomic.Pointer[mailsync.Sender]
 }
 
 // newLogger logs to w: human-readable on a terminal, JSON otherwise.

@@ -56,6 +56,7 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	if err := b.catchUp(ctx, e.stderr, "catching up with the log"); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	d.b = b
 
 	hcfg := hkp.DefaultConfig()
 	hcfg.Logger = logger
@@ -143,6 +144,7 @@ type daemon struct {
 	conf    *SKSConf
 	paths   SKSPaths
 	metrics *metrics
+	b       *basedir
 	logger  zerolog.Logger
 
 	mu       sync.Mutex
@@ -176,6 +178,22 @@ func (d *daemon) GossipPeers() []string {
 		out[i] = m.String()
 	}
 	return out
+}
+
+// MailsyncStatus sums up the outgoing mail queue for the stats page.
+func (d *daemon) MailsyncStatus() string {
+	if d.b == nil {
+		return ""
+	}
+	st, ok := mailsyncStats(d.b)
+	if !ok {
+		return ""
+	}
+	line := fmt.Sprintf("%d sent, %d failed, %d waiting", st.Sent, st.Failed, st.Queued)
+	if st.LastError != "" {
+		line += fmt.Sprintf("; last failure at %s: %s", st.LastErrorTime.UTC().Format("2006-01-02 15:04:05 UTC"), st.LastError)
+	}
+	return line
 }
 
 // MailsyncPeers lists the mailsync addresses.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -24,18 +23,14 @@ var (
 	_ mailsync.Store = (*projections.Store)(nil)
 )
 
-// senders holds the running Sender of each open basedir, for the stats
-// page and metrics (mailsyncStats).
-var senders sync.Map // *basedir → *mailsync.Sender
-
 // mailsyncStats returns the counters of the mailsync sender running on b;
 // false when none runs (disabled, or not serving).
 func mailsyncStats(b *basedir) (mailsync.Stats, bool) {
-	s, ok := senders.Load(b)
-	if !ok {
+	s := b.mailSender.Load()
+	if s == nil {
 		return mailsync.Stats{}, false
 	}
-	return s.(*mailsync.Sender).Stats(), true
+	return s.Stats(), true
 }
 
 // startMailsync starts the outgoing mailsync sender unless sksconf has
@@ -67,7 +62,7 @@ func startMailsync(ctx context.Context, d *daemon, b *basedir) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	senders.Store(b, s)
+	b.mailSender.Store(s)
 	go func() {
 		defer close(done)
 		if err := s.Run(runCtx); err != nil {
@@ -77,7 +72,7 @@ func startMailsync(ctx context.Context, d *daemon, b *basedir) {
 	d.onStop(func() {
 		cancel()
 		<-done
-		senders.Delete(b)
+		b.mailSender.Store(nil)
 	})
 	d.logger.Info().Int("partners", len(d.MailsyncPeers())).Uint64("cursor", uint64(s.Stats().Cursor)).Msg("mailsync started")
 }
