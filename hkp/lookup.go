@@ -44,6 +44,9 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
+	if q.op == "get" || q.op == "hget" {
+		return s.writeGet(w, r, q, recs)
+	}
 	keys := s.parseRecords(recs)
 	s.summaries.fill(keys)
 	defer s.summaries.keep(keys)
@@ -61,21 +64,6 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 
 	var body bytes.Buffer
 	switch q.op {
-	case "get", "hget":
-		armored, err := s.armorKeys(keys)
-		if err != nil {
-			return err
-		}
-		if q.mr {
-			w.Header().Set("Content-Type", "application/pgp-keys; charset=UTF-8")
-			w.Header().Set("Content-Disposition", "attachment; filename=gpgkey.asc")
-			body.Write(armored)
-		} else {
-			w.Header().Set("Content-Type", "text/html; charset=UTF-8")
-			if err := WriteGetHTML(&body, q.search, armored); err != nil {
-				return err
-			}
-		}
 	case "index", "vindex":
 		switch {
 		case q.mr:
@@ -175,10 +163,40 @@ func withoutV5V6(keys []*pgpkey.Key) []*pgpkey.Key {
 	return out
 }
 
-// armorKeys writes all keys in one armor block with a CRC and a final
-// newline (hkp.md §5.1).
-func (s *Server) armorKeys(keys []*pgpkey.Key) ([]byte, error) {
+// writeGet answers op=get and op=hget (hkp.md §5): the stored keys, which
+// are already in SKS's serialised canonical form, in one armor block. No
+// parsing on this path: it is the one clients hit hardest.
+func (s *Server) writeGet(w http.ResponseWriter, r *http.Request, q query, recs []*projections.Record) error {
+	total := len(recs)
+	if total == 0 {
+		return errNotFound("No keys found")
+	}
+	if q.limit >= 0 && q.limit < len(recs) {
+		recs = recs[:q.limit]
+	}
+	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(total))
+	armored, err := s.armorRecords(recs)
+	if err != nil {
+		return err
+	}
+	if q.mr {
+		w.Header().Set("Content-Type", "application/pgp-keys; charset=UTF-8")
+		w.Header().Set("Content-Disposition", "attachment; filename=gpgkey.asc")
+		return writeBody(w, r, armored)
+	}
+	var body bytes.Buffer
+	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+	if err := WriteGetHTML(&body, q.search, armored); err != nil {
+		return err
+	}
+	return writeBody(w, r, body.Bytes())
+}
+
+// armorRecords writes the stored keys in one armor block with a CRC and a
+// final newline (hkp.md §5.1).
+func (s *Server) armorRecords(recs []*projections.Record) ([]byte, error) {
 	var buf bytes.Buffer
+	buf.Grow(64 + len(recs)*2048)
 	headers := map[string]string{}
 	if s.cfg.Hostname != "" {
 		headers["Comment"] = "Hostname: " + truncate(s.cfg.Hostname, 53)
@@ -187,8 +205,8 @@ func (s *Server) armorKeys(keys []*pgpkey.Key) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range keys {
-		if _, err := aw.Write(k.Marshal()); err != nil {
+	for _, rec := range recs {
+		if _, err := aw.Write(rec.Key); err != nil {
 			return nil, err
 		}
 	}
