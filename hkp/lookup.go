@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-
 	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
@@ -195,26 +193,17 @@ func (s *Server) writeGet(w http.ResponseWriter, r *http.Request, q query, recs 
 // armorRecords writes the stored keys in one armor block with a CRC and a
 // final newline (hkp.md §5.1).
 func (s *Server) armorRecords(recs []*projections.Record) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(64 + len(recs)*2048)
-	headers := map[string]string{}
+	var headers []string
 	if s.cfg.Hostname != "" {
-		headers["Comment"] = "Hostname: " + truncate(s.cfg.Hostname, 53)
+		headers = []string{"Comment: Hostname: " + truncate(s.cfg.Hostname, 53)}
 	}
-	aw, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", headers)
-	if err != nil {
-		return nil, err
+	keys := make([][]byte, len(recs))
+	size := 128
+	for i, rec := range recs {
+		keys[i] = rec.Key
+		size += len(rec.Key)*4/3 + len(rec.Key)/48 + 4
 	}
-	for _, rec := range recs {
-		if _, err := aw.Write(rec.Key); err != nil {
-			return nil, err
-		}
-	}
-	if err := aw.Close(); err != nil {
-		return nil, err
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), nil
+	return pgpkey.AppendArmor(make([]byte, 0, size), headers, keys...), nil
 }
 
 func truncate(s string, n int) string {

@@ -266,20 +266,4 @@ func decodeCRC(s []byte) (uint32, bool) {
 }
 
 // crc24 is the OpenPGP armor checksum (RFC 9580 §6.1).
-func crc24(data []byte) uint32 {
-	const (
-		init = 0xb704ce
-		poly = 0x1864cfb
-	)
-	crc := uint32(init)
-	for _, b := range data {
-		crc ^= uint32(b) << 16
-		for range 8 {
-			crc <<= 1
-			if crc&0x1000000 != 0 {
-				crc ^= poly
-			}
-		}
-	}
-	return crc & 0xffffff
-}
+func crc24(data []byte) uint32 { return CRC24(CRC24Init, data) }
