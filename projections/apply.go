@@ -85,6 +85,8 @@ type batchApplier struct {
 	suppressed map[pgpkey.KeyHash]bool
 	// byOrigin splits stats by the events' origin, for metrics.
 	byOrigin map[eventlog.Origin]ApplyStats
+	// fprLists overlays the fingerprint index's record-ID lists.
+	fprLists map[string][]byte
 }
 
 type writtenKey struct {
@@ -103,6 +105,7 @@ func (s *Store) newBatchApplier() *batchApplier {
 		blocked:    make(map[string]bool),
 		suppressed: make(map[pgpkey.KeyHash]bool),
 		byOrigin:   make(map[eventlog.Origin]ApplyStats),
+		fprLists:   make(map[string][]byte),
 	}
 }
 
@@ -288,7 +291,7 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 // subkey. Writing an existing entry again is harmless.
 func (a *batchApplier) indexIDs(k *pgpkey.Key, rid []byte) error {
 	set := func(fpr pgpkey.Fingerprint, id pgpkey.KeyID) error {
-		if err := a.b.Set(fprKey(fpr.Bytes(), rid), nil, nil); err != nil {
+		if err := a.updateFprList(fpr.Bytes(), rid, true); err != nil {
 			return err
 		}
 		if err := a.b.Set(keyIDKey(uint64(id), rid), nil, nil); err != nil {
@@ -491,12 +494,11 @@ func (a *batchApplier) ridsOf(fpr []byte) ([][]byte, error) {
 			out = append(out, bytes.Clone(rid))
 		}
 	}
-	p := appendRID([]byte{prefixFpr}, fpr)
-	rids, err := scanSuffixes(a.s.db, p, len(p), 0)
+	v, err := a.fprList(fpr)
 	if err != nil {
 		return nil, err
 	}
-	for _, rid := range rids {
+	for _, rid := range ridList(v) {
 		add(rid)
 	}
 	for rid := range a.written {
@@ -538,7 +540,7 @@ func (a *batchApplier) deleteKey(idx eventlog.Index, rid []byte) error {
 	del := func(k []byte) error { return b.Delete(k, nil) }
 	ids := append([]pgpkey.SubkeyID{{Fingerprint: key.Fingerprint(), KeyID: key.KeyID()}}, key.SubkeyIDs()...)
 	for _, id := range ids {
-		if err := errors.Join(del(fprKey(id.Fingerprint.Bytes(), rid)), del(keyIDKey(uint64(id.KeyID), rid)), del(shortIDKey(id.KeyID.Short(), rid))); err != nil {
+		if err := errors.Join(a.updateFprList(id.Fingerprint.Bytes(), rid, false), del(keyIDKey(uint64(id.KeyID), rid)), del(shortIDKey(id.KeyID.Short(), rid))); err != nil {
 			return err
 		}
 	}
@@ -557,4 +559,37 @@ func (a *batchApplier) deleteKey(idx eventlog.Index, rid []byte) error {
 	a.keys--
 	a.stats.Deleted++
 	return nil
+}
+
+// fprList returns the record-ID list of a fingerprint, batch included.
+func (a *batchApplier) fprList(fpr []byte) ([]byte, error) {
+	if v, ok := a.fprLists[string(fpr)]; ok {
+		return v, nil
+	}
+	v, closer, err := a.s.db.Get(fprKey(fpr))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+// updateFprList adds rid to (or removes it from) fpr's record-ID list.
+func (a *batchApplier) updateFprList(fpr, rid []byte, add bool) error {
+	old, err := a.fprList(fpr)
+	if err != nil {
+		return err
+	}
+	v := ridListWith(old, rid, add)
+	if bytes.Equal(v, old) && (len(old) > 0 || !add) {
+		return nil
+	}
+	a.fprLists[string(fpr)] = v
+	if len(v) == 0 {
+		return a.b.Delete(fprKey(fpr), nil)
+	}
+	return a.b.Set(fprKey(fpr), v, nil)
 }

@@ -13,7 +13,7 @@ const (
 	prefixMeta     = 'm' // m<name>                      → meta values (applied indexes, counters, schema)
 	prefixRecord   = 'K' // K<len><rid><index BE8>       → record version (see encodeRecord)
 	prefixLatest   = 'L' // L<len><rid>                  → <index BE8><flags><hash16>: the newest version
-	prefixFpr      = 'F' // F<len><fpr><len><rid>        → empty: primary and subkey fingerprints
+	prefixFpr      = 'F' // F<len><fpr>                  → (<len><rid>)+: keys with this primary or subkey fingerprint
 	prefixKeyID    = 'I' // I<keyid BE8><len><rid>       → empty: 64-bit IDs of primaries and subkeys
 	prefixShortID  = 'S' // S<short BE4><len><rid>       → empty: 32-bit IDs of primaries and subkeys
 	prefixHash     = 'H' // H<hash16>                    → <len><rid>: SKS hash of every live record
@@ -27,7 +27,7 @@ const (
 
 // schemaVersion names the layout above. A store written with another
 // version is rebuilt from the log (replay) rather than misread.
-const schemaVersion = 1
+const schemaVersion = 2 // 2: F holds a list of record IDs per fingerprint
 
 // Projection names, as stored with their applied index and shown by stats.
 const (
@@ -62,9 +62,42 @@ func recordPrefix(rid []byte) []byte {
 
 func latestKey(rid []byte) []byte { return appendRID([]byte{prefixLatest}, rid) }
 
-func fprKey(fpr, rid []byte) []byte {
-	k := appendRID([]byte{prefixFpr}, fpr)
-	return appendRID(k, rid)
+// fprKey is the key of a fingerprint's list of record IDs. One key per
+// fingerprint, so that the most common lookup is a point Get (Bloom
+// filters apply) rather than an iterator.
+func fprKey(fpr []byte) []byte { return appendRID([]byte{prefixFpr}, fpr) }
+
+// ridList is a value of <len><rid> entries.
+func ridList(v []byte) [][]byte {
+	var out [][]byte
+	for len(v) > 0 {
+		l := int(v[0])
+		if len(v) < 1+l {
+			break
+		}
+		out = append(out, v[1:1+l])
+		v = v[1+l:]
+	}
+	return out
+}
+
+// ridListWith returns v with rid added (if absent) or removed.
+func ridListWith(v, rid []byte, add bool) []byte {
+	var out []byte
+	found := false
+	for _, r := range ridList(v) {
+		if string(r) == string(rid) {
+			found = true
+			if !add {
+				continue
+			}
+		}
+		out = appendRID(out, r)
+	}
+	if add && !found {
+		out = appendRID(out, rid)
+	}
+	return out
 }
 
 func keyIDKey(id uint64, rid []byte) []byte {

@@ -95,8 +95,27 @@ func (s *Store) ByHash(h pgpkey.KeyHash) (*Record, error) {
 // ByFingerprint returns the keys whose primary key or a subkey has this
 // fingerprint (16, 20 or 32 bytes).
 func (s *Store) ByFingerprint(fpr []byte) ([]*Record, error) {
-	p := appendRID([]byte{prefixFpr}, fpr)
-	return s.scanRIDs(p, len(p), 0)
+	v, closer, err := s.db.Get(fprKey(fpr))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read fingerprint index: %w", err)
+	}
+	rids := ridList(bytes.Clone(v))
+	closer.Close()
+	var out []*Record
+	for _, rid := range rids {
+		rec, err := s.Latest(rid)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
 }
 
 // ByKeyID returns the keys whose primary key or a subkey has this 64-bit ID.
