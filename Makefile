@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./... ./testdata/corpus ./testdata/testenv
 DATA     ?= ./data
 
-.PHONY: all build run test vet fuzz bench deps clean
+.PHONY: all build run test vet fuzz bench microbench deps clean
 
 all: build
 
@@ -45,7 +45,15 @@ fuzz:
 	  done; \
 	done
 
-bench:
+# Side by side with a real SKS 1.1.6 on the same corpus: prints one table
+# of medians with grapevine/SKS ratios and rewrites docs/benchmarks.md.
+BENCH_KEYS ?= 100000
+BENCH_RUNS ?= 1
+bench: build deps
+	$(GO) run ./cmd/grapevine-bench -keys $(BENCH_KEYS) -runs $(BENCH_RUNS) -grapevine $(BIN) -write docs/benchmarks.md
+
+# Package micro-benchmarks (testing.B).
+microbench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog ./projections/... ./recon/...
 
 clean:
