@@ -126,11 +126,12 @@ type Config struct {
 	// 256 MiB then (wire.DefaultLimits).
 	Limits wire.Limits
 
-	// DialAddr, when valid, is the source address of outgoing recon and
-	// hashquery connections (SKS binds them to recon_address, because
-	// peers check the source IP; §10.1). The zero value lets the system
-	// choose.
-	DialAddr netip.Addr
+	// DialAddrs are the source addresses of outgoing recon and hashquery
+	// connections, at most one per address family: a connection to an
+	// IPv4 peer binds the IPv4 one, to an IPv6 peer the IPv6 one (SKS binds
+	// them to recon_address, because peers check the source IP; §10.1).
+	// A family without an address lets the system choose.
+	DialAddrs []netip.Addr
 
 	// SelfAddrs are our own recon addresses. Gossip never picks a member
 	// whose address and port are one of them (SKS skips members that

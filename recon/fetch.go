@@ -83,12 +83,9 @@ type fetcher struct {
 }
 
 func newFetcher(cfg *Config, keys Keys, app Appender) *fetcher {
-	d := &net.Dialer{Timeout: cfg.DialTimeout}
-	if cfg.DialAddr.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: cfg.DialAddr.AsSlice(), Zone: cfg.DialAddr.Zone()}
-	}
+	dial := sourceDialer(cfg.DialTimeout, cfg.DialAddrs)
 	tr := &http.Transport{
-		DialContext:            d.DialContext,
+		DialContext:            dial,
 		DisableKeepAlives:      true, // SKS answers HTTP/1.0 and closes anyway
 		DisableCompression:     true, // SKS sends no Accept-Encoding either (§11.4)
 		ForceAttemptHTTP2:      false,

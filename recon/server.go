@@ -79,12 +79,9 @@ func New(cfg Config, tree Tree, keys Keys, app Appender, members Members) (*Serv
 	if keys != nil && app != nil {
 		s.fetcher = newFetcher(&s.cfg, keys, app)
 	}
-	d := &net.Dialer{Timeout: cfg.DialTimeout}
-	if cfg.DialAddr.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: cfg.DialAddr.AsSlice(), Zone: cfg.DialAddr.Zone()}
-	}
+	dial := sourceDialer(cfg.DialTimeout, cfg.DialAddrs)
 	s.dial = func(ctx context.Context, addr string) (net.Conn, error) {
-		return d.DialContext(ctx, "tcp", addr)
+		return dial(ctx, "tcp", addr)
 	}
 	return s, nil
 }

@@ -169,12 +169,12 @@ func reconConfig(conf *SKSConf, logger zerolog.Logger) recon.Config {
 		cfg.GossipInterval = conf.GossipInterval
 	}
 	// SKS binds outgoing recon and hashquery sockets to recon_address,
-	// because peers check the source IP (recon.md §10.1). With one
-	// specific address we do the same; with the wildcard defaults the
-	// system chooses.
-	if len(conf.ReconAddress) == 1 {
-		if ip, err := netip.ParseAddr(conf.ReconAddress[0]); err == nil && !ip.IsUnspecified() {
-			cfg.DialAddr = ip
+	// because peers check the source IP (recon.md §10.1). We bind to the
+	// first specific recon_address of the target's family; with only
+	// wildcard addresses the system chooses.
+	for _, a := range conf.ReconAddress {
+		if ip, err := netip.ParseAddr(a); err == nil && !ip.IsUnspecified() {
+			cfg.DialAddrs = append(cfg.DialAddrs, ip)
 		}
 	}
 	// Our own recon addresses, so gossip skips us: hostname's addresses at
