@@ -42,6 +42,9 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer closeLog()
+	// The level is process-wide, so SIGHUP can change it (reload.go).
+	logger = logger.Level(zerolog.TraceLevel)
+	zerolog.SetGlobalLevel(levelFor(conf.DebugLevel))
 	for _, n := range notices {
 		logger.Info().Str("sksconf", n.String()).Msg("option accepted but not used")
 	}

@@ -97,9 +97,10 @@ func watchMembership(ctx context.Context, d *daemon, reload func()) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			d.logger.Info().Msg("SIGHUP: reloading membership")
+			d.logger.Info().Msg("SIGHUP: reloading membership and configuration")
 			last = mtime()
 			reload()
+			d.reloadConfig()
 		case <-full.C:
 			last = mtime()
 			reload()
