@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 
 	"github.com/rs/zerolog"
 
@@ -48,7 +50,11 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	for _, n := range notices {
 		logger.Info().Str("sksconf", n.String()).Msg("option accepted but not used")
 	}
-	d := &daemon{conf: conf, logger: logger, paths: paths}
+	d := &daemon{conf: conf, logger: logger, paths: paths, hup: make(chan os.Signal, 1)}
+	// Registered before any port opens, so that a SIGHUP sent once the
+	// daemon answers always reaches the reloader (serve_recon.go).
+	signal.Notify(d.hup, syscall.SIGHUP)
+	defer signal.Stop(d.hup)
 	d.peers, d.mailsync = readPeerFiles(logger, paths)
 
 	b, err := openBasedir(conf.Basedir, logger, true)
@@ -148,6 +154,7 @@ type daemon struct {
 	paths   SKSPaths
 	metrics *metrics
 	b       *basedir
+	hup     chan os.Signal // SIGHUP: reload membership and configuration
 	logger  zerolog.Logger
 
 	mu       sync.Mutex

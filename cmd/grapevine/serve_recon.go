@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/recon"
@@ -64,7 +62,7 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		watchMembership(ctx, d, reload)
+		watchMembership(ctx, d, d.hup, reload)
 	}()
 	return nil
 }
@@ -72,10 +70,7 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 // watchMembership calls reload on SIGHUP, when the membership file's
 // modification time changes (checked every 5 s; SKS notices edits by mtime
 // too), and every membership_reload_interval.
-func watchMembership(ctx context.Context, d *daemon, reload func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func watchMembership(ctx context.Context, d *daemon, hup <-chan os.Signal, reload func()) {
 	mtime := func() time.Time {
 		fi, err := os.Stat(d.paths.Membership)
 		if err != nil {
