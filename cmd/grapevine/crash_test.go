@@ -50,7 +50,7 @@ func newChildDaemon(t *testing.T, extraConf ...string) *childDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
-	conf := fmt.Sprintf("hkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\nhostname: keys.test\n%s\n",
+	conf := fmt.Sprintf("hkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\nhostname: 127.0.0.254\n%s\n",
 		port, freePort(t), strings.Join(extraConf, "\n"))
 	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

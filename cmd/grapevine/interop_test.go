@@ -49,7 +49,7 @@ func startDaemon(t *testing.T, extraConf ...string) (hkpURL, dir string) {
 func startDaemonIn(t *testing.T, dir string, prepare func(dir string), extraConf ...string) (hkpURL, _ string) {
 	t.Helper()
 	port := freePort(t)
-	conf := fmt.Sprintf("hkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\nhostname: keys.test\n%s\n",
+	conf := fmt.Sprintf("hkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\nhostname: 127.0.0.254\n%s\n",
 		port, freePort(t), strings.Join(extraConf, "\n"))
 	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
