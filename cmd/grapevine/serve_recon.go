@@ -31,6 +31,9 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 		d.mu.Unlock()
 		d.logger.Info().Int("peers", len(peers)).Msg("membership loaded")
 	}
+	// The modification time is taken before the first read: an edit that
+	// lands between the read and the watcher's start is still noticed.
+	loaded := membershipMtime(d.paths.Membership)
 	reload()
 	srv, err := recon.New(cfg, recon.PebbleTree(b.store.DB(), b.store.PtreeConfig()), b.store, b.log, members)
 	if err != nil {
@@ -62,7 +65,7 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		watchMembership(ctx, d, d.hup, reload)
+		watchMembership(ctx, d, d.hup, loaded, reload)
 	}()
 	return nil
 }
@@ -70,15 +73,8 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 // watchMembership calls reload on SIGHUP, when the membership file's
 // modification time changes (checked every 5 s; SKS notices edits by mtime
 // too), and every membership_reload_interval.
-func watchMembership(ctx context.Context, d *daemon, hup <-chan os.Signal, reload func()) {
-	mtime := func() time.Time {
-		fi, err := os.Stat(d.paths.Membership)
-		if err != nil {
-			return time.Time{}
-		}
-		return fi.ModTime()
-	}
-	last := mtime()
+func watchMembership(ctx context.Context, d *daemon, hup <-chan os.Signal, last time.Time, reload func()) {
+	mtime := func() time.Time { return membershipMtime(d.paths.Membership) }
 	every := d.conf.MembershipReloadInterval
 	if every <= 0 {
 		every = 6 * time.Hour
@@ -125,4 +121,13 @@ func (m *liveMembers) Peers() []recon.Peer {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.peers
+}
+
+// membershipMtime is the file's modification time, zero if it is missing.
+func membershipMtime(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
 }
