@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -55,6 +56,15 @@ type Config struct {
 	// larger bodies get 413. Default 8 MiB (nginx's common
 	// client_max_body_size; SKS had 5 MiB).
 	MaxPostBytes int64
+	// RateLimit is the requests a second one client address may make,
+	// sustained, and RateBurst how many at once; 0 turns limiting off.
+	// Loopback clients are exempt. Behind a proxy listed in
+	// TrustedProxies, the client is the address the proxy forwards in
+	// X-Forwarded-For. Defaults 10 and 100: far above what gpg, sq or a
+	// browser send, far below a scraper or a flood.
+	RateLimit      float64
+	RateBurst      int
+	TrustedProxies []netip.Prefix
 	// SummaryCacheKeys bounds the key summaries (verified self-signature
 	// data for index pages) kept in memory, a few hundred bytes each.
 	// Default 100000.
@@ -103,6 +113,8 @@ func DefaultConfig() Config {
 		MaxInternalMatches: 20000,
 		MaxHashqueryHashes: 10000,
 		MaxBodies:          16,
+		RateLimit:          10,
+		RateBurst:          100,
 		SummaryCacheKeys:   100000,
 		BodyWait:           5 * time.Second,
 		ApplyWait:          5 * time.Second,
@@ -147,6 +159,8 @@ type Server struct {
 	bodies chan struct{}
 	// summaries caches what index pages show about each key.
 	summaries *summaryCache
+	// limiter is nil when rate limiting is off.
+	limiter *rateLimiter
 }
 
 // New returns a Server. stats may be nil.
@@ -163,6 +177,7 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 		mux:       http.NewServeMux(),
 		bodies:    make(chan struct{}, cfg.MaxBodies),
 		summaries: newSummaryCache(cfg.SummaryCacheKeys),
+		limiter:   newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies),
 	}
 	s.mux.Handle("/pks/lookup", s.handle(s.lookup, "GET", "HEAD"))
 	s.mux.Handle("/pks/add", s.handle(s.add, "POST"))
@@ -182,6 +197,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Pragma", "no-cache")
 	h.Set("Expires", "0")
 	h.Set("Access-Control-Allow-Origin", "*")
+	if !s.limiter.admit(s, w, r) {
+		return
+	}
 	if s.cfg.AccessLog {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: 200}
@@ -287,7 +305,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var h http.Handler = s
 	if s.cfg.Middleware != nil {
-		h = s.cfg.Middleware(s)
+		h = s.cfg.Middleware(h)
 	}
 	srv := &http.Server{
 		Handler:           h,

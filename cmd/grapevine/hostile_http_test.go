@@ -343,3 +343,32 @@ func sendRandomBytes(t *testing.T, addr string, n int) int {
 	wg.Wait()
 	return answered
 }
+
+// TestDaemonRateLimitsForwardedClients: the sksconf rate options reach the
+// daemon, and a client forwarded by a proxy on loopback (nginx on the same
+// host) is limited by its own address, with 429 and Retry-After.
+func TestDaemonRateLimitsForwardedClients(t *testing.T) {
+	url, _ := startDaemon(t, "grapevine_rate_limit: 0.5", "grapevine_rate_burst: 3")
+	get := func(client string) *http.Response {
+		req, _ := http.NewRequest("GET", url+"/pks/lookup?op=stats", nil)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for i := 0; i < 3; i++ {
+		if resp := get("198.51.100.7"); resp.StatusCode != 200 {
+			t.Fatalf("request %d within the burst: %d", i, resp.StatusCode)
+		}
+	}
+	resp := get("198.51.100.7")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp := get("198.51.100.8"); resp.StatusCode != 200 {
+		t.Fatalf("another client was limited: %d", resp.StatusCode)
+	}
+}

@@ -81,6 +81,9 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	hcfg.MaxInternalMatches = conf.MaxInternalMatches
 	hcfg.MaxPostBytes = conf.MaxPostBytes
 	hcfg.AccessLog = conf.AccessLog
+	hcfg.RateLimit = conf.RateLimit
+	hcfg.RateBurst = conf.RateBurst
+	hcfg.TrustedProxies = conf.TrustedProxies
 	metrics := newMetrics(conf, b)
 	d.metrics = metrics
 	hcfg.Middleware = metrics.Middleware()

@@ -31,6 +31,13 @@ package main
 //	grapevine_access_log:              bool         off       log one line per HKP request (client address and
 //	                                                          query). A bare "grapevine_access_log:" turns it on;
 //	                                                          on/off, true/false, yes/no, 1/0 are accepted
+//	grapevine_rate_limit:              float, /s    10        HKP requests a second one client may make,
+//	                                                          sustained (429 + Retry-After beyond); 0 turns
+//	                                                          limiting off; loopback clients are exempt
+//	grapevine_rate_burst:              int          100       requests one client may make at once
+//	grapevine_trusted_proxies:         addresses    none      reverse proxies (IPs or CIDR prefixes, spaces
+//	                                                          or commas) whose X-Forwarded-For names the
+//	                                                          client; loopback is always trusted
 //
 // Integer values of grapevine options use the same syntax as SKS's
 // (decimal, 0x…, 0o…, 0b…, underscores: 8_388_608).
@@ -51,6 +58,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grapevine-keyserver/grapevine/hkp"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
@@ -246,6 +254,11 @@ type SKSConf struct {
 	// MetricsAddress is grapevine_metrics_address, "host:port"; "" (the
 	// default) means no metrics listener.
 	MetricsAddress string
+	// RateLimit, RateBurst and TrustedProxies are grapevine_rate_limit,
+	// grapevine_rate_burst and grapevine_trusted_proxies (hkp.Config).
+	RateLimit      float64
+	RateBurst      int
+	TrustedProxies []netip.Prefix
 	// AccessLog is grapevine_access_log. Default off: HKP queries reveal
 	// who looks for whom.
 	AccessLog bool
@@ -317,6 +330,8 @@ func DefaultSKSConf() *SKSConf {
 
 		MaxKeyBytes:  pgpkey.DefaultMaxKeyBytes,
 		MaxPostBytes: 8 << 20,
+		RateLimit:    10,
+		RateBurst:    100,
 	}
 }
 
@@ -642,6 +657,28 @@ var sksOptions = []sksOption{
 		return nil
 	}},
 	{name: "grapevine_access_log", bool: func(c *SKSConf, v bool) { c.AccessLog = v }},
+	{name: "grapevine_rate_limit", float: func(c *SKSConf, v float64) error {
+		if v < 0 || v > 1e9 {
+			return fmt.Errorf("%v: must be from 0 (off) to 1e9 requests a second", v)
+		}
+		c.RateLimit = v
+		return nil
+	}},
+	{name: "grapevine_rate_burst", int: func(c *SKSConf, v int) error {
+		if v < 1 {
+			return fmt.Errorf("%d: must be at least 1", v)
+		}
+		c.RateBurst = v
+		return nil
+	}},
+	{name: "grapevine_trusted_proxies", str: func(c *SKSConf, v string) error {
+		p, err := hkp.ParsePrefixes(v)
+		if err != nil {
+			return err
+		}
+		c.TrustedProxies = p
+		return nil
+	}},
 }
 
 var sksOptionByName = func() map[string]*sksOption {
