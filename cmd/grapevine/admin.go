@@ -45,6 +45,7 @@ func serveAdmin(ctx context.Context, b *basedir) (func(), error) {
 		w.Write(buf.Bytes())
 	})
 	mux.HandleFunc("/admin-event", adminEventHandler(b))
+	mux.HandleFunc("/check", checkHandler(b))
 	mux.HandleFunc("/dump", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)

@@ -2,14 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections"
@@ -47,9 +52,12 @@ func (e *env) checkCmd(ctx context.Context, args []string) error {
 	}
 	lock, err := lockBasedir(filepath.Join(dir, lockFile))
 	if err != nil {
-		// Only one process may hold Pebble; the daemon's copy is the one
-		// to check, so it has to stop first.
-		return fmt.Errorf("check: %w: stop the daemon to check this basedir", err)
+		// Only one process may hold Pebble: a running daemon checks its
+		// own copy, through the admin socket.
+		if derr := e.checkThroughDaemon(ctx, dir, *maxFlag); !errors.Is(derr, errNoDaemon) {
+			return derr
+		}
+		return fmt.Errorf("check: %w", err)
 	}
 	logger := newLogger(e.stderr)
 	b := &basedir{dir: dir, lock: lock, logger: logger}
@@ -284,4 +292,55 @@ func scanSegment(path string, tail bool, first eventlog.Index, bad func(eventlog
 func uvarintSize(x uint64) int {
 	var b [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(b[:], x)
+}
+
+// checkHandler serves POST /check on the admin socket: the running
+// daemon's log and projections checked in place (without the raw segment
+// scan, which could mistake a record being written for a torn one). The
+// report ends with a "problems: N" line.
+func checkHandler(b *basedir) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		max, err := strconv.Atoi(r.URL.Query().Get("max-findings"))
+		if err != nil || max < 1 {
+			max = 10
+		}
+		var out bytes.Buffer
+		res, err := b.store.Check(r.Context(), b.log, projections.CheckOptions{
+			TempDir:     filepath.Join(b.dir, stateDir),
+			MaxFindings: max,
+		}, func(f projections.Finding) { fmt.Fprintln(&out, f.String()) })
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(&out, "log: %d events, %d unreadable\n", res.Events, res.BadEvents)
+		if res.Replayed == res.Applied {
+			fmt.Fprintf(&out, "projections: %d of %d entries differ from a replay of %d events\n", res.Differences, res.Compared, res.Applied)
+		}
+		fmt.Fprintf(&out, "prefix tree: %d elements, hash index has %d SKS keys\n", res.PtreeElements, res.SKSHashes)
+		fmt.Fprintf(&out, "keys: %d live, stored count %d\n", res.Keys, res.KeyCount)
+		fmt.Fprintf(&out, "problems: %d\n", res.Findings)
+		w.Write(out.Bytes())
+	}
+}
+
+// checkThroughDaemon runs check inside the daemon holding dir and prints
+// its report; errNoDaemon when none answers.
+func (e *env) checkThroughDaemon(ctx context.Context, dir string, maxFindings int) error {
+	report, err := adminRequest(ctx, dir, "POST", "/check", url.Values{"max-findings": {strconv.Itoa(maxFindings)}})
+	if err != nil {
+		return err
+	}
+	report = strings.TrimRight(report, "\n")
+	last := report[strings.LastIndexByte(report, '\n')+1:]
+	var problems int64
+	if _, err := fmt.Sscanf(last, "problems: %d", &problems); err != nil {
+		return fmt.Errorf("check: unexpected answer from the daemon: %q", last)
+	}
+	fmt.Fprintln(e.stdout, strings.TrimSuffix(report, last))
+	return checkFailed(problems)
 }
