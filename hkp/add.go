@@ -103,7 +103,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		released = true
 		// Read-your-writes: wait (bounded) until the projections serve it.
 		// The append is already durable, so a timeout still answers 200.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.ApplyWait)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.conf().ApplyWait)
 		err = s.store.WaitApplied(ctx, last)
 		cancel()
 		if err != nil {

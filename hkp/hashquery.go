@@ -23,7 +23,7 @@ func (s *Server) hashquery(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	hashes, err := decodeHashQuery(body, s.cfg.MaxHashqueryHashes)
+	hashes, err := decodeHashQuery(body, s.conf().MaxHashqueryHashes)
 	if err != nil {
 		return errBadRequest("hashquery: %v", err)
 	}

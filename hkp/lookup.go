@@ -48,7 +48,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	keys := s.parseRecords(recs)
 	s.summaries.fill(keys)
 	defer s.summaries.keep(keys)
-	if q.op == "index" && q.mr && !s.cfg.IndexV6 {
+	if q.op == "index" && q.mr && !s.conf().IndexV6 {
 		keys = withoutV5V6(keys)
 	}
 	total := len(keys)
@@ -113,7 +113,7 @@ func (s *Server) find(q query) ([]*projections.Record, error) {
 	}
 	if q.exact {
 		if addr := mailbox(q.search); addr != "" {
-			recs, err := s.store.SearchEmail(addr, s.cfg.MaxMatches)
+			recs, err := s.store.SearchEmail(addr, s.conf().MaxMatches)
 			if err != nil || len(recs) > 0 {
 				return recs, err
 			}
@@ -123,7 +123,7 @@ func (s *Server) find(q query) ([]*projections.Record, error) {
 	if len(words) == 0 {
 		return nil, nil
 	}
-	return s.store.SearchWords(words, projections.SearchLimits{MaxMatches: s.cfg.MaxMatches, MaxInternalMatches: s.cfg.MaxInternalMatches})
+	return s.store.SearchWords(words, projections.SearchLimits{MaxMatches: s.conf().MaxMatches, MaxInternalMatches: s.conf().MaxInternalMatches})
 }
 
 // mailbox returns the address of "addr", "<addr>" or "Name <addr>", or "".
@@ -194,8 +194,8 @@ func (s *Server) writeGet(w http.ResponseWriter, r *http.Request, q query, recs 
 // final newline (hkp.md §5.1).
 func (s *Server) armorRecords(recs []*projections.Record) ([]byte, error) {
 	var headers []string
-	if s.cfg.Hostname != "" {
-		headers = []string{"Comment: Hostname: " + truncate(s.cfg.Hostname, 53)}
+	if s.conf().Hostname != "" {
+		headers = []string{"Comment: Hostname: " + truncate(s.conf().Hostname, 53)}
 	}
 	keys := make([][]byte, len(recs))
 	size := 128

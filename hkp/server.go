@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -149,18 +151,40 @@ func (c Config) Validate() error {
 // Server answers HKP requests from the projections and appends uploads to
 // the log. It is an http.Handler; Serve runs it on a listener.
 type Server struct {
-	cfg   Config
-	log   zerolog.Logger
-	store *projections.Store
-	app   Appender
-	stats StatsSource
-	mux   *http.ServeMux
+	// config is replaced whole by Reload; read it through conf().
+	config atomic.Pointer[Config]
+	log    zerolog.Logger
+	store  *projections.Store
+	app    Appender
+	stats  StatsSource
+	mux    *http.ServeMux
 	// bodies holds one token per request body being read (MaxBodies).
 	bodies chan struct{}
 	// summaries caches what index pages show about each key.
 	summaries *summaryCache
-	// limiter is nil when rate limiting is off.
-	limiter *rateLimiter
+	// limiter holds nil when rate limiting is off.
+	limiter atomic.Pointer[rateLimiter]
+}
+
+// conf returns the current configuration.
+func (s *Server) conf() *Config { return s.config.Load() }
+
+// Reload applies a new configuration to a running Server: search limits,
+// body size, access logging, rate limits and the stats page's settings
+// take effect at once. MaxBodies, BodyWait and SummaryCacheKeys keep their
+// values until restart, as do the timeouts of listeners already serving.
+// Rate-limit buckets start afresh when the rate changes.
+func (s *Server) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	old := s.conf()
+	cfg.MaxBodies, cfg.BodyWait, cfg.SummaryCacheKeys = old.MaxBodies, old.BodyWait, old.SummaryCacheKeys
+	if cfg.RateLimit != old.RateLimit || cfg.RateBurst != old.RateBurst || !slices.Equal(cfg.TrustedProxies, old.TrustedProxies) {
+		s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies))
+	}
+	s.config.Store(&cfg)
+	return nil
 }
 
 // New returns a Server. stats may be nil.
@@ -169,7 +193,6 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
 		log:       cfg.Logger.With().Str("component", "hkp").Logger(),
 		store:     store,
 		app:       app,
@@ -177,8 +200,9 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 		mux:       http.NewServeMux(),
 		bodies:    make(chan struct{}, cfg.MaxBodies),
 		summaries: newSummaryCache(cfg.SummaryCacheKeys),
-		limiter:   newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies),
 	}
+	s.config.Store(&cfg)
+	s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies))
 	s.mux.Handle("/pks/lookup", s.handle(s.lookup, "GET", "HEAD"))
 	s.mux.Handle("/pks/add", s.handle(s.add, "POST"))
 	s.mux.Handle("/pks/hashquery", s.handle(s.hashquery, "POST"))
@@ -192,15 +216,15 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 // dispatches.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Server", s.cfg.ServerHeader)
+	h.Set("Server", s.conf().ServerHeader)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Pragma", "no-cache")
 	h.Set("Expires", "0")
 	h.Set("Access-Control-Allow-Origin", "*")
-	if !s.limiter.admit(s, w, r) {
+	if !s.limiter.Load().admit(s, w, r) {
 		return
 	}
-	if s.cfg.AccessLog {
+	if s.conf().AccessLog {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: 200}
 		s.mux.ServeHTTP(rec, r)
@@ -304,15 +328,15 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // letting in-flight requests finish for up to 10 s.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var h http.Handler = s
-	if s.cfg.Middleware != nil {
-		h = s.cfg.Middleware(h)
+	if s.conf().Middleware != nil {
+		h = s.conf().Middleware(h)
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
+		ReadHeaderTimeout: s.conf().ReadHeaderTimeout,
+		ReadTimeout:       s.conf().ReadTimeout,
+		WriteTimeout:      s.conf().WriteTimeout,
+		IdleTimeout:       s.conf().IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          nil,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
@@ -338,7 +362,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // when done. A request that finds no free slot within BodyWait gets 503
 // with Retry-After.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, func(), error) {
-	t := time.NewTimer(s.cfg.BodyWait)
+	t := time.NewTimer(s.conf().BodyWait)
 	defer t.Stop()
 	select {
 	case s.bodies <- struct{}{}:
@@ -349,7 +373,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, func(
 		return nil, nil, r.Context().Err()
 	}
 	release := func() { <-s.bodies }
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxPostBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.conf().MaxPostBytes))
 	if err != nil {
 		release()
 		var mbe *http.MaxBytesError

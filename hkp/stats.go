@@ -21,14 +21,14 @@ func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, asJSON bool)
 	now := time.Now()
 	info := StatsInfo{
 		Now:        now,
-		Hostname:   s.cfg.Hostname,
-		Nodename:   s.cfg.Nodename,
-		Version:    s.cfg.Version,
-		Software:   s.cfg.Software,
-		Contact:    s.cfg.Contact,
-		HTTPPort:   s.cfg.HTTPPort,
-		ReconPort:  s.cfg.ReconPort,
-		DebugLevel: s.cfg.DebugLevel,
+		Hostname:   s.conf().Hostname,
+		Nodename:   s.conf().Nodename,
+		Version:    s.conf().Version,
+		Software:   s.conf().Software,
+		Contact:    s.conf().Contact,
+		HTTPPort:   s.conf().HTTPPort,
+		ReconPort:  s.conf().ReconPort,
+		DebugLevel: s.conf().DebugLevel,
 	}
 	if s.stats != nil {
 		info.Peers = s.stats.GossipPeers()

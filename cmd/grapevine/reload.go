@@ -8,10 +8,12 @@ import (
 
 // reloadConfig re-reads sksconf and the mailsync file on SIGHUP (with the
 // membership, which the recon watcher reloads). What can change while
-// serving changes now: debuglevel and the mailsync partners. Options that
-// bind sockets or move files (ports, addresses, basedir) take effect at the
-// next start; a changed one is logged as such. A broken sksconf is logged
-// and the running configuration is kept.
+// serving changes now: debuglevel, the mailsync partners, and the HKP
+// settings (search limits, body size, access log, rate limits, the stats
+// page's names; hkp.Server.Reload). Options that bind sockets or move files
+// (ports, addresses, basedir), gossip and the mail command take effect at
+// the next start; a changed one is logged as such. A broken sksconf is
+// logged and the running configuration is kept.
 func (d *daemon) reloadConfig() {
 	conf, paths, _, err := LoadSKSConf(d.conf.Basedir)
 	if err == nil {
@@ -35,12 +37,19 @@ func (d *daemon) reloadConfig() {
 		"basedir":        conf.Basedir != d.conf.Basedir,
 		"metrics":        conf.MetricsAddress != d.conf.MetricsAddress,
 		"gossip":         conf.GossipInterval != d.conf.GossipInterval || conf.DontGossip != d.conf.DontGossip,
-		"search limits":  conf.MaxMatches != d.conf.MaxMatches || conf.MaxInternalMatches != d.conf.MaxInternalMatches,
 		"mailsync setup": conf.DisableMailsync != d.conf.DisableMailsync || conf.SendmailCmd != d.conf.SendmailCmd,
 	}
 	for what, changed := range restart {
 		if changed {
 			d.logger.Warn().Str("option", what).Msg("SIGHUP: changed in sksconf; takes effect at the next start")
+		}
+	}
+	if d.hkp != nil {
+		// The stats page shows the ports actually served until restart.
+		shown := *conf
+		shown.HKPPort, shown.ReconPort = d.conf.HKPPort, d.conf.ReconPort
+		if err := d.hkp.Reload(hkpConfig(&shown, d.logger, d.metrics)); err != nil {
+			d.logger.Error().Err(err).Msg("SIGHUP: HKP settings not reloaded")
 		}
 	}
 	var mailsync []string

@@ -23,14 +23,14 @@ func TestSIGHUPReloadsConfiguration(t *testing.T) {
 	os.WriteFile(filepath.Join(d.dir, "membership"), []byte("127.0.0.9 11370\n"), 0o644)
 	os.WriteFile(filepath.Join(d.dir, "mailsync"), []byte("new-partner@pks.example.org\n"), 0o644)
 	conf, _ := os.ReadFile(filepath.Join(d.dir, "sksconf"))
-	os.WriteFile(filepath.Join(d.dir, "sksconf"), append(conf, []byte("debuglevel: 4\nmax_matches: 42\n")...), 0o644)
+	os.WriteFile(filepath.Join(d.dir, "sksconf"), append(conf, []byte("debuglevel: 4\nmax_matches: 42\nserver_contact: 0xNEWCONTACT\nrecon_port: 1\n")...), 0o644)
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, page = httpGet(t, d.url+"/pks/lookup?op=stats")
-		if strings.Contains(page, "127.0.0.9 11370") && strings.Contains(page, "new-partner@pks.example.org") {
+		if strings.Contains(page, "127.0.0.9 11370") && strings.Contains(page, "new-partner@pks.example.org") && strings.Contains(page, "0xNEWCONTACT") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -47,6 +47,9 @@ func TestSIGHUPReloadsConfiguration(t *testing.T) {
 			t.Fatalf("log does not say what waits for a restart:\n%s", logText())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(page, "<td>Recon port:</td><td>1</td>") {
+		t.Error("the stats page shows a recon port that is not served until restart")
 	}
 	if !strings.Contains(logText(), `"debuglevel":4`) {
 		t.Errorf("log does not show the new debuglevel:\n%s", logText())

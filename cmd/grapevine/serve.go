@@ -67,33 +67,14 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	}
 	d.b = b
 
-	hcfg := hkp.DefaultConfig()
-	hcfg.Logger = logger
-	hcfg.ServerHeader = "grapevine/" + version
-	hcfg.Software = "grapevine"
-	hcfg.Hostname = conf.Hostname
-	hcfg.Nodename = conf.Nodename
-	hcfg.Contact = conf.ServerContact
-	hcfg.HTTPPort = conf.HKPPort
-	hcfg.ReconPort = conf.ReconPort
-	hcfg.DebugLevel = conf.DebugLevel
-	hcfg.MaxMatches = conf.MaxMatches
-	hcfg.MaxInternalMatches = conf.MaxInternalMatches
-	hcfg.MaxPostBytes = conf.MaxPostBytes
-	hcfg.AccessLog = conf.AccessLog
-	hcfg.RateLimit = conf.RateLimit
-	hcfg.RateBurst = conf.RateBurst
-	hcfg.TrustedProxies = conf.TrustedProxies
 	metrics := newMetrics(conf, b)
 	d.metrics = metrics
-	hcfg.Middleware = metrics.Middleware()
-	if conf.WserverTimeout > 0 {
-		hcfg.WriteTimeout = conf.WserverTimeout
-	}
+	hcfg := hkpConfig(conf, logger, metrics)
 	hsrv, err := hkp.New(hcfg, b.store, b.log, d)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	d.hkp = hsrv
 	if err := startMetrics(ctx, d, b, metrics); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -158,6 +139,7 @@ type daemon struct {
 	metrics *metrics
 	b       *basedir
 	hup     chan os.Signal // SIGHUP: reload membership and configuration
+	hkp     *hkp.Server
 	logger  zerolog.Logger
 
 	mu       sync.Mutex
@@ -292,4 +274,31 @@ func levelFor(debuglevel int) zerolog.Level {
 	default:
 		return zerolog.DebugLevel
 	}
+}
+
+// hkpConfig is the HKP server's configuration from sksconf (also used when
+// SIGHUP reloads it).
+func hkpConfig(conf *SKSConf, logger zerolog.Logger, metrics *metrics) hkp.Config {
+	hcfg := hkp.DefaultConfig()
+	hcfg.Logger = logger
+	hcfg.ServerHeader = "grapevine/" + version
+	hcfg.Software = "grapevine"
+	hcfg.Hostname = conf.Hostname
+	hcfg.Nodename = conf.Nodename
+	hcfg.Contact = conf.ServerContact
+	hcfg.HTTPPort = conf.HKPPort
+	hcfg.ReconPort = conf.ReconPort
+	hcfg.DebugLevel = conf.DebugLevel
+	hcfg.MaxMatches = conf.MaxMatches
+	hcfg.MaxInternalMatches = conf.MaxInternalMatches
+	hcfg.MaxPostBytes = conf.MaxPostBytes
+	hcfg.AccessLog = conf.AccessLog
+	hcfg.RateLimit = conf.RateLimit
+	hcfg.RateBurst = conf.RateBurst
+	hcfg.TrustedProxies = conf.TrustedProxies
+	hcfg.Middleware = metrics.Middleware()
+	if conf.WserverTimeout > 0 {
+		hcfg.WriteTimeout = conf.WserverTimeout
+	}
+	return hcfg
 }
