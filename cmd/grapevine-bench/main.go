@@ -54,6 +54,8 @@ type config struct {
 	uploadKeys    int
 	uploadClients int
 	uploadLimit   time.Duration
+
+	reconDiff int // keys the second node of each recon pair lacks
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -66,6 +68,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.grapevine, "grapevine", "bin/grapevine", "grapevine binary")
 	fs.StringVar(&c.sks, "sks", "/usr/sbin/sks", "sks binary (Debian package sks)")
 	fs.StringVar(&c.write, "write", "", "also write the results as Markdown into this file")
+	fs.IntVar(&c.reconDiff, "recon-diff", 1000, "also measure recon convergence of a grapevine pair and an SKS pair differing by this many keys (0: skip)")
 	fs.BoolVar(&c.http, "http", true, "also measure HTTP: grapevine serve and sks db side by side under wrk and concurrent /pks/add")
 	fs.DurationVar(&c.duration, "duration", 15*time.Second, "wrk duration per row and server (default 15s; scaled down for -keys under 100000 unless set)")
 	fs.IntVar(&c.uploadKeys, "upload-keys", 5000, "keys of the second corpus (seed+1000) uploaded to each server (default 5000; scaled down for -keys under 100000 unless set)")
@@ -167,6 +170,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("http: %w", err)
 		}
 		rows = append(rows, hr...)
+	}
+	if c.reconDiff > 0 {
+		// Convergence by recon alone, on the stores of the last run.
+		rr, err := reconRows(ctx, c, gvDir, skDir, dumpDir, c.reconDiff)
+		if err != nil {
+			return fmt.Errorf("recon: %w", err)
+		}
+		rows = append(rows, rr...)
 	}
 	report := format(c, rows, dumpBytes)
 	fmt.Fprint(stdout, report)
