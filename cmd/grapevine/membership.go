@@ -28,6 +28,14 @@ type Member struct {
 	Comment string
 	// Line is the 1-based line number in the file.
 	Line int
+	// Filters and HTTPPort are grapevine's per-peer overrides, written as
+	// extra words after the port: "filters=A,B" (the filters string sent
+	// to and expected from this peer; Hockeypuck >= 2.2 wants its own,
+	// recon.md §4.3) and "http_port=N" (where the peer should fetch from
+	// us). SKS ignores words after the port, so a membership file with
+	// them still works for SKS. Empty/0: the global settings.
+	Filters  string
+	HTTPPort int
 }
 
 // String returns the entry as SKS shows it on the stats page: "host port".
@@ -94,7 +102,23 @@ func ParseMembership(r io.Reader, name string) ([]Member, error) {
 		if err != nil || port < 1 || port > 65535 {
 			return bad("port %s: want a number from 1 to 65535", quoteTrunc(portText))
 		}
-		members = append(members, Member{Host: host, Port: port, Comment: comment, Line: n})
+		m := Member{Host: host, Port: port, Comment: comment, Line: n}
+		for _, f := range fields[2:] {
+			k, v, ok := strings.Cut(f, "=")
+			switch {
+			case !ok:
+				// Contact details without '#': ignored, as by SKS.
+			case k == "filters" && v != "":
+				m.Filters = v
+			case k == "http_port":
+				hp, err := strconv.Atoi(v)
+				if err != nil || hp < 1 || hp > 65535 {
+					return bad("http_port=%s: want a number from 1 to 65535", quoteTrunc(v))
+				}
+				m.HTTPPort = hp
+			}
+		}
+		members = append(members, m)
 		return nil
 	})
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 func TestParseMembershipFiles(t *testing.T) {
@@ -268,4 +270,29 @@ func FuzzParseMembership(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Per-peer overrides after the port: grapevine reads them, SKS ignores
+// words after the port, so the same file serves both.
+func TestMembershipPerPeerOverrides(t *testing.T) {
+	in := "hkp.example.net 11370 filters=yminsky.dedup,hockeypuck.custom http_port=11381 # Hockeypuck peer\n" +
+		"sks.example.org 11370 ops@example.org 0xDEADBEEF\n"
+	ms, err := ParseMembership(strings.NewReader(in), "membership")
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("ParseMembership: %v, %d members", err, len(ms))
+	}
+	if ms[0].Filters != "yminsky.dedup,hockeypuck.custom" || ms[0].HTTPPort != 11381 {
+		t.Errorf("overrides not read: %+v", ms[0])
+	}
+	if ms[1].Filters != "" || ms[1].HTTPPort != 0 {
+		t.Errorf("contact words taken as overrides: %+v", ms[1])
+	}
+	if _, err := ParseMembership(strings.NewReader("h 11370 http_port=x\n"), "membership"); err == nil || !strings.Contains(err.Error(), "membership:1:") {
+		t.Errorf("bad http_port: %v", err)
+	}
+	// They reach recon's peers.
+	peers := resolvePeers(context.Background(), zerolog.Nop(), &fakeResolver{}, []Member{{Host: "127.0.0.9", Port: 11370, Filters: "a,b", HTTPPort: 8080}})
+	if len(peers) != 1 || peers[0].Filters != "a,b" || peers[0].HTTPPort != 8080 {
+		t.Errorf("resolvePeers dropped the overrides: %+v", peers)
+	}
 }

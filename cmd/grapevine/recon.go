@@ -223,9 +223,11 @@ func resolvePeers(ctx context.Context, logger zerolog.Logger, resolver MemberRes
 	peers := make([]recon.Peer, 0, len(rms))
 	for _, rm := range rms {
 		peers = append(peers, recon.Peer{
-			Name:  net.JoinHostPort(rm.Host, strconv.Itoa(rm.Port)),
-			Addrs: rm.Addrs,
-			Port:  rm.Port,
+			Name:     net.JoinHostPort(rm.Host, strconv.Itoa(rm.Port)),
+			Addrs:    rm.Addrs,
+			Port:     rm.Port,
+			Filters:  rm.Filters,
+			HTTPPort: rm.HTTPPort,
 		})
 	}
 	return peers
