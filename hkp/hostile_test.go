@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -36,8 +35,8 @@ import (
 )
 
 // hostileServer is a real log, projections and hkp.Server on a loopback
-// listener, like the daemon (a copy of newTestServer's setup, but served
-// through Server.Serve instead of httptest so the timeouts are real).
+// listener, like the daemon (openBackend, served through Server.Serve
+// instead of httptest so that the timeouts are real).
 type hostileServer struct {
 	addr  string // host:port
 	url   string // http://host:port
@@ -47,20 +46,7 @@ type hostileServer struct {
 
 func newHostileServer(t *testing.T, mutate func(*hkp.Config)) *hostileServer {
 	t.Helper()
-	dir := t.TempDir()
-	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-	lcfg := eventlog.DefaultConfig()
-	lcfg.Logger = logger
-	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := projections.DefaultConfig()
-	scfg.Logger = logger
-	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log, store, logger := openBackend(t, zerolog.ErrorLevel)
 	cfg := hkp.DefaultConfig()
 	cfg.Logger = logger
 	cfg.Hostname = "keys.test"
@@ -76,8 +62,6 @@ func newHostileServer(t *testing.T, mutate func(*hkp.Config)) *hostileServer {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	follow := make(chan struct{})
-	go func() { defer close(follow); store.Follow(ctx, log) }()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
@@ -85,9 +69,6 @@ func newHostileServer(t *testing.T, mutate func(*hkp.Config)) *hostileServer {
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		<-follow
-		store.Close()
-		log.Close()
 	})
 	addr := ln.Addr().String()
 	return &hostileServer{addr: addr, url: "http://" + addr, log: log, store: store}

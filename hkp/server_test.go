@@ -37,12 +37,13 @@ type testServer struct {
 	hkp   *hkp.Server
 }
 
-// newTestServer runs a real log, projections and HKP server on loopback,
-// with the runner following the log as in the daemon.
-func newTestServer(t *testing.T, mutate func(*hkp.Config)) *testServer {
+// openBackend opens a real log and projections in a temporary directory,
+// with the runner following the log as in the daemon. Everything closes at
+// cleanup, after whatever the caller registers later (a server on top).
+func openBackend(t *testing.T, level zerolog.Level) (*eventlog.Log, *projections.Store, zerolog.Logger) {
 	t.Helper()
 	dir := t.TempDir()
-	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(level)
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = logger
 	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
@@ -58,6 +59,20 @@ func newTestServer(t *testing.T, mutate func(*hkp.Config)) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); store.Follow(ctx, log) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		store.Close()
+		log.Close()
+	})
+	return log, store, logger
+}
+
+// newTestServer runs a real log, projections and HKP server on loopback,
+// with the runner following the log as in the daemon.
+func newTestServer(t *testing.T, mutate func(*hkp.Config)) *testServer {
+	t.Helper()
+	log, store, logger := openBackend(t, zerolog.WarnLevel)
 	cfg := hkp.DefaultConfig()
 	cfg.Logger = logger
 	cfg.Hostname = "keys.test"
@@ -69,13 +84,7 @@ func newTestServer(t *testing.T, mutate func(*hkp.Config)) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{Server: httptest.NewServer(srv), log: log, store: store, hkp: srv}
-	t.Cleanup(func() {
-		ts.Close()
-		cancel()
-		<-done
-		store.Close()
-		log.Close()
-	})
+	t.Cleanup(ts.Close)
 	return ts
 }
 
