@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-
 	"github.com/rs/zerolog"
 )
 
@@ -52,14 +50,7 @@ func (d *daemon) reloadConfig() {
 			d.logger.Error().Err(err).Msg("SIGHUP: HKP settings not reloaded")
 		}
 	}
-	var mailsync []string
-	if f, err := os.Open(paths.Mailsync); err == nil {
-		mailsync, err = ParseMailsync(f, paths.Mailsync)
-		f.Close()
-		if err != nil {
-			d.logger.Warn().Err(err).Msg("mailsync lines skipped")
-		}
-	}
+	mailsync := readMailsync(d.logger, paths.Mailsync)
 	d.mu.Lock()
 	d.mailsync = mailsync
 	level := conf.DebugLevel

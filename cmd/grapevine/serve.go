@@ -55,7 +55,7 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	// daemon answers always reaches the reloader (serve_recon.go).
 	signal.Notify(d.hup, syscall.SIGHUP)
 	defer signal.Stop(d.hup)
-	d.peers, d.mailsync = readPeerFiles(logger, paths)
+	d.peers, d.mailsync = readMembership(logger, paths.Membership), readMailsync(logger, paths.Mailsync)
 
 	b, err := openBasedir(conf.Basedir, logger, true)
 	if err != nil {
@@ -198,30 +198,22 @@ func (d *daemon) MailsyncPeers() []string {
 	return append([]string(nil), d.mailsync...)
 }
 
-// readPeerFiles reads membership and mailsync. Like SKS, bad lines are
-// logged and skipped; a missing file means no peers.
-func readPeerFiles(logger zerolog.Logger, paths SKSPaths) ([]Member, []string) {
-	var members []Member
-	if f, err := os.Open(paths.Membership); err == nil {
-		members, err = ParseMembership(f, paths.Membership)
-		f.Close()
-		if err != nil {
-			logger.Warn().Err(err).Msg("membership lines skipped")
+// readMailsync reads the mailsync file. Like SKS, bad lines are logged and
+// skipped, and a missing file means no partners.
+func readMailsync(logger zerolog.Logger, path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			logger.Warn().Err(err).Msg("mailsync not read")
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		logger.Warn().Err(err).Msg("membership not read")
+		return nil
 	}
-	var mailsync []string
-	if f, err := os.Open(paths.Mailsync); err == nil {
-		mailsync, err = ParseMailsync(f, paths.Mailsync)
-		f.Close()
-		if err != nil {
-			logger.Warn().Err(err).Msg("mailsync lines skipped")
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		logger.Warn().Err(err).Msg("mailsync not read")
+	defer f.Close()
+	mailsync, err := ParseMailsync(f, path)
+	if err != nil {
+		logger.Warn().Err(err).Msg("mailsync lines skipped")
 	}
-	return members, mailsync
+	return mailsync
 }
 
 // listenAll binds every address. As SKS, it fails only if none can be
