@@ -1,0 +1,290 @@
+package projections
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/sstable"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// sorter is an external sort of key/value pairs with bounded memory: pairs
+// gather in one buffer, which is sorted and written to a run file when it
+// holds limit bytes; iter merges the runs. Equal keys come out in the order
+// they were added.
+type sorter struct {
+	dir   string
+	name  string
+	limit int
+	buf   []byte // <klen uvarint><vlen uvarint><key><value>...
+	offs  []int
+	runs  []string
+}
+
+func newSorter(dir, name string, limit int) *sorter {
+	return &sorter{dir: dir, name: name, limit: limit}
+}
+
+func (s *sorter) add(k, v []byte) error {
+	s.offs = append(s.offs, len(s.buf))
+	s.buf = binary.AppendUvarint(s.buf, uint64(len(k)))
+	s.buf = binary.AppendUvarint(s.buf, uint64(len(v)))
+	s.buf = append(s.buf, k...)
+	s.buf = append(s.buf, v...)
+	if len(s.buf) >= s.limit {
+		return s.spill()
+	}
+	return nil
+}
+
+func entryAt(buf []byte, off int) (k, v []byte) {
+	kl, n := binary.Uvarint(buf[off:])
+	off += n
+	vl, n := binary.Uvarint(buf[off:])
+	off += n
+	return buf[off : off+int(kl)], buf[off+int(kl) : off+int(kl)+int(vl)]
+}
+
+func (s *sorter) sortBuf() {
+	slices.SortStableFunc(s.offs, func(a, b int) int {
+		ka, _ := entryAt(s.buf, a)
+		kb, _ := entryAt(s.buf, b)
+		return bytes.Compare(ka, kb)
+	})
+}
+
+// spill writes the buffer, sorted, as a run file (the same framing).
+func (s *sorter) spill() error {
+	if len(s.offs) == 0 {
+		return nil
+	}
+	s.sortBuf()
+	path := filepath.Join(s.dir, fmt.Sprintf("%s-%04d.run", s.name, len(s.runs)))
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bulk sort: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var hdr []byte
+	for _, off := range s.offs {
+		k, v := entryAt(s.buf, off)
+		hdr = binary.AppendUvarint(hdr[:0], uint64(len(k)))
+		hdr = binary.AppendUvarint(hdr, uint64(len(v)))
+		w.Write(hdr)
+		w.Write(k)
+		w.Write(v)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("bulk sort: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bulk sort: %w", err)
+	}
+	s.runs = append(s.runs, path)
+	s.buf, s.offs = s.buf[:0], s.offs[:0]
+	return nil
+}
+
+// sortIter yields the sorter's pairs in key order. k and v are valid until
+// the next call to next.
+type sortIter interface {
+	next() (k, v []byte, ok bool, err error)
+	close()
+}
+
+// iter returns an iterator over everything added. It can be called more
+// than once (each pass reads the runs again); add must not be called after.
+func (s *sorter) iter() (sortIter, error) {
+	if len(s.runs) == 0 {
+		s.sortBuf()
+		return &memIter{s: s}, nil
+	}
+	if err := s.spill(); err != nil {
+		return nil, err
+	}
+	m := &mergeIter{}
+	for i, p := range s.runs {
+		f, err := os.Open(p)
+		if err != nil {
+			m.close()
+			return nil, fmt.Errorf("bulk sort: %w", err)
+		}
+		r := &runReader{f: f, r: bufio.NewReaderSize(f, 1<<20), seq: i}
+		m.all = append(m.all, r)
+		ok, err := r.advance()
+		if err != nil {
+			m.close()
+			return nil, err
+		}
+		if ok {
+			m.h = append(m.h, r)
+		}
+	}
+	heap.Init(&m.h)
+	return m, nil
+}
+
+type memIter struct {
+	s *sorter
+	i int
+}
+
+func (m *memIter) next() ([]byte, []byte, bool, error) {
+	if m.i >= len(m.s.offs) {
+		return nil, nil, false, nil
+	}
+	k, v := entryAt(m.s.buf, m.s.offs[m.i])
+	m.i++
+	return k, v, true, nil
+}
+
+func (m *memIter) close() {}
+
+type runReader struct {
+	f    *os.File
+	r    *bufio.Reader
+	seq  int
+	k, v []byte
+	buf  []byte
+}
+
+func (r *runReader) advance() (bool, error) {
+	kl, err := binary.ReadUvarint(r.r)
+	if err == io.EOF {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+	}
+	vl, err := binary.ReadUvarint(r.r)
+	if err != nil {
+		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+	}
+	n := int(kl + vl)
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	r.buf = r.buf[:n]
+	if _, err := io.ReadFull(r.r, r.buf); err != nil {
+		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+	}
+	r.k, r.v = r.buf[:kl], r.buf[kl:]
+	return true, nil
+}
+
+type runHeap []*runReader
+
+func (h runHeap) Len() int { return len(h) }
+func (h runHeap) Less(i, j int) bool {
+	if c := bytes.Compare(h[i].k, h[j].k); c != 0 {
+		return c < 0
+	}
+	return h[i].seq < h[j].seq
+}
+func (h runHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)   { *h = append(*h, x.(*runReader)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+type mergeIter struct {
+	h    runHeap
+	all  []*runReader
+	prev *runReader // returned last: advanced on the next call
+	k, v []byte
+}
+
+func (m *mergeIter) next() ([]byte, []byte, bool, error) {
+	if m.prev != nil {
+		ok, err := m.prev.advance()
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if ok {
+			heap.Fix(&m.h, 0)
+		} else {
+			heap.Pop(&m.h)
+		}
+		m.prev = nil
+	}
+	if len(m.h) == 0 {
+		return nil, nil, false, nil
+	}
+	r := m.h[0]
+	m.prev = r
+	return r.k, r.v, true, nil
+}
+
+func (m *mergeIter) close() {
+	for _, r := range m.all {
+		r.f.Close()
+	}
+}
+
+// sstWriter writes sorted pairs into sstables for ingestion. Each file
+// holds keys of one prefix byte and at most targetBytes, so the files of
+// all writers never overlap and ingest straight into the bottom level.
+// A key equal to the previous one is dropped (index entries written twice
+// by incremental application are one entry there too).
+type sstWriter struct {
+	dir    string
+	name   string
+	opts   sstable.WriterOptions
+	target uint64
+	w      *sstable.Writer
+	prefix byte
+	last   []byte
+	paths  []string
+}
+
+const sstTargetBytes = 64 << 20
+
+func (w *sstWriter) add(k, v []byte) error {
+	if w.w != nil && bytes.Equal(k, w.last) {
+		return nil
+	}
+	if w.w != nil && (k[0] != w.prefix || w.w.EstimatedSize() >= w.target) {
+		if err := w.closeFile(); err != nil {
+			return err
+		}
+	}
+	if w.w == nil {
+		path := filepath.Join(w.dir, fmt.Sprintf("%s-%04d.sst", w.name, len(w.paths)))
+		f, err := vfs.Default.Create(path)
+		if err != nil {
+			return fmt.Errorf("bulk: %w", err)
+		}
+		w.w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), w.opts)
+		w.paths = append(w.paths, path)
+		w.prefix = k[0]
+	}
+	w.last = append(w.last[:0], k...)
+	if err := w.w.Set(k, v); err != nil {
+		return fmt.Errorf("bulk: write %s: %w", w.paths[len(w.paths)-1], err)
+	}
+	return nil
+}
+
+func (w *sstWriter) closeFile() error {
+	if w.w == nil {
+		return nil
+	}
+	err := w.w.Close()
+	w.w = nil
+	if err != nil {
+		return fmt.Errorf("bulk: finish %s: %w", w.paths[len(w.paths)-1], err)
+	}
+	return nil
+}
