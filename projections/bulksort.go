@@ -18,15 +18,20 @@ import (
 
 // sorter is an external sort of key/value pairs with bounded memory: pairs
 // gather in one buffer, which is sorted and written to a run file when it
-// holds limit bytes; iter merges the runs. Equal keys come out in the order
-// they were added.
+// holds limit bytes; iter merges the runs.
 type sorter struct {
 	dir   string
 	name  string
 	limit int
 	buf   []byte // <klen uvarint><vlen uvarint><key><value>...
-	offs  []int
+	ents  []sortEntry
 	runs  []string
+}
+
+// sortEntry locates one pair in buf; key aliases buf.
+type sortEntry struct {
+	key []byte
+	off int
 }
 
 func newSorter(dir, name string, limit int) *sorter {
@@ -34,14 +39,31 @@ func newSorter(dir, name string, limit int) *sorter {
 }
 
 func (s *sorter) add(k, v []byte) error {
-	s.offs = append(s.offs, len(s.buf))
+	need := 2*binary.MaxVarintLen64 + len(k) + len(v)
+	if len(s.buf)+need > cap(s.buf) || len(s.ents) == cap(s.ents) {
+		if len(s.ents) > 0 {
+			if err := s.spill(); err != nil {
+				return err
+			}
+		}
+		if s.buf == nil || need > cap(s.buf) {
+			// One allocation of the whole budget: growing it by appends
+			// cost a third of the bulk path in copies and clearing.
+			s.buf = make([]byte, 0, max(s.limit, need))
+		}
+		if s.ents == nil {
+			// Entries take at most half the budget again (32 bytes each,
+			// for pairs of at least 64 bytes on average).
+			s.ents = make([]sortEntry, 0, max(1, s.limit/64))
+		}
+	}
+	off := len(s.buf)
 	s.buf = binary.AppendUvarint(s.buf, uint64(len(k)))
 	s.buf = binary.AppendUvarint(s.buf, uint64(len(v)))
+	ko := len(s.buf)
 	s.buf = append(s.buf, k...)
 	s.buf = append(s.buf, v...)
-	if len(s.buf) >= s.limit {
-		return s.spill()
-	}
+	s.ents = append(s.ents, sortEntry{key: s.buf[ko : ko+len(k) : ko+len(k)], off: off})
 	return nil
 }
 
@@ -53,17 +75,16 @@ func entryAt(buf []byte, off int) (k, v []byte) {
 	return buf[off : off+int(kl)], buf[off+int(kl) : off+int(kl)+int(vl)]
 }
 
+// sortBuf sorts the buffer. Equal keys carry equal values in every use
+// (index entries written twice) or make the bulk path fall back (a hash
+// collision), so the sort need not be stable.
 func (s *sorter) sortBuf() {
-	slices.SortStableFunc(s.offs, func(a, b int) int {
-		ka, _ := entryAt(s.buf, a)
-		kb, _ := entryAt(s.buf, b)
-		return bytes.Compare(ka, kb)
-	})
+	slices.SortFunc(s.ents, func(a, b sortEntry) int { return bytes.Compare(a.key, b.key) })
 }
 
 // spill writes the buffer, sorted, as a run file (the same framing).
 func (s *sorter) spill() error {
-	if len(s.offs) == 0 {
+	if len(s.ents) == 0 {
 		return nil
 	}
 	s.sortBuf()
@@ -74,8 +95,8 @@ func (s *sorter) spill() error {
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	var hdr []byte
-	for _, off := range s.offs {
-		k, v := entryAt(s.buf, off)
+	for _, e := range s.ents {
+		k, v := entryAt(s.buf, e.off)
 		hdr = binary.AppendUvarint(hdr[:0], uint64(len(k)))
 		hdr = binary.AppendUvarint(hdr, uint64(len(v)))
 		w.Write(hdr)
@@ -90,7 +111,7 @@ func (s *sorter) spill() error {
 		return fmt.Errorf("bulk sort: %w", err)
 	}
 	s.runs = append(s.runs, path)
-	s.buf, s.offs = s.buf[:0], s.offs[:0]
+	s.buf, s.ents = s.buf[:0], s.ents[:0]
 	return nil
 }
 
@@ -139,10 +160,10 @@ type memIter struct {
 }
 
 func (m *memIter) next() ([]byte, []byte, bool, error) {
-	if m.i >= len(m.s.offs) {
+	if m.i >= len(m.s.ents) {
 		return nil, nil, false, nil
 	}
-	k, v := entryAt(m.s.buf, m.s.offs[m.i])
+	k, v := entryAt(m.s.buf, m.s.ents[m.i].off)
 	m.i++
 	return k, v, true, nil
 }

@@ -45,8 +45,8 @@ type Config struct {
 	// events takes the bulk path (bulk.go: sorted sstables ingested, no
 	// memtables). Zero or less never does. Default 1000.
 	BulkMinEvents int
-	// BulkSortBytes is the memory of each external sort of the bulk path
-	// (two run at once). Default 64 MiB.
+	// BulkSortBytes is the buffer of each external sort of the bulk path
+	// (two at once, each using up to 1.5 times this). Default 32 MiB.
 	BulkSortBytes int
 }
 
@@ -60,7 +60,7 @@ func DefaultConfig() Config {
 		MemTableBytes: 32 << 20,
 		Ptree:         ptree.DefaultConfig(),
 		BulkMinEvents: 1000,
-		BulkSortBytes: 64 << 20,
+		BulkSortBytes: 32 << 20,
 	}
 }
 
