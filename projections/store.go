@@ -43,7 +43,7 @@ type Config struct {
 	Ptree ptree.Config
 	// BulkMinEvents: catching up an empty store on at least this many
 	// events takes the bulk path (bulk.go: sorted sstables ingested, no
-	// memtables). Zero or less never does. Default 1000.
+	// memtables). Zero or less never does. Default 256.
 	BulkMinEvents int
 	// BulkSortBytes is the buffer of each external sort of the bulk path
 	// (two at once, each using up to 1.5 times this). Default 32 MiB.
@@ -59,7 +59,7 @@ func DefaultConfig() Config {
 		CacheBytes:    192 << 20,
 		MemTableBytes: 32 << 20,
 		Ptree:         ptree.DefaultConfig(),
-		BulkMinEvents: 1000,
+		BulkMinEvents: 256,
 		BulkSortBytes: 32 << 20,
 	}
 }

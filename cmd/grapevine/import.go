@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
@@ -52,14 +53,35 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("import: %w", err)
 	}
 	defer b.Close()
-	// Events appended by an interrupted run are applied first, so that the
-	// novelty check below sees them and nothing is appended twice.
-	if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
-		return fmt.Errorf("import: %w", err)
-	}
 	im := &importer{b: b, workers: *workers, stderr: e.stderr}
 	if err := im.loadResume(); err != nil {
 		return fmt.Errorf("import: %w", err)
+	}
+	// Into an empty basedir (or resuming such an import whose indexing has
+	// not run yet) the keys are appended to the log first and the
+	// projections built afterwards in one bulk pass. Otherwise events
+	// appended by an interrupted run are applied first, so that the
+	// novelty check below sees them and nothing is appended twice.
+	im.bulk = b.store.Applied() == 0 && (b.log.LastIndex() == 0 || im.resume.Bulk)
+	if im.bulk {
+		if !im.resume.Bulk {
+			// Recorded before the first append, so that a run killed
+			// before its first chunk is recorded resumes in bulk too.
+			im.resume.Bulk, im.resume.LogIndex = true, 0
+			if err := im.saveResume(); err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+		}
+		if last := uint64(b.log.LastIndex()); last > im.resume.LogIndex {
+			// The run before was killed between appending a chunk and
+			// recording it: those keys are the first ones read again.
+			im.skip = int64(last - im.resume.LogIndex)
+		}
+	} else {
+		im.resume.Bulk = false
+		if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
 	}
 	var total int64
 	for _, f := range files {
@@ -76,6 +98,11 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 		}
 	}
 	im.prog.finish()
+	if im.bulk {
+		if err := im.index(ctx); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+	}
 	logger.Info().Int64("keys", im.keys).Int64("appended", im.appended).Int64("added", im.stats.Added).
 		Int64("updated", im.stats.Updated).Int64("unchanged", im.unchanged+im.stats.Unchanged).
 		Int64("rejected", im.rejected).Int64("bytes", im.bytes).Dur("took", time.Since(start)).
@@ -152,6 +179,12 @@ type importer struct {
 
 	keys, appended, unchanged, rejected, bytes int64
 	stats                                      statsAcc
+
+	// bulk: append only, and build the projections at the end (index).
+	bulk bool
+	// skip counts keys already in the log from a killed bulk run that the
+	// progress file does not record yet.
+	skip int64
 }
 
 type statsAcc struct{ Added, Updated, Unchanged int64 }
@@ -160,6 +193,11 @@ type statsAcc struct{ Added, Updated, Unchanged int64 }
 // imported, written after each chunk is durable in the log and applied.
 type resumeState struct {
 	Files map[string]resumeFile `json:"files"`
+	// Bulk marks an import into an empty basedir whose projections are
+	// built after the last file; LogIndex is the log's last index when
+	// this file was written.
+	Bulk     bool   `json:"bulk,omitempty"`
+	LogIndex uint64 `json:"log_index,omitempty"`
 }
 
 type resumeFile struct {
@@ -401,6 +439,21 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 			continue
 		}
 		im.keys++
+		if im.bulk {
+			if im.skip > 0 {
+				im.skip--
+				im.appended++
+				continue
+			}
+			events = append(events, &eventlog.Event{
+				Kind:   eventlog.KindKeySubmitted,
+				Origin: eventlog.OriginImport,
+				Peer:   name,
+				Time:   now,
+				Key:    bytes.Clone(raw.Raw),
+			})
+			continue
+		}
 		novel, err := im.b.store.Novel(c.keys[i])
 		if err != nil {
 			return err
@@ -424,6 +477,12 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 		if err != nil {
 			return fmt.Errorf("append to log: %w", err)
 		}
+		im.resume.LogIndex = uint64(last)
+		if im.bulk {
+			im.appended += int64(len(events))
+			im.prog.update(im.keys, im.bytes, im.rejected)
+			return nil
+		}
 		first := last - eventlog.Index(len(events)) + 1
 		st, err := im.b.store.ApplyParsed(first, events, keys)
 		if err != nil {
@@ -442,4 +501,28 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 func (im *importer) reject(f inputFile, offset int64, err error) {
 	im.rejected++
 	im.b.logger.Warn().Str("file", f.path).Int64("offset", offset).Err(err).Msg("rejected key")
+}
+
+// index builds the projections of a bulk import from the log (the bulk
+// path of projections.Store.CatchUp when the store is empty).
+func (im *importer) index(ctx context.Context) error {
+	b := im.b
+	behind := b.log.LastIndex() - b.store.Applied()
+	if behind == 0 {
+		return nil
+	}
+	p := newProgress(im.stderr, b.logger, "indexing", int64(behind), "events")
+	base := b.store.Applied()
+	st, err := b.store.CatchUp(ctx, b.log, func(pr projections.Progress) {
+		p.update(int64(pr.Applied-base), 0, pr.Stats.Rejected)
+	})
+	p.finish()
+	if err != nil {
+		return fmt.Errorf("indexing: %w", err)
+	}
+	im.stats.Added += st.Added
+	im.stats.Updated += st.Updated
+	im.stats.Unchanged += st.Unchanged
+	im.resume.Bulk = false
+	return im.saveResume()
 }
