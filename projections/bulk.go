@@ -184,6 +184,9 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	// Pass 1: read and prepare events in log order; stop at the first
 	// admin event.
 	records := newSorter(tmp, "records", s.cfg.BulkSortBytes)
+	// The record keys alone, to find the cutoff without reading the
+	// records twice.
+	rids := newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8))
 	cutoff := target + 1
 	type aside struct {
 		idx    eventlog.Index
@@ -200,6 +203,9 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 			others = append(others, aside{p.idx, p.origin, p.bad})
 			return true, nil
 		}
+		if err := rids.add(p.recKey, nil); err != nil {
+			return false, err
+		}
 		return true, records.add(p.recKey, p.val)
 	})
 	if err != nil {
@@ -207,9 +213,9 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	}
 	scanned := time.Now()
 
-	// Pass 2 over the sorted records: the first second version of a key
-	// is where the bulk part ends.
-	it, err := records.iter()
+	// Pass 2 over the sorted record keys: the first second version of a
+	// key is where the bulk part ends.
+	it, err := rids.iter()
 	if err != nil {
 		return total, err
 	}
