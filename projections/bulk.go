@@ -435,7 +435,13 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 			return total, err
 		}
 	}
-	meta := [][2][]byte{{metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(keys))}}
+	// The schema version too: Open wrote it to the memtable only (no WAL),
+	// and without it a crash after the ingest would leave applied indexes
+	// of an unknown schema.
+	meta := [][2][]byte{
+		{metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(keys))},
+		{metaKey("schema"), binary.BigEndian.AppendUint64(nil, schemaVersion)},
+	}
 	for _, p := range Projections {
 		meta = append(meta, [2][]byte{appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(last))})
 	}
