@@ -266,6 +266,13 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	if it, err = records.iter(); err != nil {
 		return total, err
 	}
+	recs := newAsyncWriter(kw)
+	recsClosed := false
+	defer func() {
+		if !recsClosed {
+			recs.close()
+		}
+	}()
 	var kbuf []byte
 	for {
 		k, v, ok, err := it.next()
@@ -290,10 +297,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 			it.close()
 			return total, err
 		}
-		if err := kw.add(k, bv.rec); err != nil {
-			it.close()
-			return total, err
-		}
+		recs.add(k, bv.rec)
 		var flags byte
 		if rec.SKS {
 			flags |= flagSKS
@@ -332,6 +336,22 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		}
 	}
 	it.close()
+	recsClosed = true
+	if err := recs.close(); err != nil {
+		return total, err
+	}
+	// The prefix tree, from the sorted hashes, while pass 4 runs.
+	treeDone := make(chan error, 1)
+	go func() {
+		slices.SortFunc(elems, func(a, b ptree.Elem) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+		treeDone <- ptree.Build(s.cfg.Ptree, elems, pw.add)
+	}()
+	treeWaited := false
+	defer func() {
+		if !treeWaited {
+			<-treeDone
+		}
+	}()
 	for _, a := range others {
 		if a.idx > last {
 			continue
@@ -411,9 +431,8 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		return total, err
 	}
 
-	// The prefix tree, from the sorted hashes.
-	slices.SortFunc(elems, func(a, b ptree.Elem) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-	if err := ptree.Build(s.cfg.Ptree, elems, pw.add); err != nil {
+	treeWaited = true
+	if err := <-treeDone; err != nil {
 		if errors.Is(err, ptree.ErrSamplePoint) || errors.Is(err, ptree.ErrDuplicate) {
 			return total, errBulkFallback
 		}

@@ -309,3 +309,55 @@ func (w *sstWriter) closeFile() error {
 	}
 	return nil
 }
+
+// asyncWriter feeds an sstWriter from another goroutine, so that block
+// compression and writing overlap the caller's work (the bulk path is
+// otherwise one goroutine after the scan). Pairs are copied into batches.
+type asyncWriter struct {
+	w    *sstWriter
+	ch   chan []byte
+	done chan error
+	buf  []byte
+}
+
+const asyncBatchBytes = 1 << 20
+
+func newAsyncWriter(w *sstWriter) *asyncWriter {
+	a := &asyncWriter{w: w, ch: make(chan []byte, 4), done: make(chan error, 1)}
+	go func() {
+		var err error
+		for b := range a.ch {
+			for len(b) > 0 && err == nil {
+				kl, n := binary.Uvarint(b)
+				b = b[n:]
+				vl, n := binary.Uvarint(b)
+				b = b[n:]
+				err = w.add(b[:kl], b[kl:kl+vl])
+				b = b[kl+vl:]
+			}
+		}
+		a.done <- err
+	}()
+	return a
+}
+
+func (a *asyncWriter) add(k, v []byte) {
+	a.buf = binary.AppendUvarint(a.buf, uint64(len(k)))
+	a.buf = binary.AppendUvarint(a.buf, uint64(len(v)))
+	a.buf = append(a.buf, k...)
+	a.buf = append(a.buf, v...)
+	if len(a.buf) >= asyncBatchBytes {
+		a.ch <- a.buf
+		a.buf = make([]byte, 0, asyncBatchBytes+len(v)+64)
+	}
+}
+
+// close sends what is left, waits for the writer and returns its first
+// error. It must be called exactly once.
+func (a *asyncWriter) close() error {
+	if len(a.buf) > 0 {
+		a.ch <- a.buf
+	}
+	close(a.ch)
+	return <-a.done
+}
