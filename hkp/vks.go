@@ -181,7 +181,9 @@ func (s *Server) vksUpload(w http.ResponseWriter, r *http.Request) error {
 	if len(fpr) != 1 {
 		return fmt.Errorf("vks upload: %d fingerprints for one key", len(fpr))
 	}
-	return s.writeVKSStatus(w, r, fpr[0])
+	// Durable but not applied within ApplyWait: the key is stored and
+	// will be served once the projections catch up.
+	return s.writeVKSStatus(w, r, fpr[0], &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key is stored but not yet served; ask again shortly"})
 }
 
 // vksRequestVerify serves POST /vks/v1/request-verify. Every address of a
@@ -211,7 +213,7 @@ func (s *Server) vksRequestVerify(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return errBadRequest("token %q was not issued by this server", req.Token)
 	}
-	return s.writeVKSStatus(w, r, f.String())
+	return s.writeVKSStatus(w, r, f.String(), errNotFound("no key "+f.String()+" here"))
 }
 
 func wantJSONBody(r *http.Request) error {
@@ -225,7 +227,8 @@ func wantJSONBody(r *http.Request) error {
 // writeVKSStatus answers with the stored key fpr's addresses. The token
 // is the fingerprint, base64url: it grants nothing (request-verify only
 // reads public state), so it needs no secret.
-func (s *Server) writeVKSStatus(w http.ResponseWriter, r *http.Request, fprHex string) error {
+// missing is the error when the key is not served.
+func (s *Server) writeVKSStatus(w http.ResponseWriter, r *http.Request, fprHex string, missing error) error {
 	f, err := pgpkey.ParseFingerprint(fprHex)
 	if err != nil {
 		return err
@@ -241,10 +244,7 @@ func (s *Server) writeVKSStatus(w http.ResponseWriter, r *http.Request, fprHex s
 		}
 	}
 	if key == nil {
-		// Durable but not yet applied (ApplyWait ran out): the key is
-		// stored, its addresses will be served once the projections
-		// catch up.
-		return &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key is stored but not yet served; ask again shortly"}
+		return missing
 	}
 	out := VKSUploadResult{KeyFpr: f.String(), Status: map[string]string{}, Token: base64.RawURLEncoding.EncodeToString(f.Bytes())}
 	for _, u := range key.Summary().UIDs {
