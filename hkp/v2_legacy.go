@@ -18,23 +18,24 @@ import (
 // hidden counts the keys dropped, so that an empty answer can say where
 // they are served.
 func (s *Server) legacyRecords(q query, recs []*projections.Record) (kept []*projections.Record, hidden int) {
-	if s.conf().IndexV6 || q.op == "hget" {
+	// Record.SKS is set exactly for v2–v4 primary keys. Most answers hold
+	// none other, so look before classifying the search again.
+	for _, rec := range recs {
+		if !rec.SKS {
+			hidden++
+		}
+	}
+	if hidden == 0 || s.conf().IndexV6 || q.op == "hget" {
 		return recs, 0
 	}
 	if id, err := classifySearch(q.search); err == nil && id != nil && (id.hexDigits == 16 || id.hexDigits == 64) {
 		return recs, 0
 	}
-	kept = recs[:0:0]
+	kept = make([]*projections.Record, 0, len(recs)-hidden)
 	for _, rec := range recs {
-		// Record.SKS is set exactly for v2–v4 primary keys.
 		if rec.SKS {
 			kept = append(kept, rec)
-		} else {
-			hidden++
 		}
-	}
-	if hidden == 0 {
-		return recs, 0
 	}
 	return kept, hidden
 }
