@@ -166,6 +166,8 @@ type Server struct {
 	summaries *summaryCache
 	// limiter holds nil when rate limiting is off.
 	limiter atomic.Pointer[rateLimiter]
+	// prefixLogs caches /pks/v2/prefixlog answers of finished days.
+	prefixLogs prefixLogCache
 }
 
 // conf returns the current configuration.

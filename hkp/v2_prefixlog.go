@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -29,8 +30,44 @@ const (
 	// maxPrefixLogEvents bounds the log entries one request reads. A day
 	// with more changes (a bulk import) gets 503 rather than a silently
 	// cut list, which would make clients skip refreshes they need.
-	maxPrefixLogEvents = 200000
+	maxPrefixLogEvents = 50000
+	// prefixLogDays bounds the finished days whose lists are kept.
+	prefixLogDays = 32
 )
+
+// prefixLogCache keeps the prefix lists of finished UTC days: the log's
+// times never decrease, so a day that is over never changes, and clients
+// asking for it again (every refresh) cost a map lookup instead of a log
+// scan. The zero value is ready to use.
+type prefixLogCache struct {
+	mu   sync.Mutex
+	days map[string][]string
+}
+
+func (c *prefixLogCache) get(day string) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.days[day]
+	return p, ok
+}
+
+func (c *prefixLogCache) put(day string, p []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.days == nil {
+		c.days = make(map[string][]string)
+	}
+	if _, ok := c.days[day]; !ok && len(c.days) >= prefixLogDays {
+		oldest := ""
+		for d := range c.days { // YYYY-MM-DD sorts by date
+			if oldest == "" || d < oldest {
+				oldest = d
+			}
+		}
+		delete(c.days, oldest)
+	}
+	c.days[day] = p
+}
 
 // v2PrefixLog serves prefixlog/<YYYY-MM-DD>: the first 8 hex digits
 // (lowercase) of the fingerprint of every key that changed on that UTC
@@ -50,9 +87,17 @@ func (s *Server) v2PrefixLog(w http.ResponseWriter, r *http.Request, ident []str
 	if err != nil || len(ident[0]) != len(time.DateOnly) {
 		return errBadRequest("prefixlog date %q is not YYYY-MM-DD", ident[0])
 	}
-	prefixes, err := dayPrefixes(cl, day)
-	if err != nil {
-		return err
+	prefixes, cached := s.prefixLogs.get(ident[0])
+	if !cached {
+		// Whether the day is over, decided before reading: events of the
+		// day may still arrive while we read until it is.
+		over := !time.Now().UTC().Before(day.Add(24 * time.Hour))
+		if prefixes, err = dayPrefixes(cl, day); err != nil {
+			return err
+		}
+		if over {
+			s.prefixLogs.put(ident[0], prefixes)
+		}
 	}
 	var b strings.Builder
 	for _, p := range prefixes {
