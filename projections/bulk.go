@@ -38,6 +38,13 @@ import (
 // caller applies it incrementally instead.
 var errBulkFallback = errors.New("projections: bulk path not applicable")
 
+// bulkProjections are the projections the bulk path builds. NB: a
+// projection added to Projections must be built here too (or the bulk path
+// falls back to incremental application for every empty store): the bulk
+// path writes the applied index of each projection it builds, and all
+// applied indexes must agree.
+var bulkProjections = []string{ProjectionKeys, ProjectionSearch, ProjectionPtree}
+
 // bulkPrep is what the parallel stage derives from one event.
 type bulkPrep struct {
 	idx    eventlog.Index
@@ -168,7 +175,7 @@ func ridOfRecordKey(k []byte) ([]byte, eventlog.Index, bool) {
 // them. It returns errBulkFallback, with nothing changed, when it cannot.
 func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlog.Index) (ApplyStats, error) {
 	var total ApplyStats
-	if s.Applied() != 0 || s.keys != 0 {
+	if s.Applied() != 0 || s.keys != 0 || !slices.Equal(Projections, bulkProjections) {
 		return total, errBulkFallback
 	}
 	start := time.Now()
@@ -461,7 +468,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		{metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(keys))},
 		{metaKey("schema"), binary.BigEndian.AppendUint64(nil, schemaVersion)},
 	}
-	for _, p := range Projections {
+	for _, p := range bulkProjections {
 		meta = append(meta, [2][]byte{appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(last))})
 	}
 	slices.SortFunc(meta, func(a, b [2][]byte) int { return bytes.Compare(a[0], b[0]) })
