@@ -262,7 +262,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	writers := []*sstWriter{kw, lw, iw, pw, mw}
 	defer func() {
 		for _, w := range writers {
-			w.closeFile()
+			w.finish()
 		}
 	}()
 	index := newSorter(tmp, "index", s.cfg.BulkSortBytes)
@@ -479,7 +479,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	}
 	var paths []string
 	for _, w := range writers {
-		if err := w.closeFile(); err != nil {
+		if err := w.finish(); err != nil {
 			return total, err
 		}
 		paths = append(paths, w.paths...)

@@ -19,6 +19,13 @@ import (
 // spill to disk and are merged.
 func openStoreBulk(tb testing.TB, dir string, bulkMin int) *testStore {
 	tb.Helper()
+	return openStoreBulkSort(tb, dir, bulkMin, 16<<10)
+}
+
+// openStoreBulkSort is openStoreBulk with the sorts' buffer size (0: the
+// defaults, for benchmarks).
+func openStoreBulkSort(tb testing.TB, dir string, bulkMin, sortBytes int) *testStore {
+	tb.Helper()
 	lcfg := eventlog.DefaultConfig()
 	lcfg.NoSync = true
 	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.WarnLevel)
@@ -27,9 +34,12 @@ func openStoreBulk(tb testing.TB, dir string, bulkMin int) *testStore {
 		tb.Fatal(err)
 	}
 	scfg := projections.DefaultConfig()
-	scfg.BatchEvents = 64
 	scfg.BulkMinEvents = bulkMin
-	scfg.BulkSortBytes = 16 << 10
+	if sortBytes > 0 {
+		// Small batches and sorts: more batches and spilled runs.
+		scfg.BatchEvents = 64
+		scfg.BulkSortBytes = sortBytes
+	}
 	scfg.Logger = lcfg.Logger
 	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/sstable"
@@ -268,6 +269,11 @@ type sstWriter struct {
 	prefix byte
 	last   []byte
 	paths  []string
+	// Files are finished (last blocks, fsync) on their own goroutines,
+	// so that a sync does not stall the writing of the next file.
+	closing sync.WaitGroup
+	errMu   sync.Mutex
+	err     error
 }
 
 const sstTargetBytes = 64 << 20
@@ -287,6 +293,9 @@ func (w *sstWriter) add(k, v []byte) error {
 		if err != nil {
 			return fmt.Errorf("bulk: %w", err)
 		}
+		// Written back as it goes (as Pebble does for its own tables),
+		// so the final fsync has little left to do.
+		f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{BytesPerSync: 1 << 20})
 		w.w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), w.opts)
 		w.paths = append(w.paths, path)
 		w.prefix = k[0]
@@ -298,16 +307,35 @@ func (w *sstWriter) add(k, v []byte) error {
 	return nil
 }
 
+// closeFile starts finishing the current file; wait reports the outcome.
 func (w *sstWriter) closeFile() error {
 	if w.w == nil {
 		return nil
 	}
-	err := w.w.Close()
+	sw, path := w.w, w.paths[len(w.paths)-1]
 	w.w = nil
-	if err != nil {
-		return fmt.Errorf("bulk: finish %s: %w", w.paths[len(w.paths)-1], err)
-	}
+	w.closing.Add(1)
+	go func() {
+		defer w.closing.Done()
+		if err := sw.Close(); err != nil {
+			w.errMu.Lock()
+			if w.err == nil {
+				w.err = fmt.Errorf("bulk: finish %s: %w", path, err)
+			}
+			w.errMu.Unlock()
+		}
+	}()
 	return nil
+}
+
+// finish closes the current file and waits until every file is written
+// and synced; it returns the first error.
+func (w *sstWriter) finish() error {
+	w.closeFile()
+	w.closing.Wait()
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
 }
 
 // asyncWriter feeds an sstWriter from another goroutine, so that block
