@@ -33,6 +33,12 @@ import (
 // whole database compared). Events after the cutoff are applied
 // incrementally, as are hash collisions and sample-point hashes (the bulk
 // result is discarded and nothing was ingested).
+//
+// Memory: the sorts' buffers (Config.BulkSortBytes, up to 1.5 times that
+// each, and an eighth of it for the record keys) and 24 bytes per SKS key
+// for the prefix tree build (about 150 MB for the six million keys of the
+// SKS keyspace); spilled runs and sstables go to a temporary directory
+// beside the database, removed afterwards.
 
 // errBulkFallback says the bulk path cannot build this range exactly; the
 // caller applies it incrementally instead.
