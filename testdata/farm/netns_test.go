@@ -9,8 +9,6 @@ package farm
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -50,11 +48,9 @@ type host struct {
 // is removed at cleanup, also when the test fails.
 func newLab(t *testing.T, ip string) *lab {
 	t.Helper()
-	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	l := &lab{t: t, ip: ip, prefix: "gvf" + hex.EncodeToString(b[:])}
+	// The PID names the process that owns the namespaces (should a killed
+	// test leave some behind), and keeps two concurrent runs apart.
+	l := &lab{t: t, ip: ip, prefix: fmt.Sprintf("gvf%d", os.Getpid())}
 	l.sw = l.prefix + "-sw"
 	l.addNS(l.sw)
 	l.must("-n", l.sw, "link", "set", "lo", "up")
