@@ -8,6 +8,7 @@ package farm
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -245,6 +246,30 @@ func (n *node) run(args ...string) string {
 		n.t.Fatalf("%s: grapevine %s: %v\n%s%s", n.host.name, strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out)
+}
+
+// gossipInterval returns the gossip interval the daemon says it uses (its
+// "recon listening" log line; zerolog writes durations in milliseconds).
+func (n *node) gossipInterval() time.Duration {
+	n.t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "serve.log"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var got time.Duration
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var e struct {
+			Message        string  `json:"message"`
+			GossipInterval float64 `json:"gossip_interval"`
+		}
+		if json.Unmarshal(line, &e) == nil && e.Message == "recon listening" {
+			got = time.Duration(e.GossipInterval * float64(time.Millisecond))
+		}
+	}
+	if got == 0 {
+		n.t.Fatalf("%s: no \"recon listening\" line with a gossip_interval\n%s", n.host.name, n.logTail())
+	}
+	return got
 }
 
 func (n *node) logTail() string { return tail(filepath.Join(n.dir, "serve.log"), 30) }
