@@ -25,6 +25,11 @@ import (
 const (
 	importChunkKeys  = 2048
 	importChunkBytes = 16 << 20
+	// A bulk import only appends, so each chunk costs an fsync and little
+	// else: bigger chunks, fewer fsyncs (the memory bound stays: two
+	// chunks in flight).
+	bulkChunkKeys  = 8192
+	bulkChunkBytes = 32 << 20
 	maxArmoredFile   = 256 << 20 // armored files are read whole; dumps are binary
 )
 
@@ -384,7 +389,11 @@ func (im *importer) produce(ctx context.Context, f inputFile, next func() (*pgpk
 	for {
 		c := &chunk{}
 		var end int64
-		for len(c.raws) < importChunkKeys && c.bytes < importChunkBytes {
+		maxKeys, maxBytes := importChunkKeys, int64(importChunkBytes)
+		if im.bulk {
+			maxKeys, maxBytes = bulkChunkKeys, bulkChunkBytes
+		}
+		for len(c.raws) < maxKeys && c.bytes < maxBytes {
 			k, err := next()
 			if err == io.EOF {
 				break
