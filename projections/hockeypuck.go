@@ -51,7 +51,7 @@ type hockeypuck struct {
 	notify  chan struct{}
 }
 
-func hpRecordKey(fpr []byte) []byte  { return appendRID([]byte{prefixHPRecord}, fpr) }
+func hpRecordKey(fpr []byte) []byte   { return appendRID([]byte{prefixHPRecord}, fpr) }
 func hpHashKey(h [16]byte) []byte     { return append([]byte{prefixHPHash}, h[:]...) }
 func hpSuppressKey(h [16]byte) []byte { return append([]byte{prefixHPSuppress}, h[:]...) }
 func hpBlockedKey(fpr []byte) []byte  { return appendRID([]byte{prefixHPBlocked}, fpr) }

@@ -83,7 +83,7 @@ type Store struct {
 	applyMu sync.Mutex
 	tree    *ptree.Tree
 	hp      *hockeypuck // the Hockeypuck dataset, with its own applied index (hockeypuck.go)
-	keys    int64 // live records; Invariant: equals the number of L entries not deleted
+	keys    int64       // live records; Invariant: equals the number of L entries not deleted
 	// lastBatchStats are the counts of the batch applyBatch committed last.
 	lastBatchStats ApplyStats
 
