@@ -280,6 +280,13 @@ func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, ba
 			continue
 		}
 		h := k.Hash()
+		if kh, ok := f.keys.(KeyHasher); ok { // a dataset with its own hashes (dataset.go)
+			if h, err = kh.KeyHash(b, k); err != nil {
+				st.Bad++
+				log.Warn().Err(err).Int("key", i).Msg("dropped key from hashquery that the dataset does not keep")
+				continue
+			}
+		}
 		returned, ok := asked[h]
 		if !ok {
 			st.Bad++
