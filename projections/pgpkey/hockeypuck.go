@@ -2,6 +2,8 @@ package pgpkey
 
 import (
 	"bytes"
+	"crypto/dsa" //nolint:staticcheck // go-crypto parses DSA keys into it
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -580,6 +582,29 @@ func (k *HockeypuckKey) isSelf(s *hpSig) bool {
 
 var errInvalidType = fmt.Errorf("%w: invalid packet type", errHP)
 
+// maxVerifyBits bounds the keys signatures are verified with: an 8 KiB
+// packet holds a DSA key whose 20,000-bit q makes one verification take
+// seconds, and a key may carry thousands of signatures. Signatures by (or,
+// for cross-signatures, of) larger keys count as invalid. NB: Hockeypuck
+// would try; no real key is that large.
+const maxVerifyBits = 16384
+
+func tooCostly(v3 *v3Key, v4 *packet.PublicKey) bool {
+	if v3 != nil {
+		return v3.pub.N.BitLen() > maxVerifyBits
+	}
+	if v4 == nil {
+		return false
+	}
+	switch pub := v4.PublicKey.(type) {
+	case *rsa.PublicKey:
+		return pub.N.BitLen() > maxVerifyBits
+	case *dsa.PublicKey:
+		return pub.P.BitLen() > maxVerifyBits || pub.Q.BitLen() > 512
+	}
+	return false
+}
+
 // checkPrimarySig is verifyPrimaryKeySelfSig (plausible=false) or
 // plausifyPrimaryKeySig (plausible=true).
 func (k *HockeypuckKey) checkPrimarySig(s *hpSig, plausible bool) error {
@@ -637,6 +662,9 @@ func (k *HockeypuckKey) checkSubkeySig(sk *hpSubkey, s *hpSig, plausible bool) e
 		if s.v4 != nil {
 			if plausible {
 				return k.v4.VerifyKeyHashTag(sk.v4, s.v4)
+			}
+			if tooCostly(nil, sk.v4) { // it verifies the cross-signature
+				return fmt.Errorf("%w: subkey too large to verify", errHP)
 			}
 			return k.v4.VerifyKeySignature(sk.v4, s.v4)
 		}
@@ -729,7 +757,7 @@ func (k *HockeypuckKey) sigInfo(sigs []*hpSig, check func(*hpSig, bool) error, r
 			}
 			continue
 		}
-		if check(s, false) != nil {
+		if tooCostly(k.v3, k.v4) || check(s, false) != nil {
 			continue
 		}
 		switch {

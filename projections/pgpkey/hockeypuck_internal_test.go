@@ -58,3 +58,30 @@ func TestHockeypuckParseDigest(t *testing.T) {
 }
 
 func equalFoldHex(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+
+// FuzzReadHockeypuck: hostile bytes (hashquery answers, log events) never
+// panic the Hockeypuck reader, and a key it keeps reads back from its
+// stored form with the same hash.
+func FuzzReadHockeypuck(f *testing.F) {
+	for _, name := range []string{"alice_signed.asc", "test-key-uid-revoked.asc", "sksdigest-noisy.asc", "0xd46b7c827be290fe4d1f9291b1ebc61a.asc", "252B8B37.dupsig.asc"} {
+		f.Add(hpFile(f, name))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := ReadHockeypuck(b)
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			back, err := ReadHockeypuckStored(k.Marshal())
+			if err != nil {
+				t.Fatalf("stored form does not read back: %v", err)
+			}
+			if back.Hash() != k.Hash() {
+				t.Fatalf("stored form hashes to %s, want %s", back.Hash(), k.Hash())
+			}
+			if m, err := MergeHockeypuck(k.Marshal(), back); err == nil && m.Hash() != k.Hash() {
+				t.Fatalf("merging a key into itself changed its hash: %s, want %s", m.Hash(), k.Hash())
+			}
+		}
+	})
+}
