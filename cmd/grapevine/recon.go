@@ -159,8 +159,8 @@ func printReport(w io.Writer, rep *recon.Report, ourHTTPPort int) {
 			state = "ended early (keeping what was found)"
 		}
 	}
-	fmt.Fprintf(w, "recon with %s (%s, we dialled): session %s in %v, %d requests answered\n",
-		rep.Peer, rep.RemoteAddr, state, res.Stats.Took.Round(time.Millisecond), res.Stats.Requests)
+	fmt.Fprintf(w, "recon with %s (%s, we dialled, %s dataset): session %s in %v, %d requests answered\n",
+		rep.Peer, rep.RemoteAddr, rep.Dataset, state, res.Stats.Took.Round(time.Millisecond), res.Stats.Requests)
 	if rep.SessionErr != nil && !res.Complete {
 		fmt.Fprintf(w, "session error: %v\n", rep.SessionErr)
 	}
