@@ -42,9 +42,12 @@ type Dataset struct {
 
 // KeyHasher is implemented by the Keys of a dataset whose hashes are not
 // SKS hashes: KeyHash returns the hash under which a fetched key string is
-// known in the dataset.
+// known in the dataset, and whether appending it changes anything (it
+// replaces Keys.Novel). k is the key as SKS parses it, nil when SKS
+// refuses it (a Hockeypuck key left without user IDs by a hard
+// revocation, say): such a key is still worth appending for this dataset.
 type KeyHasher interface {
-	KeyHash(raw []byte, k *pgpkey.Key) (pgpkey.KeyHash, error)
+	KeyHash(raw []byte, k *pgpkey.Key) (h pgpkey.KeyHash, novel bool, err error)
 }
 
 // HockeypuckKeys returns the Keys of the Hockeypuck dataset of s. A key
@@ -74,8 +77,18 @@ func (k hockeypuckKeys) WaitApplied(ctx context.Context, idx eventlog.Index) err
 	return k.s.WaitHockeypuckApplied(ctx, idx)
 }
 
-func (k hockeypuckKeys) KeyHash(raw []byte, _ *pgpkey.Key) (pgpkey.KeyHash, error) {
-	return projections.HockeypuckHash(raw)
+func (k hockeypuckKeys) KeyHash(raw []byte, key *pgpkey.Key) (pgpkey.KeyHash, bool, error) {
+	h, err := projections.HockeypuckHash(raw)
+	if err != nil {
+		return h, false, err
+	}
+	if key != nil {
+		if n, err := k.s.Novel(key); err != nil || n {
+			return h, n, err
+		}
+	}
+	n, err := k.s.HockeypuckNovel(raw)
+	return h, n, err
 }
 
 // Hockeypuck's Config rejection reasons (conflux recon/peer.go).

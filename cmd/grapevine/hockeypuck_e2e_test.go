@@ -20,7 +20,10 @@ import (
 // gentoo-l1 (from Hockeypuck's tests) has a photo ID and invalid
 // self-signatures: its Hockeypuck hash differs from its SKS hash, so M
 // fetches it from H by the Hockeypuck hash and S then from M by the SKS
-// hash of what H holds.
+// hash of what H holds. test-key-revoked is hard-revoked: Hockeypuck keeps
+// no user ID of it, so what M fetches from H is no SKS key (grapevine's SKS
+// dataset wants a user ID) and reaches M's Hockeypuck dataset only: H and
+// M hold 8 Hockeypuck keys, M and S 7 SKS keys.
 func TestSKSAndHockeypuckPeers(t *testing.T) {
 	gossip := "grapevine_gossip_interval_seconds: 1"
 	metricsM := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -32,17 +35,19 @@ func TestSKSAndHockeypuckPeers(t *testing.T) {
 	}, gossip, "grapevine_recon_mode: sks")
 	urlH, dirH := startDaemonIn(t, t.TempDir(), nil, gossip, "grapevine_recon_mode: hockeypuck")
 
-	gentoo, err := os.ReadFile("../../projections/pgpkey/testdata/hockeypuck/gentoo-l1.asc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.PostForm(urlH+"/pks/add", url.Values{"keytext": {string(gentoo)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("upload to H: %s", resp.Status)
+	for _, name := range []string{"gentoo-l1.asc", "test-key-revoked.asc"} {
+		key, err := os.ReadFile("../../projections/pgpkey/testdata/hockeypuck/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.PostForm(urlH+"/pks/add", url.Values{"keytext": {string(key)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("upload %s to H: %s", name, resp.Status)
+		}
 	}
 
 	// All on 127.0.0.1: M tells its two members apart by the filters
@@ -58,9 +63,9 @@ func TestSKSAndHockeypuckPeers(t *testing.T) {
 		state := fmt.Sprintf("keys M %s S %s H %s; SKS trees M %s S %s; Hockeypuck trees M %s H %s",
 			m["keys"], s["keys"], h["keys"], m["ptree_elements"], s["ptree_elements"],
 			m["hockeypuck_ptree_elements"], h["hockeypuck_ptree_elements"])
-		ok := m["keys"] == "7" && s["keys"] == "7" && h["keys"] == "7" &&
+		ok := m["keys"] == "7" && s["keys"] == "7" && h["keys"] == "8" &&
 			m["ptree_elements"] == s["ptree_elements"] && m["ptree_elements"] == "7" &&
-			m["hockeypuck_ptree_elements"] == h["hockeypuck_ptree_elements"] && h["hockeypuck_ptree_elements"] == "7" &&
+			m["hockeypuck_ptree_elements"] == h["hockeypuck_ptree_elements"] && h["hockeypuck_ptree_elements"] == "8" &&
 			m["applied_hockeypuck"] == m["log_offset"] && h["applied_hockeypuck"] == h["log_offset"]
 		return ok, state
 	}
