@@ -190,11 +190,40 @@ func TestHockeypuckRefusals(t *testing.T) {
 	if _, err := pgpkey.ReadHockeypuck(pgpkey.AppendPacket(nil, sig)); err == nil {
 		t.Error("bare signature accepted")
 	}
+	if _, err := pgpkey.ReadHockeypuck(hpKeyBytes(t, "test-key-revoke.asc")); err == nil {
+		t.Error("Hockeypuck's bare revocation vector accepted")
+	}
 	if _, err := pgpkey.ReadHockeypuck([]byte{0x99, 0x01}); err == nil {
 		t.Error("truncated packet accepted")
 	}
 	keys, err := pgpkey.ReadHockeypuck(pgpkey.AppendPacket(nil, pgpkey.Packet{Tag: pgpkey.TagPublicKey, Body: []byte{5, 0, 0, 0, 0}}))
 	if err != nil || len(keys) != 0 {
 		t.Errorf("v5 primary: got %d keys, %v; want none, nil", len(keys), err)
+	}
+}
+
+// TestHockeypuckMergeVectors replays merges from Hockeypuck's own tests
+// (openpgp/resolve_test.go): a hard revocation merged into a stored key
+// drops its user IDs (TestResolveRootSignatures), and a certification
+// merged into an uncertified copy gives the certified key (TestMergeAddSig).
+func TestHockeypuckMergeVectors(t *testing.T) {
+	for _, tc := range []struct{ stored, incoming string }{
+		{"test-key.asc", "test-key-revoked.asc"},
+		{"alice_unsigned.asc", "alice_signed.asc"},
+	} {
+		t.Run(tc.incoming, func(t *testing.T) {
+			stored := hpOne(t, hpKeyBytes(t, tc.stored))
+			incoming := hpOne(t, hpKeyBytes(t, tc.incoming))
+			if stored.Hash() == incoming.Hash() {
+				t.Fatalf("%s and %s hash alike before the merge", tc.stored, tc.incoming)
+			}
+			merged, err := pgpkey.MergeHockeypuck(stored.Marshal(), incoming)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := merged.Hash(), incoming.Hash(); got != want {
+				t.Errorf("merged hash = %s, want %s", got, want)
+			}
+		})
 	}
 }
