@@ -227,3 +227,31 @@ func TestHockeypuckMergeVectors(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkReadHockeypuck is the cost of the Hockeypuck dataset per
+// submission (it verifies every self-signature), next to SKS's parse.
+func BenchmarkReadHockeypuck(b *testing.B) {
+	data := hpKeyBytes(b, "gentoo-l1.asc")
+	b.Run("hockeypuck", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if _, err := pgpkey.ReadHockeypuck(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sks", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			raw, err := pgpkey.FirstKey(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := pgpkey.ParseKey(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
