@@ -30,7 +30,7 @@ const (
 	// chunks in flight).
 	bulkChunkKeys  = 8192
 	bulkChunkBytes = 32 << 20
-	maxArmoredFile   = 256 << 20 // armored files are read whole; dumps are binary
+	maxArmoredFile = 256 << 20 // armored files are read whole; dumps are binary
 )
 
 func (e *env) importCmd(ctx context.Context, args []string) error {
