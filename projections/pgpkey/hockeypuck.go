@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/dsa" //nolint:staticcheck // go-crypto parses DSA keys into it
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"slices"
 	"strings"
 
@@ -85,6 +88,9 @@ type HockeypuckKey struct {
 	sigs    []*hpSig
 	uids    []*hpUID
 	subkeys []*hpSubkey
+	// verified remembers the self-signature checks made on this key, so
+	// a merge does not verify again what the submission's read did.
+	verified *hpVerifier
 }
 
 type hpSig struct {
@@ -271,6 +277,10 @@ func MergeHockeypuck(stored []byte, k *HockeypuckKey) (*HockeypuckKey, error) {
 	if dst.fpr != k.fpr {
 		return nil, fmt.Errorf("%w: merge of %s into %s", errHP, k.fpr, dst.fpr)
 	}
+	// k's checks answer the same questions about dst: same primary key
+	// packet (the memo key includes it, so a v3 key whose fingerprint
+	// omits its creation time is no exception).
+	dst.verified = k.verified
 	dst.uids = append(dst.uids, k.uids...)
 	dst.subkeys = append(dst.subkeys, k.subkeys...)
 	dst.sigs = append(dst.sigs, k.sigs...)
@@ -748,8 +758,10 @@ func (k *HockeypuckKey) checkUIDSig(u *hpUID, s *hpSig, plausible bool) error {
 
 // sigInfo splits sigs the way the SigInfo methods do: valid self
 // revocations and certifications (of the types listed), and plausible
-// third-party signatures of the types listed for others.
-func (k *HockeypuckKey) sigInfo(sigs []*hpSig, check func(*hpSig, bool) error, revocation packet.SignatureType, certs, others []packet.SignatureType) (revs, certsOut, othersOut []*hpSig) {
+// third-party signatures of the types listed for others. kind and parent
+// name what the signatures are on, for the verification memo; signer is
+// the subkey that cross-signs, if any.
+func (k *HockeypuckKey) sigInfo(sigs []*hpSig, kind byte, parent []byte, signer *packet.PublicKey, check func(*hpSig, bool) error, revocation packet.SignatureType, certs, others []packet.SignatureType) (revs, certsOut, othersOut []*hpSig) {
 	for _, s := range sigs {
 		if !k.isSelf(s) {
 			if check(s, true) == nil && slices.Contains(others, s.sigType) {
@@ -757,7 +769,7 @@ func (k *HockeypuckKey) sigInfo(sigs []*hpSig, check func(*hpSig, bool) error, r
 			}
 			continue
 		}
-		if tooCostly(k.v3, k.v4) || check(s, false) != nil {
+		if tooCostly(k.v3, k.v4) || !k.verifier().verify(k, s, kind, parent, signer, func() bool { return check(s, false) == nil }) {
 			continue
 		}
 		switch {
@@ -770,6 +782,91 @@ func (k *HockeypuckKey) sigInfo(sigs []*hpSig, check func(*hpSig, bool) error, r
 	return revs, certsOut, othersOut
 }
 
+func (k *HockeypuckKey) verifier() *hpVerifier {
+	if k.verified == nil {
+		k.verified = &hpVerifier{results: make(map[[sha256.Size]byte]bool), budget: hpVerifyBudget}
+	}
+	return k.verified
+}
+
+// hpVerifyBudget bounds the public-key arithmetic one validation of a key
+// may do, in units of verifyCost (about 2 ns each on a 2020s x86 core: the
+// budget is roughly half a second). A Hockeypuck peer or an uploader can
+// send a 1 MiB key of thousands of distinct self-signatures by a large
+// DSA or RSA key; without a bound each one is verified (a 3072-bit DSA
+// verification takes ~2 ms, a 16384-bit one ~130 ms). Self-signatures
+// met after the budget is spent count as invalid. NB: Hockeypuck has no
+// such bound; no real key comes near it (one with 2,000 self-signed user
+// IDs under RSA-4096 uses a tenth of it).
+const hpVerifyBudget = 1 << 28
+
+// hpVerifier memoises self-signature verification by content and keeps
+// the budget of one validation. The memo key covers everything a
+// verification reads (the primary key packet, the user ID or subkey
+// packet, the signature packet), so a result is reused only for the same
+// question: a duplicated signature, or a stored key's signatures when a
+// submission is merged into it.
+type hpVerifier struct {
+	results map[[sha256.Size]byte]bool
+	spent   int64
+	budget  int64 // hpVerifyBudget; tests set less
+	checks  int   // verifications run (not memoised), for tests
+}
+
+// verify returns the memoised result of check for s, or runs it. The cost
+// is charged whether or not the result was memoised, so which signatures
+// exceed the budget depends only on the key, never on what was verified
+// before.
+func (v *hpVerifier) verify(k *HockeypuckKey, s *hpSig, kind byte, parent []byte, signer *packet.PublicKey, check func() bool) bool {
+	cost := verifyCost(k.v3, k.v4)
+	if signer != nil && signer.CanSign() {
+		cost += verifyCost(nil, signer) // the embedded back-signature
+	}
+	v.spent += cost
+	if v.spent > v.budget {
+		return false
+	}
+	h := sha256.New()
+	var n [4]byte
+	for _, b := range [][]byte{{kind}, k.pkt.Body, parent, s.pkt.Body} {
+		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	var key [sha256.Size]byte
+	h.Sum(key[:0])
+	if ok, seen := v.results[key]; seen {
+		return ok
+	}
+	ok := check()
+	v.checks++
+	v.results[key] = ok
+	return ok
+}
+
+// verifyCost estimates the work of one signature verification by a key:
+// words of the modulus squared (one modular multiplication) times the
+// exponent bits (RSA: the public exponent; DSA: two exponentiations by
+// values below q). Elliptic-curve keys cost a small constant.
+func verifyCost(v3 *v3Key, v4 *packet.PublicKey) int64 {
+	modexp := func(mod, exp int) int64 {
+		w := int64(mod+63) / 64
+		return w * w * int64(max(exp, 1))
+	}
+	if v3 != nil {
+		return modexp(v3.pub.N.BitLen(), bits.Len(uint(v3.pub.E)))
+	}
+	if v4 != nil {
+		switch pub := v4.PublicKey.(type) {
+		case *rsa.PublicKey:
+			return modexp(pub.N.BitLen(), bits.Len(uint(pub.E)))
+		case *dsa.PublicKey:
+			return modexp(pub.P.BitLen(), 2*pub.Q.BitLen())
+		}
+	}
+	return 1 << 16
+}
+
 var uidCertTypes = []packet.SignatureType{packet.SigTypeGenericCert, packet.SigTypePersonaCert, packet.SigTypeCasualCert, packet.SigTypePositiveCert}
 
 // validSelfSigned is Policy.ValidSelfSigned with Hockeypuck's default
@@ -780,7 +877,8 @@ var uidCertTypes = []packet.SignatureType{packet.SigTypeGenericCert, packet.SigT
 // validity at the current time. Order never changes the hash; keeping the
 // order of arrival keeps a replay of the log byte-identical.
 func (k *HockeypuckKey) validSelfSigned(selfSignedOnly bool) error {
-	revs, certs, others := k.sigInfo(k.sigs, k.checkPrimarySig, packet.SigTypeKeyRevocation,
+	k.verifier().spent = 0
+	revs, certs, others := k.sigInfo(k.sigs, 'P', nil, nil, k.checkPrimarySig, packet.SigTypeKeyRevocation,
 		[]packet.SignatureType{packet.SigTypeDirectSignature},
 		[]packet.SignatureType{packet.SigTypeKeyRevocation, packet.SigTypeDirectSignature})
 	keepUIDs := true
@@ -820,7 +918,7 @@ func (k *HockeypuckKey) validSelfSigned(selfSignedOnly bool) error {
 
 func (k *HockeypuckKey) validUID(u *hpUID, selfSignedOnly bool) bool {
 	u.trusts = nil
-	revs, certs, others := k.sigInfo(u.sigs, func(s *hpSig, p bool) error { return k.checkUIDSig(u, s, p) },
+	revs, certs, others := k.sigInfo(u.sigs, 'U', u.pkt.Body, nil, func(s *hpSig, p bool) error { return k.checkUIDSig(u, s, p) },
 		packet.SigTypeCertificationRevocation, uidCertTypes,
 		append([]packet.SignatureType{packet.SigTypeCertificationRevocation}, uidCertTypes...))
 	valid := append(revs, certs...)
@@ -836,7 +934,7 @@ func (k *HockeypuckKey) validUID(u *hpUID, selfSignedOnly bool) bool {
 
 func (k *HockeypuckKey) validSubkey(sk *hpSubkey, selfSignedOnly bool) bool {
 	sk.trusts = nil
-	revs, certs, others := k.sigInfo(sk.sigs, func(s *hpSig, p bool) error { return k.checkSubkeySig(sk, s, p) },
+	revs, certs, others := k.sigInfo(sk.sigs, 'S', sk.pkt.Body, sk.v4, func(s *hpSig, p bool) error { return k.checkSubkeySig(sk, s, p) },
 		packet.SigTypeSubkeyRevocation, []packet.SignatureType{packet.SigTypeSubkeyBinding},
 		[]packet.SignatureType{packet.SigTypeSubkeyRevocation})
 	valid := append(revs, certs...)
