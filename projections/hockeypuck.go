@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -280,38 +281,71 @@ type hpParsed struct {
 	err  error
 }
 
+// catchUp reads, parses and applies batches of events. Parsing (the
+// self-signature verification, nearly all of the work) runs on the
+// store's workers one batch ahead of the apply, which stays in log order
+// in this goroutine: batch n+1 is parsed while batch n is written.
 func (hp *hockeypuck) catchUp(ctx context.Context, log *eventlog.Log, to eventlog.Index) error {
 	to = min(to, log.LastIndex())
-	for {
-		next := hp.appliedIndex() + 1
-		if next > to {
+	next := hp.appliedIndex() + 1
+	if next > to {
+		return nil
+	}
+	type parsed struct {
+		batch []hpParsed
+		err   error
+	}
+	prefetch := func(from eventlog.Index) <-chan parsed {
+		ch := make(chan parsed, 1)
+		go func() {
+			batch, err := hp.readBatch(log, from, min(to+1, from+eventlog.Index(hp.s.cfg.BatchEvents)))
+			if err == nil {
+				hp.parse(batch)
+			}
+			ch <- parsed{batch, err}
+		}()
+		return ch
+	}
+	pending := prefetch(next)
+	for pending != nil {
+		p := <-pending
+		pending = nil
+		if p.err != nil {
+			return p.err
+		}
+		if len(p.batch) == 0 {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		end := min(to+1, next+eventlog.Index(hp.s.cfg.BatchEvents))
-		it := log.NewIterator(next, end)
-		var batch []hpParsed
-		for {
-			idx, ev, err := it.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				it.Close()
-				return fmt.Errorf("read log at %d: %w", next, err)
-			}
-			batch = append(batch, hpParsed{idx: idx, ev: ev})
+		if last := p.batch[len(p.batch)-1].idx; last < to {
+			pending = prefetch(last + 1)
 		}
-		it.Close()
-		if len(batch) == 0 {
-			return nil
-		}
-		hp.parse(batch)
-		if err := hp.applyBatch(batch); err != nil {
+		if err := hp.applyBatch(p.batch); err != nil {
+			if pending != nil {
+				<-pending // let the parse finish before the caller retries
+			}
 			return err
 		}
+	}
+	return nil
+}
+
+// readBatch reads the events [from, end) of log.
+func (hp *hockeypuck) readBatch(log *eventlog.Log, from, end eventlog.Index) ([]hpParsed, error) {
+	it := log.NewIterator(from, end)
+	defer it.Close()
+	var batch []hpParsed
+	for {
+		idx, ev, err := it.Next()
+		if err == io.EOF {
+			return batch, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read log at %d: %w", from, err)
+		}
+		batch = append(batch, hpParsed{idx: idx, ev: ev})
 	}
 }
 
@@ -321,20 +355,23 @@ func (hp *hockeypuck) appliedIndex() eventlog.Index {
 	return hp.applied
 }
 
-// parse normalises the submissions of batch on the store's workers.
+// parse normalises the submissions of batch on the store's workers. The
+// events are handed out one at a time: one key can take a thousand times
+// longer than another.
 func (hp *hockeypuck) parse(batch []hpParsed) {
 	workers := min(hp.s.cfg.Workers, len(batch))
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
-			for i := w; i < len(batch); i += workers {
+			for i := int(next.Add(1) - 1); i < len(batch); i = int(next.Add(1) - 1) {
 				if batch[i].ev.Kind == eventlog.KindKeySubmitted {
 					batch[i].keys, batch[i].err = pgpkey.ReadHockeypuck(batch[i].ev.Key)
 				}
 			}
-		}(w)
+		}()
 	}
 	wg.Wait()
 }

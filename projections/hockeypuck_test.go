@@ -145,3 +145,33 @@ func mustHashHex(tb testing.TB, s string) pgpkey.KeyHash {
 	}
 	return h
 }
+
+// TestHockeypuckPipelineEqualsOneBatch: catching up in batches of one
+// event (each parsed while the one before is applied) leaves exactly the
+// Pebble entries of a catch-up in one batch, merges and admin events
+// included.
+func TestHockeypuckPipelineEqualsOneBatch(t *testing.T) {
+	small := openTestStore(t, t.TempDir(), 1)
+	gentoo := hpTestKey(t, "gentoo-l1.asc")
+	for _, k := range fixtureKeys(t) {
+		submit(t, small, k.Raw)
+	}
+	submit(t, small, gentoo, hpTestKey(t, "alice_signed.asc"), gentoo, hpTestKey(t, "test-key-uid-revoked.asc"), hpTestKey(t, "test-key.asc"))
+	fpr, _ := pgpkey.ParseFingerprint("abd00913019d6354ba1d9a132839fe0d796198b1")
+	admin(t, small, eventlog.KindKeyDeleted, fpr)
+	admin(t, small, eventlog.KindKeyUnblocked, fpr)
+	submit(t, small, gentoo, hpTestKey(t, "test-key-revoked.asc"))
+	one := openTestStore(t, t.TempDir(), 1<<16)
+	copyLog(t, small, one, 1, 0)
+	for _, ts := range []*testStore{small, one} {
+		catchUp(t, ts)
+		catchUpHP(t, ts)
+	}
+	if a, b := small.store.HockeypuckApplied(), one.store.HockeypuckApplied(); a != b || a != small.log.LastIndex() {
+		t.Fatalf("Hockeypuck applied %d in batches of one, %d in one batch, log at %d", a, b, small.log.LastIndex())
+	}
+	compareDBs(t, small.store, one.store)
+	if res, fs := runCheck(t, small); !res.OK() || len(fs) != 0 {
+		t.Fatalf("check: %+v", res)
+	}
+}
