@@ -793,8 +793,8 @@ func (k *HockeypuckKey) verifier() *hpVerifier {
 // may do, in units of verifyCost (about 2 ns each on a 2020s x86 core: the
 // budget is roughly half a second). A Hockeypuck peer or an uploader can
 // send a 1 MiB key of thousands of distinct self-signatures by a large
-// DSA or RSA key; without a bound each one is verified (a 3072-bit DSA
-// verification takes ~2 ms, a 16384-bit one ~130 ms). Self-signatures
+// DSA or RSA key; without a bound each one is verified (one by a
+// 16384-bit DSA key with a 512-bit q took ~70 ms here). Self-signatures
 // met after the budget is spent count as invalid. NB: Hockeypuck has no
 // such bound; no real key comes near it (one with 2,000 self-signed user
 // IDs under RSA-4096 uses a tenth of it).

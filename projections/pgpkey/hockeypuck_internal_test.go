@@ -193,7 +193,7 @@ func TestHockeypuckVerifyBudget(t *testing.T) {
 // TestHockeypuckHostileDSA: a key whose primary is a 16384-bit DSA key
 // (q of 512 bits, the largest tooCostly lets through) with many distinct
 // self-signatures whose hash tags match, so each one reaches dsa.Verify
-// (~0.1 s of CPU each). The budget stops verification after a few.
+// (~70 ms of CPU each). The budget stops verification after a few.
 func TestHockeypuckHostileDSA(t *testing.T) {
 	const nsigs = 200
 	mpiBytes := func(bitLen int, fill byte) []byte {
