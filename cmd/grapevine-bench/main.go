@@ -55,7 +55,12 @@ type config struct {
 	uploadClients int
 	uploadLimit   time.Duration
 
-	reconDiff int // keys the second node of each recon pair lacks
+	reconDiffs   []int  // for each, keys the second node of a recon pair lacks
+	reconRuns    int    // runs per recon measurement
+	reconEmpty   bool   // also an empty node catching up by recon alone
+	reconSKS     bool   // also the SKS pairs
+	reconOnly    bool   // only the recon rows
+	reconProfile string // directory for CPU profiles of the grapevine nodes
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -68,7 +73,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.grapevine, "grapevine", "bin/grapevine", "grapevine binary")
 	fs.StringVar(&c.sks, "sks", "/usr/sbin/sks", "sks binary (Debian package sks)")
 	fs.StringVar(&c.write, "write", "", "also write the results as Markdown into this file")
-	fs.IntVar(&c.reconDiff, "recon-diff", 1000, "also measure recon convergence of a grapevine pair and an SKS pair differing by this many keys (0: skip)")
+	reconDiff := fs.String("recon-diff", "1000,10000", "also measure recon convergence of a grapevine pair and an SKS pair differing by these many keys (comma-separated; 0 or empty: skip)")
+	fs.IntVar(&c.reconRuns, "recon-runs", 3, "runs per recon measurement (the median is reported)")
+	fs.BoolVar(&c.reconEmpty, "recon-empty", true, "also measure an empty grapevine node catching up with the full one by recon alone")
+	fs.BoolVar(&c.reconSKS, "recon-sks", true, "also measure the SKS pairs for the recon rows")
+	fs.BoolVar(&c.reconOnly, "recon-only", false, "measure only the recon rows (one import and one SKS build, reused from -work if there)")
+	fs.StringVar(&c.reconProfile, "recon-profile", "", "write CPU profiles of the grapevine recon nodes into this directory")
 	fs.BoolVar(&c.http, "http", true, "also measure HTTP: grapevine serve and sks db side by side under wrk and concurrent /pks/add")
 	fs.DurationVar(&c.duration, "duration", 15*time.Second, "wrk duration per row and server (default 15s; scaled down for -keys under 100000 unless set)")
 	fs.IntVar(&c.uploadKeys, "upload-keys", 5000, "keys of the second corpus (seed+1000) uploaded to each server (default 5000; scaled down for -keys under 100000 unless set)")
@@ -77,7 +87,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if c.keys < 1 || c.runs < 1 || c.duration < time.Second || c.uploadKeys < 1 || c.uploadClients < 1 {
+	for _, f := range strings.Split(*reconDiff, ",") {
+		var n int
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if _, err := fmt.Sscan(f, &n); err != nil || n < 0 || n >= c.keys {
+			return fmt.Errorf("-recon-diff %q: want numbers from 0 to -keys", *reconDiff)
+		}
+		if n > 0 {
+			c.reconDiffs = append(c.reconDiffs, n)
+		}
+	}
+	if c.reconOnly {
+		c.runs, c.http = 1, false
+	}
+	if c.keys < 1 || c.runs < 1 || c.reconRuns < 1 || c.duration < time.Second || c.uploadKeys < 1 || c.uploadClients < 1 {
 		return errors.New("-keys, -runs, -upload-keys and -upload-clients must be positive, -duration at least 1s")
 	}
 	set := map[string]bool{}
@@ -125,8 +150,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var gvDisk, skDisk int64
 	var gvDir, skDir string
 	for i := 0; i < c.runs; i++ {
-		fmt.Fprintf(os.Stderr, "run %d/%d\n", i+1, c.runs)
 		gvDir = filepath.Join(c.work, "gv")
+		skDir = filepath.Join(c.work, "sks")
+		if c.reconOnly && exists(filepath.Join(gvDir, "built")) && exists(filepath.Join(skDir, "built")) {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "run %d/%d\n", i+1, c.runs)
 		os.RemoveAll(gvDir)
 		m, err := timed(exec.Command(c.grapevine, "import", "--basedir", gvDir, dumpDir))
 		if err != nil {
@@ -146,13 +175,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		m.bytes = dirSize(out)
 		gvDump = append(gvDump, m)
 
-		skDir = filepath.Join(c.work, "sks")
 		os.RemoveAll(skDir)
 		if m, err = sksBuild(c.sks, skDir, dumpDir); err != nil {
 			return err
 		}
 		skImport = append(skImport, m)
 		skDisk = dirSize(skDir)
+		os.WriteFile(filepath.Join(gvDir, "built"), nil, 0o644)
+		os.WriteFile(filepath.Join(skDir, "built"), nil, 0o644)
+	}
+	if c.reconOnly {
+		rows, err := reconRows(ctx, c, gvDir, skDir, dumpDir)
+		if err != nil {
+			return fmt.Errorf("recon: %w", err)
+		}
+		fmt.Fprint(stdout, format(c, rows, dumpBytes))
+		return nil
 	}
 	gi, si := median(gvImport), median(skImport)
 	rows = append(rows,
@@ -171,9 +209,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		rows = append(rows, hr...)
 	}
-	if c.reconDiff > 0 {
+	if len(c.reconDiffs) > 0 || c.reconEmpty {
 		// Convergence by recon alone, on the stores of the last run.
-		rr, err := reconRows(ctx, c, gvDir, skDir, dumpDir, c.reconDiff)
+		rr, err := reconRows(ctx, c, gvDir, skDir, dumpDir)
 		if err != nil {
 			return fmt.Errorf("recon: %w", err)
 		}
@@ -272,6 +310,11 @@ func median(ms []measure) measure {
 	sort.Slice(rss, func(i, j int) bool { return rss[i] < rss[j] })
 	m.maxRSS = rss[len(rss)/2]
 	return m
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
