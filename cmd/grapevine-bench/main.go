@@ -55,12 +55,13 @@ type config struct {
 	uploadClients int
 	uploadLimit   time.Duration
 
-	reconDiffs   []int  // for each, keys the second node of a recon pair lacks
-	reconRuns    int    // runs per recon measurement
-	reconEmpty   bool   // also an empty node catching up by recon alone
-	reconSKS     bool   // also the SKS pairs
-	reconOnly    bool   // only the recon rows
-	reconProfile string // directory for CPU profiles of the grapevine nodes
+	reconDiffs   []int         // for each, keys the second node of a recon pair lacks
+	reconRuns    int           // runs per recon measurement
+	reconEmpty   bool          // also an empty node catching up by recon alone
+	reconSKS     bool          // also the SKS pairs
+	reconOnly    bool          // only the recon rows
+	reconProfile string        // directory for CPU profiles of the grapevine nodes
+	reconSettle  time.Duration // wait after starting a recon pair before the first session
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.BoolVar(&c.reconEmpty, "recon-empty", true, "also measure an empty grapevine node catching up with the full one by recon alone")
 	fs.BoolVar(&c.reconSKS, "recon-sks", true, "also measure the SKS pairs for the recon rows")
 	fs.BoolVar(&c.reconOnly, "recon-only", false, "measure only the recon rows (one import and one SKS build, reused from -work if there)")
+	fs.DurationVar(&c.reconSettle, "recon-settle", 5*time.Second, "let a recon pair settle this long after starting before the measured session")
 	fs.StringVar(&c.reconProfile, "recon-profile", "", "write CPU profiles of the grapevine recon nodes into this directory")
 	fs.BoolVar(&c.http, "http", true, "also measure HTTP: grapevine serve and sks db side by side under wrk and concurrent /pks/add")
 	fs.DurationVar(&c.duration, "duration", 15*time.Second, "wrk duration per row and server (default 15s; scaled down for -keys under 100000 unless set)")
@@ -357,8 +359,11 @@ func format(c config, rows []row, dumpBytes int64) string {
 			continue
 		}
 		prec := r.prec
-		if prec == 0 {
+		switch {
+		case prec == 0:
 			prec = 1
+		case prec < 0:
+			prec = 0
 		}
 		ratio := "—"
 		sk := "—"

@@ -24,6 +24,7 @@ type reconRun struct {
 	maxRSS  int64         // peak RSS of the node that caught up
 	maxSet  int           // largest element set in one message (grapevine's log)
 	session time.Duration // the first session alone (grapevine's log)
+	cpu     time.Duration // CPU time of both nodes from the session start to converged
 }
 
 // reconRows measures convergence by recon alone, for each difference in
@@ -73,8 +74,10 @@ func reconDiffRows(ctx context.Context, c config, gvDir, skDir string, diff int)
 		return nil, fmt.Errorf("grapevine import partial: %w", err)
 	}
 	skTemplate := filepath.Join(work, "sksB-template")
-	if _, err := sksBuild(c.sks, skTemplate, partial); err != nil {
-		return nil, err
+	if c.reconSKS {
+		if _, err := sksBuild(c.sks, skTemplate, partial); err != nil {
+			return nil, err
+		}
 	}
 
 	var gv, sk []reconRun
@@ -98,7 +101,8 @@ func reconDiffRows(ctx context.Context, c config, gvDir, skDir string, diff int)
 	gvPer, skPer := float64(g.bytes)/float64(diff), float64(s.bytes)/float64(diff)
 	return []row{
 		{name: fmt.Sprintf("recon: %d differences, session start to converged (s)", diff), grapevine: g.took.Seconds(), sk: s.took.Seconds(), prec: 2},
-		{name: fmt.Sprintf("recon: %d differences, session bytes per difference", diff), grapevine: gvPer, sk: skPer, prec: 0},
+		{name: fmt.Sprintf("recon: %d differences, CPU of both nodes, session start to converged (s)", diff), grapevine: g.cpu.Seconds(), sk: s.cpu.Seconds(), prec: 2},
+		{name: fmt.Sprintf("recon: %d differences, session bytes per difference", diff), grapevine: gvPer, sk: skPer, prec: -1},
 		{name: fmt.Sprintf("recon: %d differences, largest message (elements)", diff), text: [2]string{fmt.Sprint(g.maxSet), "—"}},
 	}, nil
 }
@@ -131,6 +135,7 @@ func reconEmptyRows(ctx context.Context, c config, gvDir, dumpDir string) ([]row
 	fmt.Fprintf(os.Stderr, "recon empty node: grapevine %v\n", runsString(runs))
 	return []row{
 		{name: fmt.Sprintf("recon: empty node catches up with %d keys (s)", c.keys), grapevine: g.took.Seconds(), text: [2]string{fmt.Sprintf("%.1f", g.took.Seconds()), "not measured (a few thousand keys per round)"}},
+		{name: "recon: empty node catching up, CPU of both nodes (s)", text: [2]string{fmt.Sprintf("%.1f", g.cpu.Seconds()), "—"}},
 		{name: "recon: empty node catching up, peak RSS (MiB)", text: [2]string{fmt.Sprintf("%.0f", mib(g.maxRSS)), "—"}},
 		{name: "recon: empty node catching up, largest message (elements)", text: [2]string{fmt.Sprint(g.maxSet), "—"}},
 	}, nil
@@ -157,11 +162,10 @@ func gvPair(ctx context.Context, c config, aDir, template, work string, want []s
 		return reconRun{}, err
 	}
 	aHKP, aRecon, bHKP, bRecon := p[0], p[1], p[2], p[3]
-	tp, err := newTap(ctx, fmt.Sprintf("127.0.0.1:%d", aRecon))
+	tapPort, err := freePorts(1)
 	if err != nil {
 		return reconRun{}, err
 	}
-	defer tp.close()
 	writeGV := func(dir string, hkp, recon, peer int, gossip bool) error {
 		conf := fmt.Sprintf("hostname: 127.0.0.254\nhkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\n", hkp, recon)
 		if gossip {
@@ -177,7 +181,7 @@ func gvPair(ctx context.Context, c config, aDir, template, work string, want []s
 	if err := writeGV(aDir, aHKP, aRecon, bRecon, false); err != nil {
 		return reconRun{}, err
 	}
-	if err := writeGV(bDir, bHKP, bRecon, tp.port, true); err != nil {
+	if err := writeGV(bDir, bHKP, bRecon, tapPort[0], true); err != nil {
 		return reconRun{}, err
 	}
 	abs, _ := filepath.Abs(c.grapevine)
@@ -202,13 +206,19 @@ func gvPair(ctx context.Context, c config, aDir, template, work string, want []s
 		return reconRun{}, err
 	}
 	defer b.stop()
+	tp, err := settleAndTap(ctx, c, tapPort[0], aRecon, []*server{a, b})
+	if err != nil {
+		return reconRun{}, err
+	}
+	defer tp.close()
 	end, err := waitServed(ctx, b.base, want, 5*time.Minute)
 	if err != nil {
 		return reconRun{}, err
 	}
+	cpu := tp.cpuSinceStart()
 	b.stop()
 	a.stop()
-	r := reconRun{took: end.Sub(tp.start()), bytes: tp.firstBytes(), maxRSS: peakRSS(b)}
+	r := reconRun{took: end.Sub(tp.start()), bytes: tp.firstBytes(), maxRSS: peakRSS(b), cpu: cpu}
 	r.maxSet, r.session = sessionLog(filepath.Join(bDir, "grapevine", "grapevine.log"), 0)
 	aSet, _ := sessionLog(filepath.Join(aDir, "grapevine", "grapevine.log"), aLogStart)
 	r.maxSet = max(r.maxSet, aSet)
@@ -230,11 +240,10 @@ func sksPair(ctx context.Context, c config, aDir, template, work string, want []
 		return reconRun{}, err
 	}
 	aHKP, aRecon, bHKP, bRecon := q[0], q[1], q[2], q[3]
-	tp, err := newTap(ctx, fmt.Sprintf("127.0.0.1:%d", aRecon))
+	tapPort, err := freePorts(1)
 	if err != nil {
 		return reconRun{}, err
 	}
-	defer tp.close()
 	writeSKS := func(dir string, hkp, recon, peer int, gossip bool) error {
 		conf := fmt.Sprintf("hostname: 127.0.0.254\nnodename: bench\nhkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\ndisable_mailsync:\nsendmail_cmd: /bin/true\n", hkp, recon)
 		if gossip {
@@ -250,7 +259,7 @@ func sksPair(ctx context.Context, c config, aDir, template, work string, want []
 	if err := writeSKS(aDir, aHKP, aRecon, bRecon, false); err != nil {
 		return reconRun{}, err
 	}
-	if err := writeSKS(bDir, bHKP, bRecon, tp.port, true); err != nil {
+	if err := writeSKS(bDir, bHKP, bRecon, tapPort[0], true); err != nil {
 		return reconRun{}, err
 	}
 	startSKS := func(dir string, hkp, recon int, name string) ([]*server, error) {
@@ -284,13 +293,32 @@ func sksPair(ctx context.Context, c config, aDir, template, work string, want []
 		return reconRun{}, err
 	}
 	defer stopAll(sb)
+	tp, err := settleAndTap(ctx, c, tapPort[0], aRecon, append(append([]*server(nil), sa...), sb...))
+	if err != nil {
+		return reconRun{}, err
+	}
+	defer tp.close()
 	end, err := waitServed(ctx, fmt.Sprintf("http://127.0.0.1:%d", bHKP), want, 5*time.Minute)
 	if err != nil {
 		return reconRun{}, err
 	}
+	cpu := tp.cpuSinceStart()
 	stopAll(sb)
 	stopAll(sa)
-	return reconRun{took: end.Sub(tp.start()), bytes: tp.firstBytes()}, nil
+	return reconRun{took: end.Sub(tp.start()), bytes: tp.firstBytes(), cpu: cpu}, nil
+}
+
+// settleAndTap waits c.reconSettle, so that both nodes have finished
+// starting (pebble compactions, caches), then opens the proxy B gossips
+// to: B's gossip attempts failed until now, and its next one is the
+// session measured.
+func settleAndTap(ctx context.Context, c config, port, aRecon int, procs []*server) (*tap, error) {
+	select {
+	case <-time.After(c.reconSettle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return newTap(ctx, port, fmt.Sprintf("127.0.0.1:%d", aRecon), procs)
 }
 
 func stopAll(ss []*server) {
@@ -323,6 +351,7 @@ func medianRecon(rs []reconRun) reconRun {
 	m.bytes = pick(func(a, b reconRun) bool { return a.bytes < b.bytes }).bytes
 	m.maxRSS = pick(func(a, b reconRun) bool { return a.maxRSS < b.maxRSS }).maxRSS
 	m.session = pick(func(a, b reconRun) bool { return a.session < b.session }).session
+	m.cpu = pick(func(a, b reconRun) bool { return a.cpu < b.cpu }).cpu
 	for _, r := range rs {
 		m.maxSet = max(m.maxSet, r.maxSet)
 	}
@@ -332,7 +361,7 @@ func medianRecon(rs []reconRun) reconRun {
 func runsString(rs []reconRun) string {
 	var parts []string
 	for _, r := range rs {
-		s := fmt.Sprintf("%.2fs/%dB", r.took.Seconds(), r.bytes)
+		s := fmt.Sprintf("%.2fs/cpu %.2fs/%dB", r.took.Seconds(), r.cpu.Seconds(), r.bytes)
 		if r.session > 0 {
 			s += fmt.Sprintf("/session %.2fs", r.session.Seconds())
 		}
@@ -473,14 +502,19 @@ type tap struct {
 	first   time.Time
 	nconn   int
 	counted int64
+	procs   []*server     // whose CPU time is read at the first connection
+	cpu0    time.Duration // their CPU time then
 }
 
-func newTap(ctx context.Context, target string) (*tap, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// newTap listens on port (0: any) and relays to target. Until it is
+// created, connections to a chosen port are refused, as a peer that is
+// down refuses them.
+func newTap(ctx context.Context, port int, target string, procs []*server) (*tap, error) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		return nil, err
 	}
-	t := &tap{ln: ln, target: target, port: ln.Addr().(*net.TCPAddr).Port}
+	t := &tap{ln: ln, target: target, port: ln.Addr().(*net.TCPAddr).Port, procs: procs}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -492,6 +526,7 @@ func newTap(ctx context.Context, target string) (*tap, error) {
 			t.mu.Lock()
 			if t.nconn == 0 {
 				t.first = time.Now()
+				t.cpu0 = cpuTime(t.procs)
 			}
 			t.nconn++
 			firstConn := t.nconn == 1
@@ -531,6 +566,35 @@ func (t *tap) relay(ctx context.Context, c net.Conn, count bool) {
 	go pipe(u, c)
 	go pipe(c, u)
 	wg.Wait()
+}
+
+// cpuSinceStart is the CPU time its processes used since the first
+// connection.
+func (t *tap) cpuSinceStart() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return cpuTime(t.procs) - t.cpu0
+}
+
+// cpuTime sums user and system CPU time of running processes from
+// /proc/PID/stat (clock ticks of 10 ms).
+func cpuTime(procs []*server) time.Duration {
+	var ticks int64
+	for _, s := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 12 {
+			var u, k int64
+			fmt.Sscan(f[11], &u)
+			fmt.Sscan(f[12], &k)
+			ticks += u + k
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func (t *tap) start() time.Time {
