@@ -56,27 +56,36 @@ func reconRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) ([]r
 
 func reconDiffRows(ctx context.Context, c config, gvDir, skDir string, diff int) ([]row, error) {
 	work := filepath.Join(c.work, fmt.Sprintf("recon-%d", diff))
-	os.RemoveAll(work)
+	gvTemplate := filepath.Join(work, "gvB-template")
+	skTemplate := filepath.Join(work, "sksB-template")
+	// With -recon-only the partial stores of an earlier run in -work are
+	// reused (A's store is the same unless its marker was removed).
+	reuse := c.reconOnly && exists(filepath.Join(gvTemplate, "built")) && (!c.reconSKS || exists(filepath.Join(skTemplate, "built")))
+	if !reuse {
+		os.RemoveAll(work)
+	}
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
-	}
-	// The partial corpus: the store as of diff events before the end.
-	partial := filepath.Join(work, "partial")
-	if _, err := timed(exec.Command(c.grapevine, "dump", "--basedir", gvDir, "--at", fmt.Sprint(c.keys-diff), "--out", partial)); err != nil {
-		return nil, fmt.Errorf("dump partial corpus: %w", err)
 	}
 	missing, err := missingFingerprints(c.grapevine, gvDir, work, c.keys-diff)
 	if err != nil {
 		return nil, err
 	}
-	gvTemplate := filepath.Join(work, "gvB-template")
-	if _, err := timed(exec.Command(c.grapevine, "import", "--basedir", gvTemplate, partial)); err != nil {
-		return nil, fmt.Errorf("grapevine import partial: %w", err)
-	}
-	skTemplate := filepath.Join(work, "sksB-template")
-	if c.reconSKS {
-		if _, err := sksBuild(c.sks, skTemplate, partial); err != nil {
-			return nil, err
+	if !reuse {
+		// The partial corpus: the store as of diff events before the end.
+		partial := filepath.Join(work, "partial")
+		if _, err := timed(exec.Command(c.grapevine, "dump", "--basedir", gvDir, "--at", fmt.Sprint(c.keys-diff), "--out", partial)); err != nil {
+			return nil, fmt.Errorf("dump partial corpus: %w", err)
+		}
+		if _, err := timed(exec.Command(c.grapevine, "import", "--basedir", gvTemplate, partial)); err != nil {
+			return nil, fmt.Errorf("grapevine import partial: %w", err)
+		}
+		os.WriteFile(filepath.Join(gvTemplate, "built"), nil, 0o644)
+		if c.reconSKS {
+			if _, err := sksBuild(c.sks, skTemplate, partial); err != nil {
+				return nil, err
+			}
+			os.WriteFile(filepath.Join(skTemplate, "built"), nil, 0o644)
 		}
 	}
 
