@@ -314,6 +314,14 @@ func median(ms []measure) measure {
 	return m
 }
 
+func joinInts(ns []int) string {
+	var parts []string
+	for _, n := range ns {
+		parts = append(parts, fmt.Sprint(n))
+	}
+	return strings.Join(parts, ",")
+}
+
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -347,9 +355,12 @@ func format(c config, rows []row, dumpBytes int64) string {
 	fmt.Fprintf(&b, "<!-- grapevine-bench:start -->\n")
 	fmt.Fprintf(&b, "Measured %s on %s (%d CPUs, %s/%s), corpus %d keys seed %d (%.0f MB of dump files), median of %d runs.\n",
 		time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.keys, c.seed, float64(dumpBytes)/1e6, c.runs)
-	if c.http {
+	switch {
+	case c.reconOnly:
+		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -recon-only -recon-runs %d -recon-diff %s -recon-empty=%v`\n\n", c.keys, c.reconRuns, joinInts(c.reconDiffs), c.reconEmpty)
+	case c.http:
 		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d -duration %s -upload-keys %d`\n\n", c.keys, c.runs, c.duration, c.uploadKeys)
-	} else {
+	default:
 		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d -http=false`\n\n", c.keys, c.runs)
 	}
 	fmt.Fprintf(&b, "| measurement | grapevine | SKS 1.1.6 | grapevine/SKS |\n|---|---:|---:|---:|\n")
