@@ -249,13 +249,15 @@ func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, ad
 			failSeq = seq
 			log.Warn().Err(r.err).Str("url", url).Int("hashes", len(r.batch)).Msg("hashquery failed")
 			if failures >= f.cfg.MaxFetchFailures {
-				// Give up on everything not answered yet; keep the
-				// answers that arrived.
+				// Give up on everything not answered yet, the requests
+				// still out included (cancelled: no waiting for a peer
+				// that fails); keep the answers that arrived.
 				st.GaveUp += len(r.batch) + len(rest)
 				for _, b := range retry {
 					st.GaveUp += len(b)
 				}
 				retry, rest = nil, nil
+				cancel()
 				for ; out > 0; out-- {
 					ready = append(ready, <-done)
 				}

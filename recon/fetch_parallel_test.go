@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/recon/wire"
 )
 
 // gatePeer holds every hashquery until `want` of them are in flight at
@@ -49,6 +50,48 @@ func (p *gatePeer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fakePeer.ServeHTTP(w, r)
 	case <-time.After(20 * time.Second):
 		http.Error(w, "no parallel requests", http.StatusServiceUnavailable)
+	}
+}
+
+// stallPeer holds every request until the client cancels it (or, if it
+// never does, a long while, then answers 503), except the one that asks
+// for fail: that one fails once `others` requests are being held.
+type stallPeer struct {
+	fail   pgpkey.KeyHash
+	others int
+	held   chan struct{} // one value per request being held
+
+	mu                  sync.Mutex
+	cancelled, timedOut int
+}
+
+func (p *stallPeer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hs, err := wire.DecodeHashQuery(r.Body, wire.Limits{})
+	if err != nil || len(hs) != 1 {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	if pgpkey.KeyHash(hs[0]) == p.fail {
+		for range p.others {
+			select {
+			case <-p.held:
+			case <-time.After(20 * time.Second):
+			}
+		}
+		http.Error(w, "broken", http.StatusInternalServerError)
+		return
+	}
+	p.held <- struct{}{}
+	select {
+	case <-r.Context().Done():
+		p.mu.Lock()
+		p.cancelled++
+		p.mu.Unlock()
+	case <-time.After(20 * time.Second):
+		p.mu.Lock()
+		p.timedOut++
+		p.mu.Unlock()
+		http.Error(w, "stalled", http.StatusServiceUnavailable)
 	}
 }
 
@@ -97,6 +140,32 @@ func TestFetchParallel(t *testing.T) {
 		}
 		if st.Added != len(tks)-1 || st.GaveUp != 1 || st.FailedRequests != 2 || store.stored[tks[3].hash] {
 			t.Errorf("stats %+v", st)
+		}
+	})
+
+	t.Run("giving-up-cancels-requests-out", func(t *testing.T) {
+		// The first failure is the last allowed: the requests still out
+		// are cancelled, not waited for (FetchTimeout is a minute).
+		store := newFakeStore()
+		hs := hashesOf(tks)
+		p := &stallPeer{fail: hs[0], others: fetchParallel - 1, held: make(chan struct{}, len(hs))}
+		cfg := testFetchConfig(t)
+		cfg.FetchBatch = 1
+		cfg.MaxFetchFailures = 1
+		cfg.FetchTimeout = time.Minute
+		f := newFetcher(cfg, store, store)
+		srv := httptest.NewServer(p)
+		t.Cleanup(srv.Close)
+		st, err := f.fetch(ctx, log, "peer", netip.MustParseAddrPort(strings.TrimPrefix(srv.URL, "http://")), hs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.GaveUp != len(tks) || st.Added != 0 || st.Requests != fetchParallel {
+			t.Errorf("stats %+v", st)
+		}
+		srv.Close() // waits for the handlers
+		if p.cancelled != fetchParallel-1 || p.timedOut != 0 {
+			t.Errorf("%d requests cancelled, %d held until the peer gave up; want %d and 0", p.cancelled, p.timedOut, fetchParallel-1)
 		}
 	})
 
