@@ -92,18 +92,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, f := range strings.Split(*reconDiff, ",") {
-		var n int
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		if _, err := fmt.Sscan(f, &n); err != nil || n < 0 || n >= c.keys {
-			return fmt.Errorf("-recon-diff %q: want numbers from 0 to -keys", *reconDiff)
-		}
-		if n > 0 {
-			c.reconDiffs = append(c.reconDiffs, n)
-		}
-	}
 	if c.reconOnly {
 		c.runs, c.http = 1, false
 	}
@@ -112,6 +100,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, f := range strings.Split(*reconDiff, ",") {
+		var n int
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if _, err := fmt.Sscan(f, &n); err != nil || n < 0 || (set["recon-diff"] && n >= c.keys) {
+			return fmt.Errorf("-recon-diff %q: want numbers from 0 to -keys", *reconDiff)
+		}
+		if n > 0 && (set["recon-diff"] || n <= c.keys/4) {
+			// Small -keys: the default differences that do not fit are
+			// left out.
+			c.reconDiffs = append(c.reconDiffs, n)
+		}
+	}
 	if c.keys < 100000 {
 		// Quick checks: -keys 10000 takes about 2 minutes.
 		if !set["duration"] {
