@@ -407,6 +407,7 @@ func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, rs
 	var events []*eventlog.Event
 	var added []pgpkey.KeyHash
 	now := time.Now()
+	kh, own := f.keys.(KeyHasher) // a dataset with its own hashes (dataset.go)
 	for _, r := range rs {
 		asked := make(map[pgpkey.KeyHash]bool, len(r.batch)) // true once returned
 		for _, h := range r.batch {
@@ -414,17 +415,28 @@ func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, rs
 		}
 		st.Received += len(r.raw)
 		for i, b := range r.raw {
-			k := r.keys[i]
-			if k == nil {
+			k, err := r.keys[i], r.errs[i]
+			if err != nil && !own {
 				st.Bad++
-				log.Warn().Err(r.errs[i]).Int("key", i).Int("bytes", len(b)).Msg("dropped unparseable key from hashquery")
+				log.Warn().Err(err).Int("key", i).Int("bytes", len(b)).Msg("dropped unparseable key from hashquery")
 				continue
 			}
-			h := k.Hash()
+			var h pgpkey.KeyHash
+			var novel bool
+			if own {
+				h, novel, err = kh.KeyHash(b, k)
+			} else {
+				h = k.Hash()
+			}
+			if err != nil {
+				st.Bad++
+				log.Warn().Err(err).Int("key", i).Msg("dropped key from hashquery that the dataset does not keep")
+				continue
+			}
 			returned, ok := asked[h]
 			if !ok {
 				st.Bad++
-				log.Warn().Str("key_hash", h.String()).Str("fpr", k.Fingerprint().String()).Msg("dropped key from hashquery that was not asked for")
+				log.Warn().Str("key_hash", h.String()).Msg("dropped key from hashquery that was not asked for")
 				continue
 			}
 			if returned {
@@ -432,7 +444,9 @@ func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, rs
 				continue
 			}
 			asked[h] = true
-			novel, err := f.keys.Novel(k)
+			if !own {
+				novel, err = f.keys.Novel(k)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("novelty of %s: %w", h, err)
 			}
