@@ -3,6 +3,7 @@ package hkp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -72,16 +73,25 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
 			continue
 		}
-		novel, err := s.store.Novel(k)
-		if err != nil {
+		// The abuse limits apply before anything is stored (pgpkey.Limits).
+		ad, err := s.store.Admit(k, s.conf().KeyLimits)
+		if errors.Is(err, pgpkey.ErrTooLarge) {
+			res.Failed = append(res.Failed, err.Error())
+			continue
+		} else if err != nil {
 			return err
 		}
-		if !novel {
+		if !ad.Novel {
 			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
 			continue
 		}
+		keyBytes := eventKeyBytes(raw, k)
+		if ad.Trim.Changed() {
+			s.log.Info().Str("fpr", k.Fingerprint().String()).Str("key_hash", k.Hash().String()).Str("trim", ad.Trim.String()).Msg("upload trimmed by the key limits")
+			k, keyBytes = ad.Key, ad.Key.Marshal()
+		}
 		events = append(events, &eventlog.Event{
-			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: eventKeyBytes(raw, k),
+			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: keyBytes,
 		})
 		novelKeys = append(novelKeys, k)
 		_, err = s.store.Latest(projections.RecordID(k))

@@ -85,7 +85,13 @@ func (e *env) reconCmd(ctx context.Context, args []string) error {
 	cfg := reconConfig(conf, logger)
 	members := readMembership(logger, paths.Membership)
 	peers := resolvePeers(ctx, logger, net.DefaultResolver, members)
-	srv, err := recon.New(cfg, recon.PebbleTree(b.store.DB(), b.store.PtreeConfig()), b.store, b.log, recon.StaticMembers(peers))
+	// Fetched keys pass the abuse limits; hashes they change are remembered.
+	rk, err := newReconKeys(b, b.keyLimits)
+	if err != nil {
+		return err
+	}
+	defer rk.Close()
+	srv, err := recon.New(cfg, recon.PebbleTree(b.store.DB(), b.store.PtreeConfig()), rk, rk, recon.StaticMembers(peers))
 	if err != nil {
 		return fmt.Errorf("recon: %w", err)
 	}
