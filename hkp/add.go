@@ -106,6 +106,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		last, err := s.app.Append(context.WithoutCancel(r.Context()), events...)
 		if err != nil {
 			s.log.Error().Err(err).Msg("append upload to log")
+			w.Header().Set("Retry-After", "30") // a full disk: the log recovers by itself
 			return &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}
 		}
 		body, events = nil, nil
