@@ -26,8 +26,8 @@ package main
 //	grapevine_max_sig_bytes:           int, bytes   64 KiB    largest signature packet; larger ones are dropped
 //	grapevine_max_uids:                int          256       user IDs and attributes per key
 //	grapevine_max_subkeys:             int          256       subkeys per key
-//	grapevine_max_sigs:                int          5000      signatures per key, self-signatures included
-//	grapevine_max_certs_per_uid:       int          500       third-party certifications kept per user ID
+//	grapevine_max_sigs:                int          10000     signatures per key, self-signatures included
+//	grapevine_max_certs_per_uid:       int          1000      third-party certifications kept per user ID
 //	                                                          (CVE-2019-13050 flooding); the key's own
 //	                                                          verified self-signatures are not counted
 //	                                                          (all limits: every append path — upload, recon,

@@ -83,11 +83,13 @@ type Limits struct {
 	// MaxSubkeys bounds subkeys per key. Default 256 (Debian: 49).
 	MaxSubkeys int
 	// MaxSigs bounds signatures per key, self-signatures included. Default
-	// 5,000 (Debian: 658).
+	// 10,000 (Debian: 658).
 	MaxSigs int
 	// MaxCertsPerUID bounds third-party signatures on each user ID,
-	// attribute, subkey, and directly on the primary key. Default 500
-	// (Debian: 192 signatures on one user ID, self-signatures included).
+	// attribute, subkey, and directly on the primary key. Default 1,000
+	// (Debian: 192 signatures on one user ID, self-signatures included; a
+	// few well-connected keys of the old web of trust reach the hundreds;
+	// the 2019 floods added 55,000–150,000).
 	MaxCertsPerUID int
 }
 
@@ -98,8 +100,8 @@ const (
 	DefaultLimitSigBytes    = 64 << 10
 	DefaultLimitUIDs        = 256
 	DefaultLimitSubkeys     = 256
-	DefaultLimitSigs        = 5000
-	DefaultLimitCertsPerUID = 500
+	DefaultLimitSigs        = 10000
+	DefaultLimitCertsPerUID = 1000
 )
 
 // DefaultLimits returns the default abuse limits.
