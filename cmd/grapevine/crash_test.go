@@ -121,8 +121,14 @@ func (d *childDaemon) stop() {
 			d.t.Errorf("serve after SIGTERM: %v\n%s", err, d.stderr.String())
 		}
 	case <-time.After(30 * time.Second):
-		d.cmd.Process.Signal(syscall.SIGKILL)
-		<-d.done
+		// SIGQUIT makes the Go runtime print every goroutine: why it hangs.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.done:
+		case <-time.After(5 * time.Second):
+			d.cmd.Process.Signal(syscall.SIGKILL)
+			<-d.done
+		}
 		d.t.Errorf("serve did not stop within 30 s of SIGTERM\n%s", d.stderr.String())
 	}
 	d.cmd = nil

@@ -40,9 +40,13 @@ func soakCorpus(t *testing.T, n int, mix corpus.Mix, name string) string {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = corpus.Generate(context.Background(), bufio.NewWriterSize(f, 1<<20), corpus.Options{N: n, Seed: 31, Mix: mix})
+	bw := bufio.NewWriterSize(f, 1<<20)
+	_, err = corpus.Generate(context.Background(), bw, corpus.Options{N: n, Seed: 31, Mix: mix})
 	if err == nil {
-		err = f.Close()
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		os.Remove(tmp)
