@@ -231,8 +231,6 @@ func TestFloodedKeyOnEveryPath(t *testing.T) {
 	}
 }
 
-
-
 func TestHashMemoryIsDurable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "trimmed")
 	hm, err := openHashMemory(path, 3)
