@@ -48,7 +48,31 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		return errBadRequest("no OpenPGP public key found: %v", err)
 	}
 	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(len(raws)))
+	res, err := s.ingest(r.Context(), raws, func() { release(); released = true })
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if wantJSON {
+		w.Header().Set("Content-Type", "application/json")
+		err = WriteAddResultJSON(&out, res)
+	} else {
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		err = WriteAddResultHTML(&out, res)
+	}
+	if err != nil {
+		return err
+	}
+	return writeBody(w, r, out.Bytes())
+}
 
+// ingest appends, in one durable batch, the keys among raws that would
+// change the store, and reports what happened to each. It is the upload
+// path every API shares (/pks/add, POST /pks/v2/certs, /vks/v1/upload).
+// release is called once the append is done, to free the caller's body
+// slot before the wait for the projections; the caller must still release
+// when ingest returns before that (an error or nothing to append).
+func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func()) (AddResult, error) {
 	var res AddResult
 	var events []*eventlog.Event
 	var novelKeys []*pgpkey.Key
@@ -67,7 +91,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		if blocked, err := s.store.Blocked(k.Fingerprint().Bytes()); err != nil {
-			return err
+			return res, err
 		} else if blocked {
 			s.log.Info().Str("fpr", k.Fingerprint().String()).Msg("refused upload of a blocked key")
 			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
@@ -79,7 +103,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			res.Failed = append(res.Failed, err.Error())
 			continue
 		} else if err != nil {
-			return err
+			return res, err
 		}
 		if !ad.Novel {
 			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
@@ -98,23 +122,21 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		existed = append(existed, err == nil)
 	}
 	if len(events) == 0 && len(res.Unchanged) == 0 {
-		return &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}
+		return res, &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}
 	}
 	if len(events) > 0 {
 		// Not the request context: a client that half-closes after sending
 		// (HTTP/1.0, hkp.md §1.2) must not turn a stored key into a 503.
-		last, err := s.app.Append(context.WithoutCancel(r.Context()), events...)
+		last, err := s.app.Append(context.WithoutCancel(ctx), events...)
 		if err != nil {
 			s.log.Error().Err(err).Msg("append upload to log")
-			w.Header().Set("Retry-After", "30") // a full disk: the log recovers by itself
-			return &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}
+			return res, &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}
 		}
-		body, events = nil, nil
+		events = nil
 		release()
-		released = true
 		// Read-your-writes: wait (bounded) until the projections serve it.
 		// The append is already durable, so a timeout still answers 200.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.conf().ApplyWait)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.conf().ApplyWait)
 		err = s.store.WaitApplied(ctx, last)
 		cancel()
 		if err != nil {
@@ -129,18 +151,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.log.Debug().Int("keys", len(novelKeys)).Uint64("index", uint64(last)).Msg("upload appended")
 	}
-	var out bytes.Buffer
-	if wantJSON {
-		w.Header().Set("Content-Type", "application/json")
-		err = WriteAddResultJSON(&out, res)
-	} else {
-		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
-		err = WriteAddResultHTML(&out, res)
-	}
-	if err != nil {
-		return err
-	}
-	return writeBody(w, r, out.Bytes())
+	return res, nil
 }
 
 // eventKeyBytes is what the log records for an accepted key: the bytes as

@@ -41,6 +41,10 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	} else if recs, err = s.find(q); err != nil {
 		return err
 	}
+	recs, hidden := s.legacyRecords(q, recs)
+	if len(recs) == 0 && hidden > 0 {
+		return errLegacyHidden()
+	}
 
 	if q.op == "get" || q.op == "hget" {
 		return s.writeGet(w, r, q, recs)
@@ -48,9 +52,6 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	keys := s.parseRecords(recs)
 	s.summaries.fill(keys)
 	defer s.summaries.keep(keys)
-	if q.op == "index" && q.mr && !s.conf().IndexV6 {
-		keys = withoutV5V6(keys)
-	}
 	total := len(keys)
 	if total == 0 {
 		return errNotFound("No keys found")
@@ -149,16 +150,6 @@ func (s *Server) parseRecords(recs []*projections.Record) []*pgpkey.Key {
 		keys = append(keys, k)
 	}
 	return keys
-}
-
-func withoutV5V6(keys []*pgpkey.Key) []*pgpkey.Key {
-	out := keys[:0:0]
-	for _, k := range keys {
-		if k.Version() <= 4 {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // writeGet answers op=get and op=hget (hkp.md §5): the stored keys, which
