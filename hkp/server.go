@@ -89,6 +89,10 @@ type Config struct {
 	// MaxHashqueryHashes bounds one /pks/hashquery request. Default 10000
 	// (SKS asks for 100 at a time).
 	MaxHashqueryHashes int
+	// HashqueryDataset says which datasets /pks/hashquery answers from:
+	// "" both (an SKS hash with the SKS key, a Hockeypuck hash with the
+	// Hockeypuck dataset's key), "sks" or "hockeypuck" only (hashquery.go).
+	HashqueryDataset string
 	// ApplyWait bounds how long an upload waits, after its durable append,
 	// for the projections to apply it so the key is served at once.
 	// The upload is answered 200 either way. Default 5 s.

@@ -130,7 +130,8 @@ func TestDaemonMetrics(t *testing.T) {
 	for {
 		mfs = scrape(t, metricsURL)
 		lag, ok := metricValue(mfs, "grapevine_projection_lag_events", "projection", "keys")
-		if ok && lag == 0 {
+		hpLag, hpOK := metricValue(mfs, "grapevine_projection_lag_events", "projection", "hockeypuck")
+		if ok && lag == 0 && hpOK && hpLag == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -165,6 +166,7 @@ func TestDaemonMetrics(t *testing.T) {
 		{"grapevine_keys_total", []string{"origin", "hkp", "result", "rejected"}, 0},
 		{"grapevine_ptree_elements", nil, 4},
 		{"grapevine_projection_applied_index", []string{"projection", "keys"}, 4},
+		{"grapevine_projection_applied_index", []string{"projection", "hockeypuck"}, 4},
 		{"grapevine_build_info", []string{"version", version}, 1},
 	} {
 		got, ok := metricValue(mfs, c.name, c.labels...)

@@ -41,7 +41,7 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 	if err != nil {
 		return err
 	}
-	srv, err := recon.New(cfg, recon.PebbleTree(b.store.DB(), b.store.PtreeConfig()), rk, rk, members)
+	srv, err := recon.NewServer(cfg, reconDatasets(d.conf, b.store, rk), rk, members)
 	if err != nil {
 		return err
 	}
