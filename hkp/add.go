@@ -3,6 +3,7 @@ package hkp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -96,16 +97,25 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
 			continue
 		}
-		novel, err := s.store.Novel(k)
-		if err != nil {
+		// The abuse limits apply before anything is stored (pgpkey.Limits).
+		ad, err := s.store.Admit(k, s.conf().KeyLimits)
+		if errors.Is(err, pgpkey.ErrTooLarge) {
+			res.Failed = append(res.Failed, err.Error())
+			continue
+		} else if err != nil {
 			return res, err
 		}
-		if !novel {
+		if !ad.Novel {
 			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
 			continue
 		}
+		keyBytes := eventKeyBytes(raw, k)
+		if ad.Trim.Changed() {
+			s.log.Info().Str("fpr", k.Fingerprint().String()).Str("key_hash", k.Hash().String()).Str("trim", ad.Trim.String()).Msg("upload trimmed by the key limits")
+			k, keyBytes = ad.Key, ad.Key.Marshal()
+		}
 		events = append(events, &eventlog.Event{
-			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: eventKeyBytes(raw, k),
+			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: keyBytes,
 		})
 		novelKeys = append(novelKeys, k)
 		_, err = s.store.Latest(projections.RecordID(k))
