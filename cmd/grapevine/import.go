@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -442,6 +441,10 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 	keys := make([]*pgpkey.Key, 0, len(c.raws))
 	name := filepath.Base(f.path)
 	now := time.Now()
+	// The events' keys alias raw.Raw without a copy: every RawKey owns its
+	// bytes (pgpkey.Reader; Decode's keys are never reused either), Append
+	// keeps nothing after it returns, and the parsed key c.keys[i] already
+	// holds on to the same bytes.
 	for i, raw := range c.raws {
 		if c.errs[i] != nil {
 			im.reject(f, raw.Offset, c.errs[i])
@@ -472,7 +475,7 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 				Origin: eventlog.OriginImport,
 				Peer:   name,
 				Time:   now,
-				Key:    bytes.Clone(keyBytes),
+				Key:    keyBytes,
 			})
 			continue
 		}
@@ -498,7 +501,7 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 			Origin: eventlog.OriginImport,
 			Peer:   name,
 			Time:   now,
-			Key:    bytes.Clone(keyBytes),
+			Key:    keyBytes,
 		})
 		keys = append(keys, ad.Key)
 	}
