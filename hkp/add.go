@@ -24,7 +24,9 @@ type AddResult struct {
 
 // add serves POST /pks/add (hkp.md §9). The answer is 200 only after every
 // accepted key is durable in the log; nothing is appended when the
-// submission holds no usable key.
+// submission holds no usable key. It does not wait for the projections:
+// what reads them next waits instead (pending.go), so a client that
+// uploads and then fetches finds its key, as on SKS.
 func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 	body, release, err := s.readBody(w, r)
 	if err != nil {
@@ -51,6 +53,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 	var res AddResult
 	var events []*eventlog.Event
 	var novelKeys []*pgpkey.Key
+	var novelRIDs [][]byte
 	var existed []bool
 	now := time.Now()
 	for _, raw := range raws {
@@ -65,18 +68,18 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			res.Failed = append(res.Failed, err.Error())
 			continue
 		}
-		if blocked, err := s.store.Blocked(k.Fingerprint().Bytes()); err != nil {
+		rid := projections.RecordID(k)
+		s.awaitKey(r.Context(), rid)
+		a, err := s.store.Assess(k)
+		if err != nil {
 			return err
-		} else if blocked {
+		}
+		if a.Blocked {
 			s.log.Info().Str("fpr", k.Fingerprint().String()).Msg("refused upload of a blocked key")
 			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
 			continue
 		}
-		novel, err := s.store.Novel(k)
-		if err != nil {
-			return err
-		}
-		if !novel {
+		if !a.Novel {
 			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
 			continue
 		}
@@ -84,8 +87,8 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: eventKeyBytes(raw, k),
 		})
 		novelKeys = append(novelKeys, k)
-		_, err = s.store.Latest(projections.RecordID(k))
-		existed = append(existed, err == nil)
+		novelRIDs = append(novelRIDs, rid)
+		existed = append(existed, a.Exists)
 	}
 	if len(events) == 0 && len(res.Unchanged) == 0 {
 		return &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}
@@ -101,14 +104,10 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		body, events = nil, nil
 		release()
 		released = true
-		// Read-your-writes: wait (bounded) until the projections serve it.
-		// The append is already durable, so a timeout still answers 200.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.conf().ApplyWait)
-		err = s.store.WaitApplied(ctx, last)
-		cancel()
-		if err != nil {
-			s.log.Warn().Err(err).Uint64("index", uint64(last)).Msg("upload durable but not yet applied")
-		}
+		// Durable: answer now, without waiting for the projections to
+		// apply it (a fifth of an upload's time); readers wait instead
+		// (pending.go).
+		s.noteUpload(last, novelRIDs)
 		for i, k := range novelKeys {
 			if existed[i] {
 				res.Updated = append(res.Updated, k.Fingerprint().String())

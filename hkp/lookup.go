@@ -24,6 +24,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	if q.search == "" {
 		return errBadRequest("missing search parameter")
 	}
+	s.awaitUploads(r.Context())
 	var recs []*projections.Record
 	if q.op == "hget" {
 		h, err := pgpkey.ParseKeyHash(q.search)

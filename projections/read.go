@@ -346,27 +346,47 @@ func splitRecordKey(k []byte) (rid []byte, idx eventlog.Index, ok bool) {
 // to answer repeated submissions without appending them to the log again.
 //
 // A key whose fingerprint is blocked is never novel: recon and mail drop it
-// quietly (recon remembers the hash), and the upload path asks Blocked first
-// to say why.
+// quietly (recon remembers the hash), and the upload path asks Assess to
+// say why.
 func (s *Store) Novel(k *pgpkey.Key) (bool, error) {
-	if blocked, err := s.Blocked(k.Fingerprint().Bytes()); err != nil || blocked {
-		return false, err
+	a, err := s.Assess(k)
+	return a.Novel, err
+}
+
+// Assessment is what the store says about a submitted key.
+type Assessment struct {
+	Blocked bool // the operator blocked (or deleted) its fingerprint; then Novel is false
+	Exists  bool // a live version of the key is stored
+	Novel   bool // submitting it would change the store
+}
+
+// Assess tells whether k is blocked, stored already and novel, with one
+// read of each (the upload path needs all three).
+func (s *Store) Assess(k *pgpkey.Key) (Assessment, error) {
+	var a Assessment
+	blocked, err := s.Blocked(k.Fingerprint().Bytes())
+	if err != nil || blocked {
+		a.Blocked = blocked
+		return a, err
 	}
 	rec, err := s.Latest(RecordID(k))
 	if errors.Is(err, ErrNotFound) {
-		return true, nil
+		a.Novel = true
+		return a, nil
 	}
 	if err != nil {
-		return false, err
+		return a, err
 	}
+	a.Exists = true
 	if rec.Hash == k.Hash() {
-		return false, nil
+		return a, nil
 	}
 	stored, err := ParseEventKey(rec.Key)
 	if err != nil {
-		return false, fmt.Errorf("stored key %X does not parse: %w", rec.RID, err)
+		return a, fmt.Errorf("stored key %X does not parse: %w", rec.RID, err)
 	}
-	return !stored.Contains(k), nil
+	a.Novel = !stored.Contains(k)
+	return a, nil
 }
 
 // HistogramBin counts keys first seen (New) and keys that changed (Updated)
