@@ -57,11 +57,11 @@ func WriteMRIndex(w io.Writer, keys []*pgpkey.Key, now time.Time) error {
 // and answer from it without parsing the key again. Only the "e" flags
 // depend on the time, and they are decided when writing.
 type mrEntry struct {
-	id      string // mrKeyField; empty: the key is left out
-	version int    // primary key version (v5/v6 are hidden from legacy clients)
-	sum     pgpkey.Summary
-	revoked bool  // keyRevoked
-	order   []int // uidOrder without attributes
+	id      string         // mrKeyField; empty: the key is left out
+	version int            // primary key version (v5/v6 are hidden from legacy clients)
+	sum     pgpkey.Summary // PrimarySummary: no Subkeys
+	revoked bool           // keyRevoked
+	order   []int          // uidOrder without attributes
 }
 
 func newMREntry(k *pgpkey.Key) *mrEntry {
@@ -69,7 +69,7 @@ func newMREntry(k *pgpkey.Key) *mrEntry {
 	if e.id == "" {
 		return e
 	}
-	e.sum = k.Summary()
+	e.sum = k.PrimarySummary() // subkeys are not shown: not verified
 	e.revoked = keyRevoked(k, e.sum)
 	e.order = uidOrder(k, e.sum, false)
 	return e

@@ -96,11 +96,7 @@ func (c *summaryCache) keepMR(h pgpkey.KeyHash, m *mrEntry) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entry(h)
-	e.mr = m
-	if !e.hasSum && m.id != "" {
-		e.s, e.hasSum = m.sum, true
-	}
+	c.entry(h).mr = m // m.sum lacks subkeys: not a summary for HTML pages
 }
 
 // entry returns the entry of h, adding an empty one (and evicting the
