@@ -4,7 +4,7 @@ BIN      := bin/grapevine
 VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 # Packages under testdata/ are skipped by ./... and must be named.
-PKGS     := ./... ./testdata/corpus ./testdata/testenv
+PKGS     := ./... ./testdata/corpus ./testdata/testenv ./testdata/farm
 DATA     ?= ./data
 
 .PHONY: all build run test vet fuzz bench microbench deps clean

@@ -33,7 +33,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// The slot bounds memory: hold it while the body and its keys are
-	// alive, up to the durable append, not while waiting for the apply.
+	// alive, up to the durable append.
 	released := false
 	defer func() {
 		if !released {
@@ -49,7 +49,31 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		return errBadRequest("no OpenPGP public key found: %v", err)
 	}
 	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(len(raws)))
+	res, err := s.ingest(r.Context(), raws, func() { release(); released = true })
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if wantJSON {
+		w.Header().Set("Content-Type", "application/json")
+		err = WriteAddResultJSON(&out, res)
+	} else {
+		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+		err = WriteAddResultHTML(&out, res)
+	}
+	if err != nil {
+		return err
+	}
+	return writeBody(w, r, out.Bytes())
+}
 
+// ingest appends, in one durable batch, the keys among raws that would
+// change the store, and reports what happened to each. It is the upload
+// path every API shares (/pks/add, POST /pks/v2/certs, /vks/v1/upload).
+// release is called once the append is done, to free the caller's body
+// slot; the caller must still release when ingest returns before that (an
+// error or nothing to append).
+func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func()) (AddResult, error) {
 	var res AddResult
 	var events []*eventlog.Event
 	var novelKeys []*pgpkey.Key
@@ -69,10 +93,10 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		rid := projections.RecordID(k)
-		s.awaitKey(r.Context(), rid)
+		s.awaitKey(ctx, rid)
 		a, err := s.store.Assess(k)
 		if err != nil {
-			return err
+			return res, err
 		}
 		if a.Blocked {
 			s.log.Info().Str("fpr", k.Fingerprint().String()).Msg("refused upload of a blocked key")
@@ -91,19 +115,18 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		existed = append(existed, a.Exists)
 	}
 	if len(events) == 0 && len(res.Unchanged) == 0 {
-		return &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}
+		return res, &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}
 	}
 	if len(events) > 0 {
 		// Not the request context: a client that half-closes after sending
 		// (HTTP/1.0, hkp.md §1.2) must not turn a stored key into a 503.
-		last, err := s.app.Append(context.WithoutCancel(r.Context()), events...)
+		last, err := s.app.Append(context.WithoutCancel(ctx), events...)
 		if err != nil {
 			s.log.Error().Err(err).Msg("append upload to log")
-			return &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}
+			return res, &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key could not be stored; try again later"}
 		}
-		body, events = nil, nil
+		events = nil
 		release()
-		released = true
 		// Durable: answer now, without waiting for the projections to
 		// apply it (a fifth of an upload's time); readers wait instead
 		// (pending.go).
@@ -117,18 +140,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.log.Debug().Int("keys", len(novelKeys)).Uint64("index", uint64(last)).Msg("upload appended")
 	}
-	var out bytes.Buffer
-	if wantJSON {
-		w.Header().Set("Content-Type", "application/json")
-		err = WriteAddResultJSON(&out, res)
-	} else {
-		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
-		err = WriteAddResultHTML(&out, res)
-	}
-	if err != nil {
-		return err
-	}
-	return writeBody(w, r, out.Bytes())
+	return res, nil
 }
 
 // eventKeyBytes is what the log records for an accepted key: the bytes as

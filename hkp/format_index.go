@@ -58,14 +58,13 @@ func WriteMRIndex(w io.Writer, keys []*pgpkey.Key, now time.Time) error {
 // depend on the time, and they are decided when writing.
 type mrEntry struct {
 	id      string         // mrKeyField; empty: the key is left out
-	version int            // primary key version (v5/v6 are hidden from legacy clients)
 	sum     pgpkey.Summary // PrimarySummary: no Subkeys
 	revoked bool           // keyRevoked
 	order   []int          // uidOrder without attributes
 }
 
 func newMREntry(k *pgpkey.Key) *mrEntry {
-	e := &mrEntry{id: mrKeyField(k), version: k.Version()}
+	e := &mrEntry{id: mrKeyField(k)}
 	if e.id == "" {
 		return e
 	}

@@ -42,6 +42,10 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	} else if recs, err = s.find(q); err != nil {
 		return err
 	}
+	recs, hidden := s.legacyRecords(q, recs)
+	if len(recs) == 0 && hidden > 0 {
+		return errLegacyHidden()
+	}
 
 	if q.op == "get" || q.op == "hget" {
 		return s.writeGet(w, r, q, recs)
@@ -52,9 +56,6 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	keys := s.parseRecords(recs)
 	s.summaries.fill(keys)
 	defer s.summaries.keep(keys)
-	if q.op == "index" && q.mr && !s.conf().IndexV6 {
-		keys = withoutV5V6(keys)
-	}
 	total := len(keys)
 	if total == 0 {
 		return errNotFound("No keys found")
@@ -88,9 +89,9 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 // writeMRIndex answers op=index&options=mr (hkp.md §6) from the cached
 // index entries of the keys; only keys not cached yet are parsed and
 // summarised. It answers exactly what WriteMRIndex writes for the parsed
-// keys: a record that does not parse is skipped and logged, v5/v6 keys
-// are hidden unless IndexV6, and the count and limit apply as on the other
-// index pages.
+// keys: a record that does not parse is skipped and logged, and the count
+// and limit apply as on the other index pages (legacyRecords has already
+// left out what legacy clients must not see).
 func (s *Server) writeMRIndex(w http.ResponseWriter, r *http.Request, q query, recs []*projections.Record) error {
 	entries := make([]*mrEntry, 0, len(recs))
 	for _, rec := range recs {
@@ -106,9 +107,6 @@ func (s *Server) writeMRIndex(w http.ResponseWriter, r *http.Request, q query, r
 			}
 			e = newMREntry(k)
 			s.summaries.keepMR(rec.Hash, e)
-		}
-		if e.version > 4 && !s.conf().IndexV6 {
-			continue
 		}
 		entries = append(entries, e)
 	}
@@ -196,16 +194,6 @@ func (s *Server) parseRecords(recs []*projections.Record) []*pgpkey.Key {
 		keys = append(keys, k)
 	}
 	return keys
-}
-
-func withoutV5V6(keys []*pgpkey.Key) []*pgpkey.Key {
-	out := keys[:0:0]
-	for _, k := range keys {
-		if k.Version() <= 4 {
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // writeGet answers op=get and op=hget (hkp.md §5): the stored keys, which

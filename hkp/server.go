@@ -99,8 +99,10 @@ type Config struct {
 	// rate limiting); it sees every request after the common headers are
 	// set.
 	Middleware func(http.Handler) http.Handler
-	// IndexV6 includes v5 and v6 keys in machine-readable index answers.
-	// Off by default: older clients reject 64-hex fingerprints (hkp.md §6.1).
+	// IndexV6 includes v5 and v6 keys in every /pks/lookup answer. Off by
+	// default: GnuPG 2.2 and Sequoia 0.27 fail a whole import on a v6 key,
+	// so v1 serves one only when asked for by its fingerprint or long key
+	// ID (legacyRecords; hkp.md §6.1).
 	IndexV6 bool
 }
 
@@ -169,6 +171,8 @@ type Server struct {
 	// projections applied it, or 0; pending holds their keys (pending.go).
 	unapplied atomic.Uint64
 	pending   pendingUploads
+	// prefixLogs caches /pks/v2/prefixlog answers of finished days.
+	prefixLogs prefixLogCache
 }
 
 // conf returns the current configuration.
@@ -213,6 +217,7 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 	s.mux.Handle("/pks/hashquery", s.handle(s.hashquery, "POST"))
 	s.mux.Handle("/pks/stats", s.handle(s.statsPage, "GET", "HEAD"))
 	s.mux.Handle("/pks/health", s.handle(s.health, "GET", "HEAD"))
+	s.registerAPIs() // /pks/v2/ and /vks/v1/ (v2.go, vks.go)
 	s.mux.Handle("/", s.handle(s.web, "GET", "HEAD"))
 	return s, nil
 }

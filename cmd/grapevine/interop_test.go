@@ -373,7 +373,7 @@ http {
   server {
     listen 127.0.0.1:%[2]d;
     client_max_body_size 8m;
-    location /pks {
+    location ~ ^/(pks|vks)/ {
       proxy_pass http://%[3]s;
       proxy_pass_header Server;
       add_header Via "1.1 keys.test:%[2]d (nginx)";

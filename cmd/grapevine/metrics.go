@@ -154,7 +154,8 @@ func (m *metrics) middleware(next http.Handler) http.Handler {
 }
 
 // hkpOp names a request for the op label: the op of /pks/lookup (hkp.md
-// §3), add, hashquery, stats (/pks/stats too), or other.
+// §3), add, hashquery, stats (/pks/stats too), v2 (/pks/v2/…), vks
+// (/vks/v1/…), or other.
 func hkpOp(r *http.Request) string {
 	switch r.URL.Path {
 	case "/pks/lookup":
@@ -168,6 +169,12 @@ func hkpOp(r *http.Request) string {
 		return "hashquery"
 	case "/pks/stats":
 		return "stats"
+	}
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/pks/v2/"):
+		return "v2"
+	case strings.HasPrefix(r.URL.Path, "/vks/v1/"):
+		return "vks"
 	}
 	return "other"
 }

@@ -237,6 +237,10 @@ func TestHKPOp(t *testing.T) {
 		{"/pks/health", "other"},
 		{"/", "other"},
 		{"/index.html", "other"},
+		{"/pks/v2/certs/by-keyid/0123456789ABCDEF", "v2"},
+		{"/pks/v2/certs", "v2"},
+		{"/vks/v1/by-email/a@b.example", "vks"},
+		{"/pks/v2", "other"},
 	} {
 		r, err := http.NewRequest("GET", "http://keys.test"+c.target, nil)
 		if err != nil {
