@@ -129,8 +129,8 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 		release()
 		// Durable: answer now, without waiting for the projections to
 		// apply it (a fifth of an upload's time); readers wait instead
-		// (pending.go).
-		s.noteUpload(last, novelRIDs)
+		// (pending.go) — unless the projections are far behind.
+		s.afterAppend(ctx, last, novelRIDs)
 		for i, k := range novelKeys {
 			if existed[i] {
 				res.Updated = append(res.Updated, k.Fingerprint().String())

@@ -8,8 +8,9 @@ import (
 )
 
 // Uploads are answered once durable in the log, before the projections
-// apply them (a fifth of an upload's time went to waiting for that). What
-// read the projections must not see a stale answer because of it:
+// apply them (a fifth of an upload's time went to waiting for that), when
+// the projections are close behind (afterAppend). What reads the
+// projections must not see a stale answer because of it:
 //
 //   - a lookup or the stats page waits until every upload answered before
 //     it arrived is applied (awaitUploads): the uploader reads its write;
@@ -17,6 +18,29 @@ import (
 //     waits for that one before asking whether the key is novel (awaitKey),
 //     so a repeated submission still adds nothing to the log. Uploads of
 //     other keys do not wait.
+
+// earlyAnswerLag is the most events the projections may be behind an
+// upload's append for it to be answered before they apply it: then they
+// apply it within one batch, and readers wait that long at most. Further
+// behind (a burst of recon or mail events), the upload waits for the apply
+// itself, as before, so that lookups are never held behind a backlog.
+const earlyAnswerLag = 256
+
+// afterAppend decides how an upload whose events end at log index last
+// keeps read-your-writes: by leaving the wait to readers (noteUpload) when
+// the projections are close behind, or by waiting here (at most ApplyWait;
+// a timeout still answers, the key being durable).
+func (s *Server) afterAppend(ctx context.Context, last eventlog.Index, rids [][]byte) {
+	if applied := s.store.Applied(); applied+earlyAnswerLag >= last {
+		s.noteUpload(last, rids)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.conf().ApplyWait)
+	defer cancel()
+	if err := s.store.WaitApplied(ctx, last); err != nil {
+		s.log.Warn().Err(err).Uint64("index", uint64(last)).Msg("upload durable but not yet applied")
+	}
+}
 
 // pendingUploads remembers the record IDs of uploads answered but not yet
 // applied, with the log index that holds them. Safe for concurrent use.

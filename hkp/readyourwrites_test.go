@@ -96,3 +96,69 @@ func TestUploadAnsweredWhenDurable(t *testing.T) {
 		t.Fatalf("lookup after apply: %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestUploadBehindBacklogWaits: when the projections are far behind the
+// log (a burst of recon events), an upload waits for its own apply, as
+// before, instead of making every later lookup wait behind the backlog. Here
+// nothing applies: the upload gives up after ApplyWait and answers 200, and
+// a lookup then answers at once (404: not applied) although ApplyWait has
+// become an hour.
+func TestUploadBehindBacklogWaits(t *testing.T) {
+	dir := t.TempDir()
+	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+	lcfg := eventlog.DefaultConfig()
+	lcfg.Logger = logger
+	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	store, err := projections.Open(filepath.Join(dir, "db"), projections.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// The backlog: 300 events nobody applies (the same key, any content will do).
+	backlog := fixtureKeys(t, "keys-a.pgp")[0].Marshal()
+	var evs []*eventlog.Event
+	for i := 0; i < 300; i++ {
+		evs = append(evs, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginRecon, Time: time.Now(), Key: backlog})
+	}
+	if _, err := log.Append(context.Background(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	cfg := hkp.DefaultConfig()
+	cfg.Logger = logger
+	cfg.ApplyWait = 50 * time.Millisecond
+	srv, err := hkp.New(cfg, store, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	key := fixtureKeys(t, "grace.pgp")[0]
+	resp, err := http.PostForm(ts.URL+"/pks/add", url.Values{"keytext": {armored(t, key.Marshal())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || log.LastIndex() != 301 {
+		t.Fatalf("upload: %d, log at %d; want 200 and the key appended", resp.StatusCode, log.LastIndex())
+	}
+	cfg.ApplyWait = time.Hour
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/pks/lookup?op=get&search=0x"+key.Fingerprint().String(), nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("lookup held behind the backlog: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("lookup: %d, want 404 (nothing applied)", resp.StatusCode)
+	}
+}
