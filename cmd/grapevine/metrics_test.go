@@ -130,7 +130,9 @@ func TestDaemonMetrics(t *testing.T) {
 	for {
 		mfs = scrape(t, metricsURL)
 		lag, ok := metricValue(mfs, "grapevine_projection_lag_events", "projection", "keys")
-		if ok && lag == 0 {
+		// The mailsync sender starts after HKP answers: wait for it too.
+		_, mailsync := metricValue(mfs, "grapevine_mailsync_sent_total")
+		if ok && lag == 0 && mailsync {
 			break
 		}
 		if time.Now().After(deadline) {
