@@ -2,6 +2,10 @@ module github.com/grapevine-keyserver/grapevine
 
 go 1.26.8
 
+// Hockeypuck verifies signatures of RSA keys under 1024 bits (its go.mod has
+// the same line, commit d53c5bd9); its dataset keeps such keys.
+godebug rsa1024min=0
+
 require (
 	github.com/ProtonMail/go-crypto v1.5.2
 	github.com/cockroachdb/pebble v1.1.5

@@ -13,7 +13,9 @@ import (
 
 // hashquery serves POST /pks/hashquery, the recon peers' key fetch
 // (hkp.md §10, recon.md §11.4). Request body: uint32 count, then count
-// strings (uint32 length + bytes) of 16-byte SKS key hashes. Response body:
+// strings (uint32 length + bytes) of 16-byte key hashes: SKS hashes, or
+// Hockeypuck hashes of the Hockeypuck dataset (issue 11), each answered
+// with its dataset's key. Response body:
 // uint32 count, then count strings holding one key each, exactly as stored,
 // then "\r\n" as SKS sends it. Unknown hashes are skipped. Peers send
 // HTTP/1.0 without Host or Content-Type, and need a Content-Length.
@@ -30,20 +32,34 @@ func (s *Server) hashquery(w http.ResponseWriter, r *http.Request) error {
 	s.awaitUploads(r.Context()) // a peer may ask for a key uploaded just now
 	var keys [][]byte
 	seen := make(map[pgpkey.KeyHash]bool, len(hashes))
+	ds := s.conf().HashqueryDataset
 	for _, h := range hashes {
 		if seen[h] {
 			continue
 		}
 		seen[h] = true
-		rec, err := s.store.ByHash(h)
+		if ds != DatasetHockeypuck {
+			rec, err := s.store.ByHash(h)
+			if err != nil && !errors.Is(err, projections.ErrNotFound) {
+				return err
+			}
+			// Never hand SKS peers a key they cannot parse (recon.md §11.5).
+			if err == nil && rec.SKS {
+				keys = append(keys, rec.Key)
+				continue
+			}
+		}
+		if ds == DatasetSKS {
+			continue
+		}
+		// A Hockeypuck hash: the key as the Hockeypuck dataset holds it,
+		// which is what a Hockeypuck peer hashes to the same value.
+		rec, err := s.store.HockeypuckByHash(h)
 		if errors.Is(err, projections.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return err
-		}
-		if !rec.SKS {
-			continue // never hand SKS peers a key they cannot parse (recon.md §11.5)
 		}
 		keys = append(keys, rec.Key)
 	}
@@ -58,6 +74,12 @@ func (s *Server) hashquery(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(len(keys)))
 	return writeBody(w, r, out.Bytes())
 }
+
+// Values of Config.HashqueryDataset.
+const (
+	DatasetSKS        = "sks"
+	DatasetHockeypuck = "hockeypuck"
+)
 
 var errHashquery = errors.New("malformed hash list")
 

@@ -84,6 +84,10 @@ type Config struct {
 	// MaxHashqueryHashes bounds one /pks/hashquery request. Default 10000
 	// (SKS asks for 100 at a time).
 	MaxHashqueryHashes int
+	// HashqueryDataset says which datasets /pks/hashquery answers from:
+	// "" both (an SKS hash with the SKS key, a Hockeypuck hash with the
+	// Hockeypuck dataset's key), "sks" or "hockeypuck" only (hashquery.go).
+	HashqueryDataset string
 	// ApplyWait bounds how long a lookup waits for the projections to
 	// apply uploads answered before it (uploads are answered once durable
 	// in the log, not applied), so an uploaded key is served at once.

@@ -71,6 +71,11 @@ type CheckResult struct {
 	// Keys is the number of live keys (latest entries not deleted), and
 	// KeyCount the count stored in the meta data.
 	Keys, KeyCount int64
+	// HockeypuckApplied is the index the Hockeypuck dataset had applied
+	// (at least Applied); HockeypuckPtreeElements and HockeypuckHashes
+	// count its tree's elements and its hash index (hockeypuck.go).
+	HockeypuckApplied                         eventlog.Index
+	HockeypuckPtreeElements, HockeypuckHashes int64
 	// Findings is the number of problems found, reported or not.
 	Findings int64
 }
@@ -113,8 +118,14 @@ func (s *Store) Check(ctx context.Context, log *eventlog.Log, opts CheckOptions,
 		}
 		c.find(CheckProjections, 0, "catch up with the log: %v", err)
 	}
+	hpUnlock, err := s.hockeypuckCheckLock(ctx, log, s.Applied())
+	if err != nil {
+		c.find(CheckProjections, 0, "catch the Hockeypuck dataset up with the log: %v", err)
+	}
 	snap := s.db.NewSnapshot()
 	c.res.Applied = s.Applied()
+	c.res.HockeypuckApplied = s.HockeypuckApplied()
+	hpUnlock()
 	s.applyMu.Unlock()
 	defer snap.Close()
 
@@ -122,6 +133,9 @@ func (s *Store) Check(ctx context.Context, log *eventlog.Log, opts CheckOptions,
 		return c.res, err
 	}
 	if err := c.checkTree(ctx, snap); err != nil {
+		return c.res, err
+	}
+	if err := c.checkHockeypuck(ctx, snap); err != nil {
 		return c.res, err
 	}
 	if err := c.checkKeyCount(snap); err != nil {
@@ -250,6 +264,10 @@ func (c *checker) replay(ctx context.Context, log *eventlog.Log, snap *pebble.Sn
 		c.find(CheckProjections, 0, "not compared: the replay reached index %d of %d", c.res.Replayed, at)
 		return nil
 	}
+	if err := tmp.CatchUpHockeypuck(ctx, log, c.res.HockeypuckApplied); err != nil || tmp.HockeypuckApplied() != c.res.HockeypuckApplied {
+		c.find(CheckProjections, 0, "not compared: the Hockeypuck replay reached index %d of %d: %v", tmp.HockeypuckApplied(), c.res.HockeypuckApplied, err)
+		return nil
+	}
 	// The replay's memtables hold everything; compare from a snapshot.
 	rsnap := tmp.db.NewSnapshot()
 	defer rsnap.Close()
@@ -343,6 +361,10 @@ func spaceName(k []byte) string {
 		return "prefix tree"
 	case prefixCounters:
 		return "stats counters"
+	case prefixHPRecord, prefixHPHash, prefixHPSuppress, prefixHPBlocked:
+		return "Hockeypuck dataset"
+	case prefixHPPtree:
+		return "Hockeypuck prefix tree"
 	}
 	return fmt.Sprintf("unknown key space %q", k[0])
 }

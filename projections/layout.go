@@ -23,6 +23,13 @@ const (
 	prefixCounters = 'c' // c<d|h><YYYYMMDD[HH]>         → <new BE8><updated BE8>: stats histograms
 	prefixBlocked  = 'B' // B<len><fpr>                  → <index BE8><reason>: fingerprints refused (admin)
 	prefixSuppress = 'X' // X<hash16>                    → <len><rid>: hashes of deleted keys, kept in the prefix tree, never served
+
+	// The Hockeypuck dataset (hockeypuck.go), keyed by primary fingerprint.
+	prefixHPRecord   = 'k' // k<len><fpr>                  → <hash16><key bytes>: the key as Hockeypuck 2.3 holds it
+	prefixHPHash     = 'h' // h<hash16>                    → <len><fpr>: Hockeypuck hash of every live key
+	prefixHPPtree    = 'p' // p...                         → Hockeypuck recon prefix tree nodes
+	prefixHPSuppress = 'x' // x<hash16>                    → <len><fpr>: deleted keys' hashes, kept in the tree, never served
+	prefixHPBlocked  = 'b' // b<len><fpr>                  → <index BE8>: fingerprints the Hockeypuck dataset refuses
 )
 
 // schemaVersion names the layout above. A store written with another

@@ -189,6 +189,7 @@ func (s *Store) ApplyParsed(first eventlog.Index, events []*eventlog.Event, keys
 // logged and retried with backoff: a projection that cannot apply stays
 // behind (readers see Applied() lag) rather than skipping an event.
 func (s *Store) Follow(ctx context.Context, log *eventlog.Log) error {
+	defer s.followHockeypuck(ctx, log)() // its own goroutine and applied index
 	backoff := 100 * time.Millisecond
 	for {
 		notify := log.Notify()

@@ -82,7 +82,8 @@ type Store struct {
 	// whoever holds it.
 	applyMu sync.Mutex
 	tree    *ptree.Tree
-	keys    int64 // live records; Invariant: equals the number of L entries not deleted
+	hp      *hockeypuck // the Hockeypuck dataset, with its own applied index (hockeypuck.go)
+	keys    int64       // live records; Invariant: equals the number of L entries not deleted
 	// lastBatchStats are the counts of the batch applyBatch committed last.
 	lastBatchStats ApplyStats
 
@@ -188,6 +189,9 @@ func (s *Store) load() error {
 		return fmt.Errorf("open prefix tree: %w", err)
 	}
 	s.tree = tree
+	if s.hp, err = openHockeypuck(s); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -274,16 +274,28 @@ func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, ba
 	now := time.Now()
 	for i, b := range keys {
 		k, err := parseOneKey(b)
-		if err != nil {
+		kh, own := f.keys.(KeyHasher) // a dataset with its own hashes (dataset.go)
+		if err != nil && !own {
 			st.Bad++
 			log.Warn().Err(err).Int("key", i).Int("bytes", len(b)).Msg("dropped unparseable key from hashquery")
 			continue
 		}
-		h := k.Hash()
+		var h pgpkey.KeyHash
+		var novel bool
+		if own {
+			h, novel, err = kh.KeyHash(b, k)
+		} else {
+			h = k.Hash()
+		}
+		if err != nil {
+			st.Bad++
+			log.Warn().Err(err).Int("key", i).Msg("dropped key from hashquery that the dataset does not keep")
+			continue
+		}
 		returned, ok := asked[h]
 		if !ok {
 			st.Bad++
-			log.Warn().Str("key_hash", h.String()).Str("fpr", k.Fingerprint().String()).Msg("dropped key from hashquery that was not asked for")
+			log.Warn().Str("key_hash", h.String()).Msg("dropped key from hashquery that was not asked for")
 			continue
 		}
 		if returned {
@@ -291,7 +303,9 @@ func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, ba
 			continue
 		}
 		asked[h] = true
-		novel, err := f.keys.Novel(k)
+		if !own {
+			novel, err = f.keys.Novel(k)
+		}
 		if err != nil {
 			return added, fmt.Errorf("novelty of %s: %w", h, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/grapevine-keyserver/grapevine/projections/ptree"
+	"github.com/grapevine-keyserver/grapevine/recon/wire"
 )
 
 // Server runs recon for one keyserver: it accepts sessions from members
@@ -24,16 +25,20 @@ import (
 // Config.MaxConcurrentSessions sessions run at once, each with its own
 // snapshot of the tree.
 type Server struct {
-	cfg     Config
-	tree    Tree
-	members Members
-	fetcher *fetcher // nil: sessions only, nothing is fetched
-	log     zerolog.Logger
-	slots   chan struct{}
+	cfg      Config
+	datasets []Dataset // datasets[0] is the default
+	members  Members
+	fetchers []*fetcher // per dataset; nil: sessions only, nothing is fetched
+	log      zerolog.Logger
+	slots    chan struct{}
 
 	mu   sync.Mutex
 	rng  *rand.Rand
 	self []netip.AddrPort
+	// learned holds, per peer name, the filters its last Config carried,
+	// for peers whose membership entry sets none: the next session we
+	// start with it uses the dataset it asked for.
+	learned map[string]string
 
 	// dial opens recon connections; tests replace it.
 	dial func(ctx context.Context, addr string) (net.Conn, error)
@@ -47,17 +52,38 @@ type Server struct {
 // If tree has a PtreeConfig() ptree.Config method (PebbleTree does), its
 // bitquantum and mbar must equal cfg's.
 func New(cfg Config, tree Tree, keys Keys, app Appender, members Members) (*Server, error) {
+	return NewServer(cfg, []Dataset{{Name: "sks", Filters: cfg.Filters, Tree: tree, Keys: keys}}, app, members)
+}
+
+// NewServer returns a Server that reconciles datasets, the first being the
+// default. Each session uses one dataset, chosen by the filters the peer
+// wants: those of its membership entry (Peer.Filters) if set; else, for an
+// accepted session, those of the peer's Config, which is read before ours
+// is sent; else, for a session we start, those the peer sent last time.
+// The dataset whose filters that list contains (the most of them) is used,
+// else the default. We send the dataset's Filters (or the membership's),
+// and check the peer's Config with its rules; when the peer wants a
+// dataset we do not serve, the check fails as SKS or Hockeypuck would.
+func NewServer(cfg Config, datasets []Dataset, app Appender, members Members) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if tree == nil {
-		return nil, errors.New("recon: New needs a Tree")
+	if len(datasets) == 0 {
+		return nil, errors.New("recon: NewServer needs a Dataset")
 	}
-	if tc, ok := tree.(interface{ PtreeConfig() ptree.Config }); ok {
-		pc := tc.PtreeConfig()
-		if pc.BitQuantum != cfg.BitQuantum || pc.MBar != cfg.MBar {
-			return nil, fmt.Errorf("recon: prefix tree has bitquantum %d and mbar %d, config says %d and %d",
-				pc.BitQuantum, pc.MBar, cfg.BitQuantum, cfg.MBar)
+	for _, d := range datasets {
+		if d.Tree == nil {
+			return nil, fmt.Errorf("recon: dataset %q needs a Tree", d.Name)
+		}
+		if d.Filters == "" {
+			return nil, fmt.Errorf("recon: dataset %q needs Filters", d.Name)
+		}
+		if tc, ok := d.Tree.(interface{ PtreeConfig() ptree.Config }); ok {
+			pc := tc.PtreeConfig()
+			if pc.BitQuantum != cfg.BitQuantum || pc.MBar != cfg.MBar {
+				return nil, fmt.Errorf("recon: prefix tree of %s has bitquantum %d and mbar %d, config says %d and %d",
+					d.Name, pc.BitQuantum, pc.MBar, cfg.BitQuantum, cfg.MBar)
+			}
 		}
 	}
 	if members == nil {
@@ -68,16 +94,20 @@ func New(cfg Config, tree Tree, keys Keys, app Appender, members Members) (*Serv
 		seed = rand.Uint64()
 	}
 	s := &Server{
-		cfg:     cfg,
-		tree:    tree,
-		members: members,
-		log:     cfg.Logger.With().Str("component", "recon").Logger(),
-		slots:   make(chan struct{}, cfg.MaxConcurrentSessions),
-		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		self:    slices.Clone(cfg.SelfAddrs),
+		cfg:      cfg,
+		datasets: slices.Clone(datasets),
+		members:  members,
+		log:      cfg.Logger.With().Str("component", "recon").Logger(),
+		slots:    make(chan struct{}, cfg.MaxConcurrentSessions),
+		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		self:     slices.Clone(cfg.SelfAddrs),
+		learned:  make(map[string]string),
+		fetchers: make([]*fetcher, len(datasets)),
 	}
-	if keys != nil && app != nil {
-		s.fetcher = newFetcher(&s.cfg, keys, app)
+	for i, d := range s.datasets {
+		if d.Keys != nil && app != nil {
+			s.fetchers[i] = newFetcher(&s.cfg, d.Keys, app)
+		}
 	}
 	dial := sourceDialer(cfg.DialTimeout, cfg.DialAddrs)
 	s.dial = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -93,6 +123,8 @@ type Report struct {
 	Peer       string
 	RemoteAddr string
 	Role       Role
+	// Dataset is the name of the dataset the session reconciled.
+	Dataset string
 	// Session is the session's result; SessionErr why it failed or ended
 	// early (see Session.Run).
 	Session    *Result
@@ -249,8 +281,36 @@ func (s *Server) session(ctx context.Context, conn net.Conn, role Role, peer *Pe
 	if s.cfg.OnReport != nil {
 		defer s.cfg.OnReport(rep)
 	}
-	log := s.log.With().Str("peer", name).Str("remote_addr", rep.RemoteAddr).Str("role", role.String()).Logger()
-	view, err := s.tree.Snapshot()
+	// Choose the dataset (see NewServer).
+	var want string
+	switch {
+	case peer != nil && peer.Filters != "":
+		want = peer.Filters
+		if role == Acceptor {
+			_, conn = peekConfig(conn, s.cfg.ConfigTimeout, s.cfg.Limits)
+		}
+	case role == Acceptor:
+		var cm *wire.ConfigMsg
+		if cm, conn = peekConfig(conn, s.cfg.ConfigTimeout, s.cfg.Limits); cm != nil {
+			want, _ = cm.Get(wire.KeyFilters)
+		}
+	default:
+		s.mu.Lock()
+		want = s.learned[name]
+		s.mu.Unlock()
+	}
+	ds := s.datasetFor(want)
+	di := slices.IndexFunc(s.datasets, func(d Dataset) bool { return d.Name == ds.Name })
+	rep.Dataset = ds.Name
+	sp := Peer{Name: name}
+	if peer != nil {
+		sp = *peer
+	}
+	if sp.Filters == "" {
+		sp.Filters = ds.Filters
+	}
+	log := s.log.With().Str("peer", name).Str("remote_addr", rep.RemoteAddr).Str("role", role.String()).Str("dataset", ds.Name).Logger()
+	view, err := ds.Tree.Snapshot()
 	if err != nil {
 		conn.Close()
 		rep.Session = &Result{}
@@ -260,8 +320,19 @@ func (s *Server) session(ctx context.Context, conn net.Conn, role Role, peer *Pe
 	}
 	cfg := s.cfg
 	cfg.Logger = log
-	sess := &Session{Role: role, Config: cfg, Peer: peer, View: view}
+	cfg.Filters = sp.Filters
+	sess := &Session{Role: role, Config: cfg, Peer: &sp, View: view}
+	if ds.HockeypuckRules {
+		sess.Check = hockeypuckCheck
+	}
 	res, err := sess.Run(ctx, conn)
+	if res.RemoteFilters != "" && (peer == nil || peer.Filters == "") {
+		s.mu.Lock()
+		if _, ok := s.learned[name]; ok || len(s.learned) < maxLearned {
+			s.learned[name] = res.RemoteFilters
+		}
+		s.mu.Unlock()
+	}
 	view.Close()
 	rep.Session, rep.SessionErr = res, err
 	ev := log.Info()
@@ -284,7 +355,8 @@ func (s *Server) session(ctx context.Context, conn net.Conn, role Role, peer *Pe
 		Int64("bytes_sent", res.Stats.BytesSent).Int64("bytes_received", res.Stats.BytesReceived).
 		Int("max_set", res.Stats.MaxSetSize).Dur("took", res.Stats.Took).Msg("recon session done")
 
-	if len(res.Missing) == 0 || s.fetcher == nil {
+	f := s.fetchers[di]
+	if len(res.Missing) == 0 || f == nil {
 		return rep
 	}
 	ha, ok := httpAddr(conn.RemoteAddr(), res.Remote.HTTPPort)
@@ -294,7 +366,7 @@ func (s *Server) session(ctx context.Context, conn net.Conn, role Role, peer *Pe
 		return rep
 	}
 	rep.HTTPAddr = ha.String()
-	st, err := s.fetcher.fetch(ctx, log, name, ha, res.Missing)
+	st, err := f.fetch(ctx, log, name, ha, res.Missing)
 	rep.Fetch, rep.FetchErr = st, err
 	ev = log.Info()
 	if err != nil {
@@ -307,6 +379,10 @@ func (s *Server) session(ctx context.Context, conn net.Conn, role Role, peer *Pe
 		Uint64("index", uint64(st.LastIndex)).Dur("took", st.Took).Msg("recon fetch done")
 	return rep
 }
+
+// maxLearned bounds the peers whose filters are remembered (ReconcileOnce
+// may name any address).
+const maxLearned = 4096
 
 // Gossip starts a session with a random member every GossipInterval ±
 // GossipJitter, measured from the end of the previous attempt as SKS does,

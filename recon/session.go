@@ -58,6 +58,10 @@ type Session struct {
 	// View is the local tree as of the session's start. Run does not close
 	// it.
 	View View
+	// Check, when not nil, replaces SKS 1.1.6's rules (wire.Config.Check)
+	// for the peer's Config; local is the Config we sent. Server sets it
+	// for the Hockeypuck dataset (Dataset.HockeypuckRules).
+	Check func(local wire.Config, remote *wire.ConfigMsg) wire.Verdict
 }
 
 // Result is what a session learned.
@@ -66,6 +70,10 @@ type Result struct {
 	// the missing keys are fetched from (spec recon.md §11.1). Zero if the
 	// Config exchange did not get that far.
 	Remote wire.Config
+	// RemoteFilters is the filters value of the peer's Config, set as soon
+	// as it is read, even when the exchange then fails (Server learns from
+	// it which dataset the peer wants).
+	RemoteFilters string
 	// Missing are the key hashes the peer has and we lack, sorted
 	// bytewise. It holds what to fetch: everything on success, what was
 	// collected so far when the session ended early (ErrIncomplete), and
@@ -388,7 +396,11 @@ func (ss *sessionState) handshake() error {
 		// SKS: failwith "No configdata provided", and closes.
 		return protocolErrorf("expected Config, got %s", in.msg.Type())
 	}
+	ss.res.RemoteFilters, _ = cm.Get(wire.KeyFilters)
 	verdict := local.Check(cm)
+	if ss.s.Check != nil {
+		verdict = ss.s.Check(local, cm)
+	}
 	remote, perr := wire.ParseConfig(cm)
 	if err := wire.WriteVerdict(ss.bw, verdict); err != nil {
 		return ss.writeError(err)

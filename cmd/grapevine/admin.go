@@ -124,5 +124,8 @@ func writeStats(w io.Writer, b *basedir) error {
 		fmt.Fprintf(bw, "applied_%s: %d\n", p, applied[p])
 	}
 	fmt.Fprintf(bw, "ptree_elements: %d\n", b.store.PtreeElements())
+	// The Hockeypuck dataset has its own applied index (issue 11).
+	fmt.Fprintf(bw, "applied_%s: %d\n", projections.ProjectionHockeypuck, b.store.HockeypuckApplied())
+	fmt.Fprintf(bw, "hockeypuck_ptree_elements: %d\n", b.store.HockeypuckPtreeElements())
 	return bw.Flush()
 }

@@ -142,6 +142,11 @@ func (e *env) checkCmd(ctx context.Context, args []string) error {
 	} else {
 		fmt.Fprintf(out, "prefix tree: %d elements, hash index has %d SKS keys: they do not match\n", res.PtreeElements, res.SKSHashes)
 	}
+	if !reported["Hockeypuck dataset"] {
+		fmt.Fprintf(out, "hockeypuck prefix tree: %d elements at index %d, matches its hash index (%d keys)\n", res.HockeypuckPtreeElements, res.HockeypuckApplied, res.HockeypuckHashes)
+	} else {
+		fmt.Fprintf(out, "hockeypuck prefix tree: %d elements, its hash index has %d keys: they do not match\n", res.HockeypuckPtreeElements, res.HockeypuckHashes)
+	}
 	if res.Keys == res.KeyCount {
 		fmt.Fprintf(out, "keys: %d, matches the stored count\n", res.Keys)
 	} else {

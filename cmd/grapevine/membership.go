@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/recon/wire"
 )
 
 // Member is one recon peer from the membership file: "host port", where
@@ -34,6 +37,9 @@ type Member struct {
 	// recon.md §4.3) and "http_port=N" (where the peer should fetch from
 	// us). SKS ignores words after the port, so a membership file with
 	// them still works for SKS. Empty/0: the global settings.
+	// "filters=hockeypuck" and "filters=sks" stand for Hockeypuck 2.3's
+	// string (pgpkey.HockeypuckFilters) and SKS's: the peer is then
+	// reconciled from that dataset (issue 11).
 	Filters  string
 	HTTPPort int
 }
@@ -108,6 +114,10 @@ func ParseMembership(r io.Reader, name string) ([]Member, error) {
 			switch {
 			case !ok:
 				// Contact details without '#': ignored, as by SKS.
+			case k == "filters" && v == "hockeypuck":
+				m.Filters = pgpkey.HockeypuckFilters
+			case k == "filters" && v == "sks":
+				m.Filters = wire.DefaultFilters
 			case k == "filters" && v != "":
 				m.Filters = v
 			case k == "http_port":

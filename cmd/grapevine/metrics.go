@@ -415,6 +415,10 @@ func (c *basedirCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(c.lag, float64(lag), p)
 		}
+		// The Hockeypuck dataset keeps its own applied index (issue 11).
+		hp := store.HockeypuckApplied()
+		gauge(c.applied, float64(hp), projections.ProjectionHockeypuck)
+		gauge(c.lag, float64(last-min(hp, last)), projections.ProjectionHockeypuck)
 	}
 	if n, err := store.KeyCount(); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.keys, err)

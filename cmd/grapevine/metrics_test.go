@@ -130,9 +130,10 @@ func TestDaemonMetrics(t *testing.T) {
 	for {
 		mfs = scrape(t, metricsURL)
 		lag, ok := metricValue(mfs, "grapevine_projection_lag_events", "projection", "keys")
+		hpLag, hpOK := metricValue(mfs, "grapevine_projection_lag_events", "projection", "hockeypuck")
 		// The mailsync sender starts after HKP answers: wait for it too.
 		_, mailsync := metricValue(mfs, "grapevine_mailsync_sent_total")
-		if ok && lag == 0 && mailsync {
+		if ok && lag == 0 && hpOK && hpLag == 0 && mailsync {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -167,6 +168,7 @@ func TestDaemonMetrics(t *testing.T) {
 		{"grapevine_keys_total", []string{"origin", "hkp", "result", "rejected"}, 0},
 		{"grapevine_ptree_elements", nil, 4},
 		{"grapevine_projection_applied_index", []string{"projection", "keys"}, 4},
+		{"grapevine_projection_applied_index", []string{"projection", "hockeypuck"}, 4},
 		{"grapevine_build_info", []string{"version", version}, 1},
 	} {
 		got, ok := metricValue(mfs, c.name, c.labels...)

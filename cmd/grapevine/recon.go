@@ -15,8 +15,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/hkp"
 	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 	"github.com/grapevine-keyserver/grapevine/recon"
+	"github.com/grapevine-keyserver/grapevine/recon/wire"
 )
 
 // The stores recon uses, checked at compile time.
@@ -85,7 +88,7 @@ func (e *env) reconCmd(ctx context.Context, args []string) error {
 	cfg := reconConfig(conf, logger)
 	members := readMembership(logger, paths.Membership)
 	peers := resolvePeers(ctx, logger, net.DefaultResolver, members)
-	srv, err := recon.New(cfg, recon.PebbleTree(b.store.DB(), b.store.PtreeConfig()), b.store, b.log, recon.StaticMembers(peers))
+	srv, err := recon.NewServer(cfg, reconDatasets(conf, b.store), b.log, recon.StaticMembers(peers))
 	if err != nil {
 		return fmt.Errorf("recon: %w", err)
 	}
@@ -110,6 +113,42 @@ func (e *env) reconCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
+// grapevine_recon_mode values.
+const (
+	ReconModeBoth       = "both"
+	ReconModeSKS        = "sks"
+	ReconModeHockeypuck = "hockeypuck"
+)
+
+// reconDatasets returns the datasets recon serves in conf's
+// grapevine_recon_mode, the default first: the SKS dataset (SKS 1.1.6's
+// filters and rules) and the Hockeypuck 2.3 dataset (its filters, its
+// Config rules, its hashes; projections/hockeypuck.go).
+func reconDatasets(conf *SKSConf, store *projections.Store) []recon.Dataset {
+	sks := recon.Dataset{Name: "sks", Filters: wire.DefaultFilters,
+		Tree: recon.PebbleTree(store.DB(), store.PtreeConfig()), Keys: store}
+	hp := recon.Dataset{Name: "hockeypuck", Filters: pgpkey.HockeypuckFilters, HockeypuckRules: true,
+		Tree: recon.PebbleTree(store.DB(), store.HockeypuckPtreeConfig()), Keys: recon.HockeypuckKeys(store)}
+	switch conf.ReconMode {
+	case ReconModeSKS:
+		return []recon.Dataset{sks}
+	case ReconModeHockeypuck:
+		return []recon.Dataset{hp}
+	}
+	return []recon.Dataset{sks, hp}
+}
+
+// hashqueryDataset is the hkp.Config.HashqueryDataset of conf's recon mode.
+func hashqueryDataset(conf *SKSConf) string {
+	switch conf.ReconMode {
+	case ReconModeSKS:
+		return hkp.DatasetSKS
+	case ReconModeHockeypuck:
+		return hkp.DatasetHockeypuck
+	}
+	return ""
+}
+
 // printReport prints a session's outcome as a few plain lines.
 func printReport(w io.Writer, rep *recon.Report, ourHTTPPort int) {
 	res := rep.Session
@@ -120,8 +159,8 @@ func printReport(w io.Writer, rep *recon.Report, ourHTTPPort int) {
 			state = "ended early (keeping what was found)"
 		}
 	}
-	fmt.Fprintf(w, "recon with %s (%s, we dialled): session %s in %v, %d requests answered\n",
-		rep.Peer, rep.RemoteAddr, state, res.Stats.Took.Round(time.Millisecond), res.Stats.Requests)
+	fmt.Fprintf(w, "recon with %s (%s, we dialled, %s dataset): session %s in %v, %d requests answered\n",
+		rep.Peer, rep.RemoteAddr, rep.Dataset, state, res.Stats.Took.Round(time.Millisecond), res.Stats.Requests)
 	if rep.SessionErr != nil && !res.Complete {
 		fmt.Fprintf(w, "session error: %v\n", rep.SessionErr)
 	}

@@ -288,6 +288,7 @@ func hkpConfig(conf *SKSConf, logger zerolog.Logger, metrics *metrics) hkp.Confi
 	hcfg.RateLimit = conf.RateLimit
 	hcfg.RateBurst = conf.RateBurst
 	hcfg.TrustedProxies = conf.TrustedProxies
+	hcfg.HashqueryDataset = hashqueryDataset(conf) // grapevine_recon_mode
 	hcfg.Middleware = metrics.Middleware()
 	if conf.WserverTimeout > 0 {
 		hcfg.WriteTimeout = conf.WserverTimeout

@@ -35,7 +35,7 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 	// lands between the read and the watcher's start is still noticed.
 	loaded := membershipMtime(d.paths.Membership)
 	reload()
-	srv, err := recon.New(cfg, recon.PebbleTree(b.store.DB(), b.store.PtreeConfig()), b.store, b.log, members)
+	srv, err := recon.NewServer(cfg, reconDatasets(d.conf, b.store), b.log, members)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,11 @@ package main
 //	grapevine_trusted_proxies:         addresses    none      reverse proxies (IPs or CIDR prefixes, spaces
 //	                                                          or commas) whose X-Forwarded-For names the
 //	                                                          client; loopback is always trusted
+//	grapevine_recon_mode:              both|sks|    both      which datasets recon and /pks/hashquery serve:
+//	                                   hockeypuck             both (each peer from the one its Config asks
+//	                                                          for), sks only (as SKS 1.1.6), or hockeypuck
+//	                                                          only: the node presents itself with Hockeypuck
+//	                                                          2.3's filters and rules (for tests, issue 11)
 //
 // Integer values of grapevine options use the same syntax as SKS's
 // (decimal, 0x…, 0o…, 0b…, underscores: 8_388_608).
@@ -262,6 +267,9 @@ type SKSConf struct {
 	// AccessLog is grapevine_access_log. Default off: HKP queries reveal
 	// who looks for whom.
 	AccessLog bool
+	// ReconMode is grapevine_recon_mode: ReconModeBoth (the default, also
+	// ""), ReconModeSKS or ReconModeHockeypuck.
+	ReconMode string
 
 	// Source is the name of the file Parse last read, for Validate's
 	// messages.
@@ -670,6 +678,14 @@ var sksOptions = []sksOption{
 		}
 		c.RateBurst = v
 		return nil
+	}},
+	{name: "grapevine_recon_mode", str: func(c *SKSConf, v string) error {
+		switch v {
+		case ReconModeBoth, ReconModeSKS, ReconModeHockeypuck:
+			c.ReconMode = v
+			return nil
+		}
+		return fmt.Errorf("%q: want %s, %s or %s", v, ReconModeBoth, ReconModeSKS, ReconModeHockeypuck)
 	}},
 	{name: "grapevine_trusted_proxies", str: func(c *SKSConf, v string) error {
 		p, err := hkp.ParsePrefixes(v)

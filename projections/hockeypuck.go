@@ -1,0 +1,653 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/projections/ptree"
+)
+
+// The Hockeypuck dataset (issue 11): the keys as Hockeypuck 2.3 holds them
+// (pgpkey.ReadHockeypuck, MergeHockeypuck), with their Hockeypuck hashes,
+// a hash index for /pks/hashquery and a second recon prefix tree, all
+// projected from the same log as the SKS dataset.
+//
+// It is a projection of its own with its own applied index, written in the
+// same Pebble batch as its data. Its work (verifying self-signatures) costs
+// far more than the SKS projections', so it follows the log in its own
+// goroutine (started by Follow) and may lag behind them; after an import,
+// a replay or a crash it catches up by itself. Admin events apply to it as
+// to the SKS dataset: a blocked fingerprint is refused, a deleted key's
+// hash stays in its tree, suppressed, and is never served.
+//
+// Its key spaces (layout.go): k record, h hash index, p prefix tree,
+// x suppressed hashes, b blocked fingerprints, and meta
+// "applied/hockeypuck".
+
+// ProjectionHockeypuck names the Hockeypuck dataset in stats and check.
+const ProjectionHockeypuck = "hockeypuck"
+
+// hockeypuck is the Hockeypuck dataset's projection state.
+type hockeypuck struct {
+	s *Store
+
+	// applyMu serialises appliers; tree belongs to whoever holds it.
+	applyMu sync.Mutex
+	tree    *ptree.Tree
+	cfg     ptree.Config
+
+	mu      sync.Mutex
+	applied eventlog.Index // Invariant: applied <= log.LastIndex()
+	notify  chan struct{}
+}
+
+func hpRecordKey(fpr []byte) []byte   { return appendRID([]byte{prefixHPRecord}, fpr) }
+func hpHashKey(h [16]byte) []byte     { return append([]byte{prefixHPHash}, h[:]...) }
+func hpSuppressKey(h [16]byte) []byte { return append([]byte{prefixHPSuppress}, h[:]...) }
+func hpBlockedKey(fpr []byte) []byte  { return appendRID([]byte{prefixHPBlocked}, fpr) }
+
+// openHockeypuck loads the Hockeypuck projection of s (called by Open).
+func openHockeypuck(s *Store) (*hockeypuck, error) {
+	applied, err := s.getUint64(appliedKey(ProjectionHockeypuck))
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.cfg.Ptree
+	cfg.KeyPrefix = []byte{prefixHPPtree}
+	tree, err := ptree.Open(s.db, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open Hockeypuck prefix tree: %w", err)
+	}
+	return &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{})}, nil
+}
+
+// HockeypuckApplied returns the log index the Hockeypuck dataset has
+// applied. It may lag behind Applied.
+func (s *Store) HockeypuckApplied() eventlog.Index {
+	hp := s.hp
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	return hp.applied
+}
+
+// HockeypuckPtreeConfig returns the Hockeypuck prefix tree's configuration,
+// with its key prefix, for ptree.ReadNode on a snapshot of DB().
+func (s *Store) HockeypuckPtreeConfig() ptree.Config { return s.hp.cfg }
+
+// HockeypuckPtreeElements returns the number of hashes in the Hockeypuck
+// prefix tree.
+func (s *Store) HockeypuckPtreeElements() int {
+	s.hp.applyMu.Lock()
+	defer s.hp.applyMu.Unlock()
+	return s.hp.tree.NumElements()
+}
+
+// HockeypuckRecord is a key of the Hockeypuck dataset.
+type HockeypuckRecord struct {
+	Fingerprint []byte
+	Hash        pgpkey.KeyHash
+	// Key holds the key's packets as Hockeypuck keeps them
+	// (HockeypuckKey.Marshal).
+	Key []byte
+}
+
+// HockeypuckByHash returns the live key of the Hockeypuck dataset whose
+// Hockeypuck hash is h, or an error wrapping ErrNotFound. A deleted key's
+// hash is never found.
+func (s *Store) HockeypuckByHash(h pgpkey.KeyHash) (*HockeypuckRecord, error) {
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	fpr, err := getRID(snap, hpHashKey(h))
+	if err != nil {
+		return nil, err
+	}
+	rec, err := hpRecord(snap, fpr)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Hash != h {
+		return nil, ErrNotFound
+	}
+	return rec, nil
+}
+
+func getRID(r Reader, k []byte) ([]byte, error) {
+	v, closer, err := r.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %q: %w", k, err)
+	}
+	defer closer.Close()
+	rid, ok := ridAt(v, 0)
+	if !ok {
+		return nil, fmt.Errorf("read %q: %w", k, errBadRecord)
+	}
+	return bytes.Clone(rid), nil
+}
+
+// Record value: <hash16><key bytes>.
+func hpRecord(r Reader, fpr []byte) (*HockeypuckRecord, error) {
+	v, closer, err := r.Get(hpRecordKey(fpr))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read Hockeypuck record %X: %w", fpr, err)
+	}
+	defer closer.Close()
+	if len(v) < 16 {
+		return nil, fmt.Errorf("Hockeypuck record %X: %w", fpr, errBadRecord)
+	}
+	rec := &HockeypuckRecord{Fingerprint: bytes.Clone(fpr), Key: bytes.Clone(v[16:])}
+	copy(rec.Hash[:], v[:16])
+	return rec, nil
+}
+
+// HockeypuckNovel reports whether the submission b would change the
+// Hockeypuck dataset as it stands: a key it does not hold, or one whose
+// merge changes the stored key. Recon uses it for keys fetched from a
+// Hockeypuck peer, which the SKS dataset may already hold in full while
+// the Hockeypuck dataset lacks them (its merge depends on arrival order).
+func (s *Store) HockeypuckNovel(b []byte) (bool, error) {
+	keys, err := pgpkey.ReadHockeypuck(b)
+	if err != nil {
+		return false, nil
+	}
+	for _, k := range keys {
+		fpr := k.Fingerprint().Bytes()
+		if blocked, err := exists(s.db, hpBlockedKey(fpr)); err != nil {
+			return false, err
+		} else if blocked {
+			continue
+		}
+		old, err := hpRecord(s.db, fpr)
+		if errors.Is(err, ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		m, err := pgpkey.MergeHockeypuck(old.Key, k)
+		if err == nil && m.Hash() != old.Hash {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// HockeypuckHash returns the Hockeypuck hash a key string is known by: that
+// of its first key after Hockeypuck's normalisation.
+func HockeypuckHash(b []byte) (pgpkey.KeyHash, error) {
+	keys, err := pgpkey.ReadHockeypuck(b)
+	if err != nil {
+		return pgpkey.KeyHash{}, err
+	}
+	if len(keys) == 0 {
+		return pgpkey.KeyHash{}, pgpkey.ErrEvaporated
+	}
+	return keys[0].Hash(), nil
+}
+
+// WaitHockeypuckApplied blocks until the Hockeypuck dataset has applied
+// idx or ctx is done.
+func (s *Store) WaitHockeypuckApplied(ctx context.Context, idx eventlog.Index) error {
+	hp := s.hp
+	for {
+		hp.mu.Lock()
+		ch, applied := hp.notify, hp.applied
+		hp.mu.Unlock()
+		if applied >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (hp *hockeypuck) setApplied(idx eventlog.Index) {
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	hp.applied = idx
+	close(hp.notify)
+	hp.notify = make(chan struct{})
+}
+
+// followHockeypuck keeps the Hockeypuck dataset applying the log in its
+// own goroutine until ctx is done; the returned func waits for it.
+func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		backoff := 100 * time.Millisecond
+		for {
+			notify := log.Notify()
+			if err := s.CatchUpHockeypuck(ctx, log, log.LastIndex()); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Error().Err(err).Uint64("applied", uint64(s.HockeypuckApplied())).Msg("apply log events to the Hockeypuck dataset")
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return
+				}
+				backoff = min(backoff*2, 30*time.Second)
+				continue
+			}
+			backoff = 100 * time.Millisecond
+			if s.HockeypuckApplied() < log.LastIndex() {
+				continue
+			}
+			select {
+			case <-notify:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return wg.Wait
+}
+
+// CatchUpHockeypuck applies the log to the Hockeypuck dataset from its
+// applied index up to index to (at most the log's last index), in batches.
+func (s *Store) CatchUpHockeypuck(ctx context.Context, log *eventlog.Log, to eventlog.Index) error {
+	hp := s.hp
+	hp.applyMu.Lock()
+	defer hp.applyMu.Unlock()
+	return hp.catchUp(ctx, log, to)
+}
+
+type hpParsed struct {
+	idx  eventlog.Index
+	ev   *eventlog.Event
+	keys []*pgpkey.HockeypuckKey
+	err  error
+}
+
+func (hp *hockeypuck) catchUp(ctx context.Context, log *eventlog.Log, to eventlog.Index) error {
+	to = min(to, log.LastIndex())
+	for {
+		next := hp.appliedIndex() + 1
+		if next > to {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(to+1, next+eventlog.Index(hp.s.cfg.BatchEvents))
+		it := log.NewIterator(next, end)
+		var batch []hpParsed
+		for {
+			idx, ev, err := it.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				it.Close()
+				return fmt.Errorf("read log at %d: %w", next, err)
+			}
+			batch = append(batch, hpParsed{idx: idx, ev: ev})
+		}
+		it.Close()
+		if len(batch) == 0 {
+			return nil
+		}
+		hp.parse(batch)
+		if err := hp.applyBatch(batch); err != nil {
+			return err
+		}
+	}
+}
+
+func (hp *hockeypuck) appliedIndex() eventlog.Index {
+	hp.mu.Lock()
+	defer hp.mu.Unlock()
+	return hp.applied
+}
+
+// parse normalises the submissions of batch on the store's workers.
+func (hp *hockeypuck) parse(batch []hpParsed) {
+	workers := min(hp.s.cfg.Workers, len(batch))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(batch); i += workers {
+				if batch[i].ev.Kind == eventlog.KindKeySubmitted {
+					batch[i].keys, batch[i].err = pgpkey.ReadHockeypuck(batch[i].ev.Key)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+// hpApplier applies parsed events into one batch, with overlays of what
+// the batch wrote (nil value: deleted).
+type hpApplier struct {
+	hp         *hockeypuck
+	b          *pebble.Batch
+	records    map[string]*HockeypuckRecord
+	hashes     map[pgpkey.KeyHash][]byte
+	blocked    map[string]bool
+	suppressed map[pgpkey.KeyHash]bool
+}
+
+func (hp *hockeypuck) applyBatch(batch []hpParsed) error {
+	if want := hp.appliedIndex() + 1; batch[0].idx != want {
+		return fmt.Errorf("Hockeypuck dataset: apply index %d: want %d next", batch[0].idx, want)
+	}
+	a := &hpApplier{
+		hp: hp, b: hp.s.db.NewBatch(),
+		records:    make(map[string]*HockeypuckRecord),
+		hashes:     make(map[pgpkey.KeyHash][]byte),
+		blocked:    make(map[string]bool),
+		suppressed: make(map[pgpkey.KeyHash]bool),
+	}
+	fail := func(err error) error {
+		a.b.Close()
+		hp.tree.Reset()
+		return err
+	}
+	for _, pe := range batch {
+		if err := a.apply(pe); err != nil {
+			return fail(fmt.Errorf("Hockeypuck dataset: apply index %d: %w", pe.idx, err))
+		}
+	}
+	last := batch[len(batch)-1].idx
+	if err := hp.tree.Flush(a.b); err != nil {
+		return fail(fmt.Errorf("flush Hockeypuck prefix tree: %w", err))
+	}
+	if err := a.b.Set(appliedKey(ProjectionHockeypuck), binary.BigEndian.AppendUint64(nil, uint64(last)), nil); err != nil {
+		return fail(err)
+	}
+	if err := a.b.Commit(pebble.NoSync); err != nil {
+		return fail(fmt.Errorf("commit Hockeypuck batch up to index %d: %w", last, err))
+	}
+	a.b.Close()
+	hp.setApplied(last)
+	return nil
+}
+
+func (a *hpApplier) apply(pe hpParsed) error {
+	switch pe.ev.Kind {
+	case eventlog.KindKeySubmitted:
+		if pe.err != nil {
+			return nil // Hockeypuck refuses the whole submission
+		}
+		for _, k := range pe.keys {
+			if err := a.applyKey(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	case eventlog.KindKeyBlocked, eventlog.KindKeyUnblocked, eventlog.KindKeyDeleted:
+		return a.applyAdmin(pe.idx, pe.ev)
+	}
+	return nil
+}
+
+func (a *hpApplier) current(fpr []byte) (*HockeypuckRecord, error) {
+	if r, ok := a.records[string(fpr)]; ok {
+		return r, nil
+	}
+	r, err := hpRecord(a.hp.s.db, fpr)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return r, err
+}
+
+func (a *hpApplier) isBlocked(fpr []byte) (bool, error) {
+	if v, ok := a.blocked[string(fpr)]; ok {
+		return v, nil
+	}
+	return exists(a.hp.s.db, hpBlockedKey(fpr))
+}
+
+func (a *hpApplier) isSuppressed(h pgpkey.KeyHash) (bool, error) {
+	if v, ok := a.suppressed[h]; ok {
+		return v, nil
+	}
+	return exists(a.hp.s.db, hpSuppressKey(h))
+}
+
+func (a *hpApplier) hashTaken(h pgpkey.KeyHash) (bool, error) {
+	if v, ok := a.hashes[h]; ok {
+		return v != nil, nil
+	}
+	return exists(a.hp.s.db, hpHashKey(h))
+}
+
+// applyKey is Hockeypuck's UpsertKey of one validated key.
+func (a *hpApplier) applyKey(k *pgpkey.HockeypuckKey) error {
+	fpr := k.Fingerprint().Bytes()
+	if blocked, err := a.isBlocked(fpr); err != nil || blocked {
+		return err
+	}
+	old, err := a.current(fpr)
+	if err != nil {
+		return err
+	}
+	merged := k
+	if old != nil {
+		if merged, err = pgpkey.MergeHockeypuck(old.Key, k); err != nil {
+			return nil // Hockeypuck's upsert fails: the stored key stays
+		}
+	}
+	h := merged.Hash()
+	if old != nil && old.Hash == h {
+		return nil
+	}
+	rec := &HockeypuckRecord{Fingerprint: fpr, Hash: h, Key: merged.Marshal()}
+	v := append(append(make([]byte, 0, 16+len(rec.Key)), h[:]...), rec.Key...)
+	if err := a.b.Set(hpRecordKey(fpr), v, nil); err != nil {
+		return err
+	}
+	a.records[string(fpr)] = rec
+	if old != nil {
+		if err := a.b.Delete(hpHashKey(old.Hash), nil); err != nil {
+			return err
+		}
+		a.hashes[old.Hash] = nil
+		if err := treeOp(a.hp.s, "delete", old.Hash, a.hp.tree.Delete(old.Hash)); err != nil {
+			return err
+		}
+	}
+	if taken, err := a.hashTaken(h); err != nil {
+		return err
+	} else if taken {
+		a.hp.s.log.Error().Str("key_hash", h.String()).Hex("fpr", fpr).Msg("Hockeypuck key hash collision")
+		return nil
+	}
+	rid := appendRID(nil, fpr)
+	if err := a.b.Set(hpHashKey(h), rid, nil); err != nil {
+		return err
+	}
+	a.hashes[h] = rid
+	suppressed, err := a.isSuppressed(h)
+	if err != nil {
+		return err
+	}
+	if suppressed {
+		// Deleted, unblocked and back with the same content: the hash
+		// never left the tree.
+		a.suppressed[h] = false
+		return a.b.Delete(hpSuppressKey(h), nil)
+	}
+	return treeOp(a.hp.s, "insert", h, a.hp.tree.Insert(h))
+}
+
+// applyAdmin mirrors the SKS dataset's admin events (apply.go applyAdmin).
+func (a *hpApplier) applyAdmin(idx eventlog.Index, ev *eventlog.Event) error {
+	fpr := ev.Target
+	switch len(fpr) {
+	case 16, 20, 32:
+	default:
+		return nil
+	}
+	switch ev.Kind {
+	case eventlog.KindKeyUnblocked:
+		a.blocked[string(fpr)] = false
+		return a.b.Delete(hpBlockedKey(fpr), nil)
+	case eventlog.KindKeyBlocked, eventlog.KindKeyDeleted:
+		a.blocked[string(fpr)] = true
+		if err := a.b.Set(hpBlockedKey(fpr), binary.BigEndian.AppendUint64(nil, uint64(idx)), nil); err != nil {
+			return err
+		}
+	}
+	if ev.Kind != eventlog.KindKeyDeleted {
+		return nil
+	}
+	old, err := a.current(fpr)
+	if err != nil || old == nil {
+		return err
+	}
+	if err := a.b.Delete(hpRecordKey(fpr), nil); err != nil {
+		return err
+	}
+	// Overlay: the record is gone for the rest of the batch.
+	a.records[string(fpr)] = nil
+	if err := a.b.Delete(hpHashKey(old.Hash), nil); err != nil {
+		return err
+	}
+	a.hashes[old.Hash] = nil
+	a.suppressed[old.Hash] = true
+	return a.b.Set(hpSuppressKey(old.Hash), appendRID(nil, fpr), nil)
+}
+
+// hockeypuckCheckLock is called by Check, with s.applyMu held, before it
+// takes its snapshot: it catches the Hockeypuck dataset up to at least idx
+// and holds it still until the returned func is called.
+func (s *Store) hockeypuckCheckLock(ctx context.Context, log *eventlog.Log, idx eventlog.Index) (unlock func(), err error) {
+	hp := s.hp
+	hp.applyMu.Lock()
+	if hp.appliedIndex() < idx {
+		err = hp.catchUp(ctx, log, idx)
+	}
+	return hp.applyMu.Unlock, err
+}
+
+// checkHockeypuck walks the Hockeypuck prefix tree in snap: every node's
+// count and svalues must match the elements below it, and its elements
+// must be exactly the hashes of the Hockeypuck hash index plus the
+// suppressed hashes of deleted keys. Every hash index entry must name a
+// record with that hash.
+func (c *checker) checkHockeypuck(ctx context.Context, snap *pebble.Snapshot) error {
+	const part = "Hockeypuck dataset"
+	cfg := c.s.hp.cfg
+	points := ptree.SamplePoints(cfg.NumSamples())
+	inTree := make(map[pgpkey.KeyHash]bool)
+	var visit func(p ptree.Prefix) (int, []ptree.Zp, bool, error)
+	visit = func(p ptree.Prefix) (int, []ptree.Zp, bool, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, nil, false, err
+		}
+		n, err := ptree.ReadNode(snap, cfg, p)
+		if err != nil {
+			if errors.Is(err, ptree.ErrCorrupt) || errors.Is(err, ptree.ErrNodeNotFound) {
+				c.find(part, 0, "node %q: %v", p, err)
+				return 0, nil, false, nil
+			}
+			return 0, nil, false, fmt.Errorf("check: read Hockeypuck prefix tree node %q: %w", p, err)
+		}
+		var count int
+		var sv []ptree.Zp
+		if n.IsLeaf {
+			for _, z := range n.Elements {
+				c.res.HockeypuckPtreeElements++
+				h, ok := z.KeyHash()
+				if !ok {
+					c.find(part, 0, "element %s is not a key hash", z)
+					continue
+				}
+				inTree[pgpkey.KeyHash(h)] = true
+			}
+			count, sv = len(n.Elements), ptree.SValues(n.Elements, points)
+		} else {
+			sv = ptree.SValues(nil, points)
+			for _, ch := range n.Children {
+				cc, csv, ok, err := visit(ch)
+				if err != nil || !ok {
+					return 0, nil, false, err
+				}
+				count += cc
+				for i := range sv {
+					sv[i] = sv[i].Mul(csv[i])
+				}
+			}
+		}
+		if n.NumElements != count {
+			c.find(part, 0, "node %q: holds %d elements, the subtree below it %d", p, n.NumElements, count)
+		}
+		if !equalZps(n.SValues, sv) {
+			c.find(part, 0, "node %q: svalues differ from the product over its %d elements", p, count)
+		}
+		return n.NumElements, n.SValues, true, nil
+	}
+	if _, _, _, err := visit(ptree.Prefix{}); err != nil {
+		return err
+	}
+	scan := func(prefix byte, fn func(h pgpkey.KeyHash, fpr []byte)) error {
+		p := []byte{prefix}
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		for it.First(); it.Valid(); it.Next() {
+			k := it.Key()
+			fpr, ok := ridAt(it.Value(), 0)
+			if len(k) != 17 || !ok {
+				c.find(part, 0, "entry %s: malformed", describeKey(k))
+				continue
+			}
+			var h pgpkey.KeyHash
+			copy(h[:], k[1:])
+			fn(h, fpr)
+		}
+		return it.Close()
+	}
+	err := scan(prefixHPHash, func(h pgpkey.KeyHash, fpr []byte) {
+		c.res.HockeypuckHashes++
+		if rec, err := hpRecord(snap, fpr); err != nil || rec.Hash != h {
+			c.find(part, 0, "hash index %s: key %X does not have this hash", h, fpr)
+		}
+		if !inTree[h] {
+			c.find(part, 0, "hash index has %s but the tree does not", h)
+		}
+		delete(inTree, h)
+	})
+	if err != nil {
+		return err
+	}
+	err = scan(prefixHPSuppress, func(h pgpkey.KeyHash, fpr []byte) {
+		if !inTree[h] {
+			c.find(part, 0, "suppressed hash %s is not in the tree", h)
+		}
+		delete(inTree, h)
+	})
+	if err != nil {
+		return err
+	}
+	for h := range inTree {
+		c.find(part, 0, "tree has %s but the hash index has no such key", h)
+	}
+	return nil
+}
