@@ -10,8 +10,7 @@ import (
 // Errors returned by this package. Compare with errors.Is: most come back
 // wrapped with what was being done.
 var (
-	// ErrClosed: the Log was closed, or an earlier write failed and closed
-	// it for appends (then the error also wraps that failure).
+	// ErrClosed: the Log was closed.
 	ErrClosed = errors.New("eventlog: closed")
 	// ErrNotFound: an index outside [FirstIndex, LastIndex].
 	ErrNotFound = errors.New("eventlog: index not found")

@@ -3,6 +3,7 @@ package hkp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -24,16 +25,17 @@ type AddResult struct {
 
 // add serves POST /pks/add (hkp.md §9). The answer is 200 only after every
 // accepted key is durable in the log; nothing is appended when the
-// submission holds no usable key. It does not wait for the projections:
-// what reads them next waits instead (pending.go), so a client that
-// uploads and then fetches finds its key, as on SKS.
+// submission holds no usable key. It does not wait for the projections
+// when they are close behind: what reads them next waits instead
+// (pending.go), so a client that uploads and then fetches finds its key,
+// as on SKS.
 func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 	body, release, err := s.readBody(w, r)
 	if err != nil {
 		return err
 	}
 	// The slot bounds memory: hold it while the body and its keys are
-	// alive, up to the durable append.
+	// alive, up to the durable append, not while waiting for the apply.
 	released := false
 	defer func() {
 		if !released {
@@ -93,26 +95,38 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 			continue
 		}
 		rid := projections.RecordID(k)
-		s.awaitKey(ctx, rid)
-		a, err := s.store.Assess(k)
-		if err != nil {
+		s.awaitKey(ctx, rid) // an earlier upload of it, answered, not yet applied
+		if blocked, err := s.store.Blocked(k.Fingerprint().Bytes()); err != nil {
 			return res, err
-		}
-		if a.Blocked {
+		} else if blocked {
 			s.log.Info().Str("fpr", k.Fingerprint().String()).Msg("refused upload of a blocked key")
 			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
 			continue
 		}
-		if !a.Novel {
+		// The abuse limits apply before anything is stored (pgpkey.Limits).
+		ad, err := s.store.Admit(k, s.conf().KeyLimits)
+		if errors.Is(err, pgpkey.ErrTooLarge) {
+			res.Failed = append(res.Failed, err.Error())
+			continue
+		} else if err != nil {
+			return res, err
+		}
+		if !ad.Novel {
 			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
 			continue
 		}
+		keyBytes := eventKeyBytes(raw, k)
+		if ad.Trim.Changed() {
+			s.log.Info().Str("fpr", k.Fingerprint().String()).Str("key_hash", k.Hash().String()).Str("trim", ad.Trim.String()).Msg("upload trimmed by the key limits")
+			k, keyBytes = ad.Key, ad.Key.Marshal()
+		}
 		events = append(events, &eventlog.Event{
-			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: eventKeyBytes(raw, k),
+			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: keyBytes,
 		})
 		novelKeys = append(novelKeys, k)
 		novelRIDs = append(novelRIDs, rid)
-		existed = append(existed, a.Exists)
+		_, err = s.store.Latest(rid)
+		existed = append(existed, err == nil)
 	}
 	if len(events) == 0 && len(res.Unchanged) == 0 {
 		return res, &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}

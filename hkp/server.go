@@ -17,6 +17,7 @@ import (
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
 // Appender appends events durably to the log; *eventlog.Log implements it.
@@ -58,6 +59,10 @@ type Config struct {
 	// larger bodies get 413. Default 8 MiB (nginx's common
 	// client_max_body_size; SKS had 5 MiB).
 	MaxPostBytes int64
+	// KeyLimits are the abuse limits every uploaded key passes before it
+	// is appended (the flooded-key policy, pgpkey.Limits); the zero value
+	// means pgpkey's defaults.
+	KeyLimits pgpkey.Limits
 	// RateLimit is the requests a second one client address may make,
 	// sustained, and RateBurst how many at once; 0 turns limiting off.
 	// Loopback clients are exempt. Behind a proxy listed in
@@ -328,6 +333,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("request failed")
 		he = &httpError{http.StatusInternalServerError, "Error handling request", "internal error"}
+	}
+	if he.code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// A failed append (a full disk): the log recovers by itself.
+		w.Header().Set("Retry-After", "30")
 	}
 	page := ErrorPageHTML(he.title, he.message)
 	w.Header().Set("Content-Type", "text/html; charset=UTF-8")

@@ -35,6 +35,24 @@ func (s *Store) catchUp(ctx context.Context, log *eventlog.Log, progress func(Pr
 	if next > target {
 		return total, nil
 	}
+	if s.cfg.BulkMinEvents > 0 && next == 1 && s.keys == 0 && int64(target) >= int64(s.cfg.BulkMinEvents) {
+		st, err := s.bulkApply(ctx, log, target)
+		switch {
+		case errors.Is(err, errBulkFallback):
+			s.log.Info().Uint64("target", uint64(target)).Msg("bulk path not applicable; applying incrementally")
+		case err != nil:
+			return total, err
+		default:
+			total.add(st)
+			if progress != nil {
+				progress(Progress{Applied: s.Applied(), Target: target, Stats: total})
+			}
+			next = s.Applied() + 1
+			if next > target {
+				return total, nil
+			}
+		}
+	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -41,6 +41,13 @@ type Config struct {
 	// Ptree configures the recon prefix tree; its KeyPrefix is set by the
 	// Store. Default ptree.DefaultConfig().
 	Ptree ptree.Config
+	// BulkMinEvents: catching up an empty store on at least this many
+	// events takes the bulk path (bulk.go: sorted sstables ingested, no
+	// memtables). Zero or less never does. Default 256.
+	BulkMinEvents int
+	// BulkSortBytes is the buffer of each external sort of the bulk path
+	// (two at once, each using up to 1.5 times this). Default 32 MiB.
+	BulkSortBytes int
 }
 
 // DefaultConfig returns the configuration used by the daemon.
@@ -52,6 +59,8 @@ func DefaultConfig() Config {
 		CacheBytes:    192 << 20,
 		MemTableBytes: 32 << 20,
 		Ptree:         ptree.DefaultConfig(),
+		BulkMinEvents: 256,
+		BulkSortBytes: 32 << 20,
 	}
 }
 
@@ -64,6 +73,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: Workers %d: must be at least 1", c.Workers)
 	case c.CacheBytes < 1<<20:
 		return fmt.Errorf("projections: CacheBytes %d: must be at least 1 MiB", c.CacheBytes)
+	case c.BulkMinEvents > 0 && c.BulkSortBytes < 1:
+		return fmt.Errorf("projections: BulkSortBytes %d: must be positive", c.BulkSortBytes)
 	case c.MemTableBytes < 1<<20:
 		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
 	}
@@ -74,9 +85,11 @@ func (c Config) Validate() error {
 // runner that keeps them current. Reads are safe from any goroutine; only one
 // goroutine may apply (CatchUp / Follow) at a time.
 type Store struct {
-	cfg Config
-	log zerolog.Logger
-	db  *pebble.DB
+	cfg  Config
+	log  zerolog.Logger
+	db   *pebble.DB
+	dir  string
+	opts *pebble.Options // as opened: the bulk path writes sstables with them
 
 	// applyMu serialises appliers; the tree and counters below belong to
 	// whoever holds it.
@@ -86,6 +99,8 @@ type Store struct {
 	keys    int64       // live records; Invariant: equals the number of L entries not deleted
 	// lastBatchStats are the counts of the batch applyBatch committed last.
 	lastBatchStats ApplyStats
+	// bulkLast is the last index the bulk path applied since Open (0: none).
+	bulkLast eventlog.Index
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
@@ -135,6 +150,8 @@ func Open(dir string, cfg Config) (*Store, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With().Str("component", "projections").Logger(),
 		db:     db,
+		dir:    dir,
+		opts:   opts,
 		notify: make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
@@ -247,6 +264,14 @@ func (s *Store) setApplied(idx eventlog.Index) {
 		close(s.notify)
 		s.notify = make(chan struct{})
 	}
+}
+
+// BulkApplied returns the last log index the bulk path applied since Open,
+// 0 if it did not run: the rest was applied event by event.
+func (s *Store) BulkApplied() eventlog.Index {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	return s.bulkLast
 }
 
 // AppliedIndexes returns the applied index stored for each projection.

@@ -19,6 +19,7 @@ import (
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/mailsync"
 	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
 // Layout of grapevine's own files inside an SKS-style basedir. They live in
@@ -39,6 +40,8 @@ type basedir struct {
 	log    *eventlog.Log
 	store  *projections.Store
 	logger zerolog.Logger
+	// keyLimits are the abuse limits on keys from sksconf (limits.go).
+	keyLimits pgpkey.Limits
 	// mailSender is the running mailsync sender, if any, for the stats
 	// page and metrics.
 	mailSender atomic.Pointer[mailsync.Sender]
@@ -78,7 +81,7 @@ func openBasedir(dir string, logger zerolog.Logger, createIfMissing bool) (*base
 	if err != nil {
 		return nil, err
 	}
-	b := &basedir{dir: dir, lock: lock, logger: logger}
+	b := &basedir{dir: dir, lock: lock, logger: logger, keyLimits: sksconfKeyLimits(dir)}
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = logger
 	if b.log, err = eventlog.Open(filepath.Join(dir, logDir), lcfg); err != nil {

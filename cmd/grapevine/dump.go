@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -143,44 +144,106 @@ type dumpResult struct {
 	keys, files, bytes int64
 }
 
+// dumpChunk is a run of keys for the file writer; file >= 0 first closes
+// the current file and opens file number file.
+type dumpChunk struct {
+	file  int
+	keys  [][]byte
+	bytes int
+}
+
+const dumpChunkBytes = 1 << 20
+
 func (d *dumpWriter) write(ctx context.Context, store *projections.Store, at eventlog.Index) (dumpResult, error) {
 	var res dumpResult
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return res, err
 	}
 	d.started = time.Now()
+	// The scan (Pebble iteration, decompression) and the file writing
+	// (MD5, write, fsync per file) run on two goroutines: one after the
+	// other they used one core of two.
+	chunks := make(chan *dumpChunk, 8)
+	done := make(chan error, 1)
+	var failed atomic.Bool
+	go func() {
+		var err error
+		for c := range chunks {
+			if err != nil {
+				continue
+			}
+			if c.file >= 0 {
+				if err = d.closeFile(); err == nil {
+					err = d.openFile(c.file)
+				}
+			}
+			for _, k := range c.keys {
+				if err != nil {
+					break
+				}
+				_, err = d.buf.Write(k)
+			}
+			if err != nil {
+				failed.Store(true)
+			}
+		}
+		if err == nil {
+			err = d.closeFile()
+		}
+		done <- err
+	}()
+	cur := &dumpChunk{file: -1}
+	inFile := 0
+	send := func() {
+		if len(cur.keys) > 0 || cur.file >= 0 {
+			chunks <- cur
+		}
+		cur = &dumpChunk{file: -1}
+	}
 	err := store.ScanAsOf(at, func(r *projections.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if d.file == nil || d.inFile >= d.perFile {
-			if err := d.closeFile(); err != nil {
-				return err
-			}
-			if err := d.openFile(int(res.files)); err != nil {
-				return err
-			}
+		if failed.Load() {
+			return errDumpWriter
+		}
+		if res.files == 0 || inFile >= d.perFile {
+			send()
+			cur.file = int(res.files)
 			res.files++
+			inFile = 0
 		}
-		if _, err := d.buf.Write(r.Key); err != nil {
-			return err
+		cur.keys = append(cur.keys, r.Key) // r.Key is the scan's own copy
+		cur.bytes += len(r.Key)
+		if cur.bytes >= dumpChunkBytes {
+			send()
 		}
-		d.inFile++
+		inFile++
 		res.keys++
 		res.bytes += int64(len(r.Key))
 		return nil
 	})
-	if err != nil {
+	send()
+	close(chunks)
+	werr := <-done
+	if err != nil && !errors.Is(err, errDumpWriter) {
 		if d.file != nil {
 			d.file.Close()
 		}
 		return res, err
 	}
-	if err := d.closeFile(); err != nil {
-		return res, err
+	if werr != nil {
+		if d.file != nil {
+			d.file.Close()
+		}
+		return res, werr
 	}
 	return res, d.writeMetadata(res, at)
 }
+
+// errDumpWriter stops the scan when the file writer has failed; the
+// writer's own error is returned.
+var errDumpWriter = errors.New("dump: file writer failed")
 
 func (d *dumpWriter) openFile(n int) error {
 	d.name = fmt.Sprintf("%s-%04d.pgp", d.prefix, n)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
@@ -24,7 +25,12 @@ import (
 const (
 	importChunkKeys  = 2048
 	importChunkBytes = 16 << 20
-	maxArmoredFile   = 256 << 20 // armored files are read whole; dumps are binary
+	// A bulk import only appends, so each chunk costs an fsync and little
+	// else: bigger chunks, fewer fsyncs (the memory bound stays: two
+	// chunks in flight).
+	bulkChunkKeys  = 8192
+	bulkChunkBytes = 32 << 20
+	maxArmoredFile = 256 << 20 // armored files are read whole; dumps are binary
 )
 
 func (e *env) importCmd(ctx context.Context, args []string) error {
@@ -52,14 +58,35 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("import: %w", err)
 	}
 	defer b.Close()
-	// Events appended by an interrupted run are applied first, so that the
-	// novelty check below sees them and nothing is appended twice.
-	if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
-		return fmt.Errorf("import: %w", err)
-	}
 	im := &importer{b: b, workers: *workers, stderr: e.stderr}
 	if err := im.loadResume(); err != nil {
 		return fmt.Errorf("import: %w", err)
+	}
+	// Into an empty basedir (or resuming such an import whose indexing has
+	// not run yet) the keys are appended to the log first and the
+	// projections built afterwards in one bulk pass. Otherwise events
+	// appended by an interrupted run are applied first, so that the
+	// novelty check below sees them and nothing is appended twice.
+	im.bulk = b.store.Applied() == 0 && (b.log.LastIndex() == 0 || im.resume.Bulk)
+	if im.bulk {
+		if !im.resume.Bulk {
+			// Recorded before the first append, so that a run killed
+			// before its first chunk is recorded resumes in bulk too.
+			im.resume.Bulk, im.resume.LogIndex = true, 0
+			if err := im.saveResume(); err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+		}
+		if last := uint64(b.log.LastIndex()); last > im.resume.LogIndex {
+			// The run before was killed between appending a chunk and
+			// recording it: those keys are the first ones read again.
+			im.skip = int64(last - im.resume.LogIndex)
+		}
+	} else {
+		im.resume.Bulk = false
+		if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
 	}
 	var total int64
 	for _, f := range files {
@@ -76,6 +103,11 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 		}
 	}
 	im.prog.finish()
+	if im.bulk {
+		if err := im.index(ctx); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+	}
 	logger.Info().Int64("keys", im.keys).Int64("appended", im.appended).Int64("added", im.stats.Added).
 		Int64("updated", im.stats.Updated).Int64("unchanged", im.unchanged+im.stats.Unchanged).
 		Int64("rejected", im.rejected).Int64("bytes", im.bytes).Dur("took", time.Since(start)).
@@ -152,6 +184,12 @@ type importer struct {
 
 	keys, appended, unchanged, rejected, bytes int64
 	stats                                      statsAcc
+
+	// bulk: append only, and build the projections at the end (index).
+	bulk bool
+	// skip counts keys already in the log from a killed bulk run that the
+	// progress file does not record yet.
+	skip int64
 }
 
 type statsAcc struct{ Added, Updated, Unchanged int64 }
@@ -160,6 +198,11 @@ type statsAcc struct{ Added, Updated, Unchanged int64 }
 // imported, written after each chunk is durable in the log and applied.
 type resumeState struct {
 	Files map[string]resumeFile `json:"files"`
+	// Bulk marks an import into an empty basedir whose projections are
+	// built after the last file; LogIndex is the log's last index when
+	// this file was written.
+	Bulk     bool   `json:"bulk,omitempty"`
+	LogIndex uint64 `json:"log_index,omitempty"`
 }
 
 type resumeFile struct {
@@ -346,7 +389,11 @@ func (im *importer) produce(ctx context.Context, f inputFile, next func() (*pgpk
 	for {
 		c := &chunk{}
 		var end int64
-		for len(c.raws) < importChunkKeys && c.bytes < importChunkBytes {
+		maxKeys, maxBytes := importChunkKeys, int64(importChunkBytes)
+		if im.bulk {
+			maxKeys, maxBytes = bulkChunkKeys, bulkChunkBytes
+		}
+		for len(c.raws) < maxKeys && c.bytes < maxBytes {
 			k, err := next()
 			if err == io.EOF {
 				break
@@ -401,28 +448,71 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 			continue
 		}
 		im.keys++
-		novel, err := im.b.store.Novel(c.keys[i])
-		if err != nil {
+		if im.bulk {
+			// Into an empty store: the abuse limits apply to the key alone
+			// (limits.go), before the resume skip, so that a rerun makes
+			// the same decisions.
+			keyBytes := raw.Raw
+			k, tr, err := im.b.keyLimits.Apply(nil, c.keys[i])
+			if err != nil {
+				im.reject(f, raw.Offset, err)
+				continue
+			}
+			if im.skip > 0 {
+				im.skip--
+				im.appended++
+				continue
+			}
+			if tr.Changed() {
+				im.b.logger.Info().Str("file", f.path).Int64("offset", raw.Offset).Str("fpr", k.Fingerprint().String()).Str("trim", tr.String()).Msg("key trimmed by the key limits")
+				keyBytes = k.Marshal()
+			}
+			events = append(events, &eventlog.Event{
+				Kind:   eventlog.KindKeySubmitted,
+				Origin: eventlog.OriginImport,
+				Peer:   name,
+				Time:   now,
+				Key:    bytes.Clone(keyBytes),
+			})
+			continue
+		}
+		// The abuse limits apply before anything is stored (limits.go).
+		ad, err := im.b.store.Admit(c.keys[i], im.b.keyLimits)
+		if errors.Is(err, pgpkey.ErrTooLarge) {
+			im.reject(f, raw.Offset, err)
+			continue
+		} else if err != nil {
 			return err
 		}
-		if !novel {
+		if !ad.Novel {
 			im.unchanged++
 			continue
+		}
+		keyBytes := raw.Raw
+		if ad.Trim.Changed() {
+			im.b.logger.Info().Str("file", f.path).Int64("offset", raw.Offset).Str("fpr", ad.Key.Fingerprint().String()).Str("trim", ad.Trim.String()).Msg("key trimmed by the key limits")
+			keyBytes = ad.Key.Marshal()
 		}
 		events = append(events, &eventlog.Event{
 			Kind:   eventlog.KindKeySubmitted,
 			Origin: eventlog.OriginImport,
 			Peer:   name,
 			Time:   now,
-			Key:    bytes.Clone(raw.Raw),
+			Key:    bytes.Clone(keyBytes),
 		})
-		keys = append(keys, c.keys[i])
+		keys = append(keys, ad.Key)
 	}
 	im.bytes += c.bytes
 	if len(events) > 0 {
 		last, err := im.b.log.Append(ctx, events...)
 		if err != nil {
 			return fmt.Errorf("append to log: %w", err)
+		}
+		im.resume.LogIndex = uint64(last)
+		if im.bulk {
+			im.appended += int64(len(events))
+			im.prog.update(im.keys, im.bytes, im.rejected)
+			return nil
 		}
 		first := last - eventlog.Index(len(events)) + 1
 		st, err := im.b.store.ApplyParsed(first, events, keys)
@@ -442,4 +532,28 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 func (im *importer) reject(f inputFile, offset int64, err error) {
 	im.rejected++
 	im.b.logger.Warn().Str("file", f.path).Int64("offset", offset).Err(err).Msg("rejected key")
+}
+
+// index builds the projections of a bulk import from the log (the bulk
+// path of projections.Store.CatchUp when the store is empty).
+func (im *importer) index(ctx context.Context) error {
+	b := im.b
+	behind := b.log.LastIndex() - b.store.Applied()
+	if behind == 0 {
+		return nil
+	}
+	p := newProgress(im.stderr, b.logger, "indexing", int64(behind), "events")
+	base := b.store.Applied()
+	st, err := b.store.CatchUp(ctx, b.log, func(pr projections.Progress) {
+		p.update(int64(pr.Applied-base), 0, pr.Stats.Rejected)
+	})
+	p.finish()
+	if err != nil {
+		return fmt.Errorf("indexing: %w", err)
+	}
+	im.stats.Added += st.Added
+	im.stats.Updated += st.Updated
+	im.stats.Unchanged += st.Unchanged
+	im.resume.Bulk = false
+	return im.saveResume()
 }

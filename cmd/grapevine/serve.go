@@ -284,6 +284,7 @@ func hkpConfig(conf *SKSConf, logger zerolog.Logger, metrics *metrics) hkp.Confi
 	hcfg.MaxMatches = conf.MaxMatches
 	hcfg.MaxInternalMatches = conf.MaxInternalMatches
 	hcfg.MaxPostBytes = conf.MaxPostBytes
+	hcfg.KeyLimits = conf.keyLimits()
 	hcfg.AccessLog = conf.AccessLog
 	hcfg.RateLimit = conf.RateLimit
 	hcfg.RateBurst = conf.RateBurst

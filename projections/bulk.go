@@ -1,0 +1,594 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/projections/ptree"
+)
+
+// The bulk path builds the projections of an empty store from a long run of
+// log events without Pebble's memtables and compactions: events are parsed
+// on every core, every projection's entries go through an external sort
+// (bounded memory), are written as sstables that do not overlap, and are
+// ingested in one atomic step together with every projection's applied
+// index. The prefix tree is built in one pass from the sorted hashes
+// (ptree.Build).
+//
+// It covers the leading run of events in which every key is new: it stops
+// before the first admin event and before the second version of any key
+// (found by the sort), so its end state is by construction what applying
+// those events one by one gives (tested against incremental application,
+// whole database compared). Events after the cutoff are applied
+// incrementally, as are hash collisions and sample-point hashes (the bulk
+// result is discarded and nothing was ingested).
+//
+// Memory: the sorts' buffers (Config.BulkSortBytes, up to 1.5 times that
+// each, and an eighth of it for the record keys) and 24 bytes per SKS key
+// for the prefix tree build (about 150 MB for the six million keys of the
+// SKS keyspace); spilled runs and sstables go to a temporary directory
+// beside the database, removed afterwards.
+
+// errBulkFallback says the bulk path cannot build this range exactly; the
+// caller applies it incrementally instead.
+var errBulkFallback = errors.New("projections: bulk path not applicable")
+
+// bulkProjections are the projections the bulk path builds. NB: a
+// projection added to Projections must be built here too (or the bulk path
+// falls back to incremental application for every empty store): the bulk
+// path writes the applied index of each projection it builds, and all
+// applied indexes must agree.
+var bulkProjections = []string{ProjectionKeys, ProjectionSearch, ProjectionPtree}
+
+// bulkPrep is what the parallel stage derives from one event.
+type bulkPrep struct {
+	idx    eventlog.Index
+	kind   eventlog.Kind
+	origin eventlog.Origin
+	bad    bool // a KeySubmitted whose key does not parse
+	recKey []byte
+	val    []byte // see appendBulkValue
+}
+
+// bulk value layout (sorter A, keyed by recordKey):
+//
+//	origin(1) time-ns(8 BE)
+//	n-ids(uvarint) then per id: fpr-len(1) fpr keyid(8 BE)
+//	n-terms(uvarint) then per term: prefix(1: W or E) len(uvarint) bytes
+//	the encoded record (encodeRecord)
+func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
+	p := bulkPrep{idx: idx, kind: ev.Kind, origin: ev.Origin}
+	if ev.Kind != eventlog.KindKeySubmitted {
+		return p
+	}
+	key, err := ParseEventKey(ev.Key)
+	if err != nil {
+		p.bad = true
+		return p
+	}
+	rid := RecordID(key)
+	rec := &Record{
+		RID:     rid,
+		Index:   idx,
+		Hash:    key.Hash(),
+		SKS:     key.SKSCompatible(),
+		Created: creationTime(key.Primary.Body),
+		Key:     key.Marshal(),
+	}
+	p.recKey = recordKey(rid, idx)
+	v := make([]byte, 0, 64+len(rec.Key))
+	v = append(v, byte(ev.Origin))
+	v = binary.BigEndian.AppendUint64(v, uint64(ev.Time.UnixNano()))
+	ids := append([]pgpkey.SubkeyID{{Fingerprint: key.Fingerprint(), KeyID: key.KeyID()}}, key.SubkeyIDs()...)
+	v = binary.AppendUvarint(v, uint64(len(ids)))
+	for _, id := range ids {
+		v = appendRID(v, id.Fingerprint.Bytes())
+		v = binary.BigEndian.AppendUint64(v, uint64(id.KeyID))
+	}
+	var terms [][]byte
+	for _, u := range key.UserIDs() {
+		for _, w := range Words(u) {
+			terms = append(terms, append([]byte{prefixWord}, w...))
+		}
+		if e := Email(u); e != "" {
+			terms = append(terms, append([]byte{prefixEmail}, e...))
+		}
+	}
+	v = binary.AppendUvarint(v, uint64(len(terms)))
+	for _, t := range terms {
+		v = append(v, t[0])
+		v = binary.AppendUvarint(v, uint64(len(t)-1))
+		v = append(v, t[1:]...)
+	}
+	p.val = append(v, encodeRecord(rec)...)
+	return p
+}
+
+type bulkValue struct {
+	origin eventlog.Origin
+	time   time.Time
+	ids    []pgpkey.SubkeyID // only Fingerprint bytes via fprs, KeyID
+	fprs   [][]byte
+	terms  [][]byte // prefix byte + term
+	rec    []byte
+}
+
+func decodeBulkValue(v []byte) (bulkValue, error) {
+	var b bulkValue
+	bad := fmt.Errorf("bulk value: %w", errBadRecord)
+	if len(v) < 9 {
+		return b, bad
+	}
+	b.origin = eventlog.Origin(v[0])
+	b.time = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
+	v = v[9:]
+	n, k := binary.Uvarint(v)
+	if k <= 0 {
+		return b, bad
+	}
+	v = v[k:]
+	for range n {
+		if len(v) < 1 || len(v) < 1+int(v[0])+8 {
+			return b, bad
+		}
+		l := int(v[0])
+		b.fprs = append(b.fprs, v[1:1+l])
+		b.ids = append(b.ids, pgpkey.SubkeyID{KeyID: pgpkey.KeyID(binary.BigEndian.Uint64(v[1+l:]))})
+		v = v[1+l+8:]
+	}
+	n, k = binary.Uvarint(v)
+	if k <= 0 {
+		return b, bad
+	}
+	v = v[k:]
+	for range n {
+		if len(v) < 1 {
+			return b, bad
+		}
+		p := v[0]
+		l, k := binary.Uvarint(v[1:])
+		if k <= 0 || len(v) < 1+k+int(l) {
+			return b, bad
+		}
+		b.terms = append(b.terms, append([]byte{p}, v[1+k:1+k+int(l)]...))
+		v = v[1+k+int(l):]
+	}
+	b.rec = v
+	return b, nil
+}
+
+// ridOfRecordKey splits a recordKey into its record ID and index.
+func ridOfRecordKey(k []byte) ([]byte, eventlog.Index, bool) {
+	if len(k) < 2 || k[0] != prefixRecord || len(k) != 2+int(k[1])+8 {
+		return nil, 0, false
+	}
+	return k[2 : 2+int(k[1])], eventlog.Index(binary.BigEndian.Uint64(k[2+int(k[1]):])), true
+}
+
+// bulkApply builds the projections of events [1, target] (or of the
+// leading part it can build exactly) into the empty store and ingests
+// them. It returns errBulkFallback, with nothing changed, when it cannot.
+func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlog.Index) (ApplyStats, error) {
+	var total ApplyStats
+	if s.Applied() != 0 || s.keys != 0 || !slices.Equal(Projections, bulkProjections) {
+		return total, errBulkFallback
+	}
+	start := time.Now()
+	tmp := filepath.Join(s.dir, "bulk.tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return total, fmt.Errorf("bulk: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return total, fmt.Errorf("bulk: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	// Pass 1: read and prepare events in log order; stop at the first
+	// admin event.
+	records := newSorter(tmp, "records", s.cfg.BulkSortBytes)
+	// The record keys alone, to find the cutoff without reading the
+	// records twice.
+	rids := newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8))
+	cutoff := target + 1
+	type aside struct {
+		idx    eventlog.Index
+		origin eventlog.Origin
+		bad    bool
+	}
+	var others []aside // rejected and unknown-kind events, counted if before the cutoff
+	err := s.bulkScan(ctx, log, target, func(p *bulkPrep) (bool, error) {
+		switch {
+		case p.kind == eventlog.KindKeyBlocked || p.kind == eventlog.KindKeyUnblocked || p.kind == eventlog.KindKeyDeleted:
+			cutoff = p.idx
+			return false, nil
+		case p.kind != eventlog.KindKeySubmitted || p.bad:
+			others = append(others, aside{p.idx, p.origin, p.bad})
+			return true, nil
+		}
+		if err := rids.add(p.recKey, nil); err != nil {
+			return false, err
+		}
+		return true, records.add(p.recKey, p.val)
+	})
+	if err != nil {
+		return total, err
+	}
+	scanned := time.Now()
+
+	// Pass 2 over the sorted record keys: the first second version of a
+	// key is where the bulk part ends.
+	it, err := rids.iter()
+	if err != nil {
+		return total, err
+	}
+	var prevRID []byte
+	for {
+		k, _, ok, err := it.next()
+		if err != nil {
+			it.close()
+			return total, err
+		}
+		if !ok {
+			break
+		}
+		rid, idx, valid := ridOfRecordKey(k)
+		if !valid {
+			it.close()
+			return total, fmt.Errorf("bulk: bad record key %x", k)
+		}
+		if prevRID != nil && bytes.Equal(rid, prevRID) && idx < cutoff {
+			cutoff = idx
+		}
+		prevRID = append(prevRID[:0], rid...)
+	}
+	it.close()
+	if cutoff <= 1 {
+		return total, errBulkFallback
+	}
+	last := cutoff - 1
+
+	// Pass 3: records and latest pointers straight to sstables (they come
+	// in record-ID order), every other entry into the second sort.
+	wopts := s.opts.MakeWriterOptions(len(s.opts.Levels)-1, s.db.FormatMajorVersion().MaxTableFormat())
+	newWriter := func(name string) *sstWriter {
+		return &sstWriter{dir: tmp, name: name, opts: wopts, target: sstTargetBytes}
+	}
+	kw, lw, iw, pw, mw := newWriter("K"), newWriter("L"), newWriter("idx"), newWriter("P"), newWriter("meta")
+	writers := []*sstWriter{kw, lw, iw, pw, mw}
+	defer func() {
+		for _, w := range writers {
+			w.finish()
+		}
+	}()
+	index := newSorter(tmp, "index", s.cfg.BulkSortBytes)
+	var elems []ptree.Elem
+	counters := make(map[string][2]uint64)
+	byOrigin := make(map[eventlog.Origin]ApplyStats)
+	var keys int64
+	if it, err = records.iter(); err != nil {
+		return total, err
+	}
+	recs := newAsyncWriter(kw)
+	recsClosed := false
+	defer func() {
+		if !recsClosed {
+			recs.close()
+		}
+	}()
+	var kbuf []byte
+	for {
+		k, v, ok, err := it.next()
+		if err != nil {
+			it.close()
+			return total, err
+		}
+		if !ok {
+			break
+		}
+		rid, idx, _ := ridOfRecordKey(k)
+		if idx > last {
+			continue
+		}
+		bv, err := decodeBulkValue(v)
+		if err != nil {
+			it.close()
+			return total, err
+		}
+		rec, err := decodeRecord(rid, idx, bv.rec)
+		if err != nil {
+			it.close()
+			return total, err
+		}
+		recs.add(k, bv.rec)
+		var flags byte
+		if rec.SKS {
+			flags |= flagSKS
+			elems = append(elems, ptree.Elem{Hash: rec.Hash, Order: uint64(idx)})
+		}
+		if err := lw.add(latestKey(rid), encodeLatest(idx, flags, rec.Hash)); err != nil {
+			it.close()
+			return total, err
+		}
+		add := func(k, v []byte) error { return index.add(k, v) }
+		err = add(hashKey(rec.Hash), appendRID(nil, rid))
+		for i, fpr := range bv.fprs {
+			// F lists hold record IDs in the order they were added: by
+			// index, which follows the fingerprint in the sort key.
+			kbuf = binary.BigEndian.AppendUint64(fprKey(fpr), uint64(idx))
+			err = errors.Join(err, add(kbuf, appendRID(nil, rid)),
+				add(keyIDKey(uint64(bv.ids[i].KeyID), rid), nil),
+				add(shortIDKey(bv.ids[i].KeyID.Short(), rid), nil))
+		}
+		for _, t := range bv.terms {
+			err = errors.Join(err, add(wordKey(t[0], string(t[1:]), rid), nil))
+		}
+		if err != nil {
+			it.close()
+			return total, err
+		}
+		keys++
+		o := byOrigin[bv.origin]
+		o.Added++
+		byOrigin[bv.origin] = o
+		t := bv.time
+		for _, ck := range []string{"d" + t.Format("20060102"), "h" + t.Format("2006010215")} {
+			c := counters[ck]
+			c[0]++
+			counters[ck] = c
+		}
+	}
+	it.close()
+	recsClosed = true
+	if err := recs.close(); err != nil {
+		return total, err
+	}
+	// The prefix tree, from the sorted hashes, while pass 4 runs.
+	treeDone := make(chan error, 1)
+	go func() {
+		slices.SortFunc(elems, func(a, b ptree.Elem) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+		treeDone <- ptree.Build(s.cfg.Ptree, elems, pw.add)
+	}()
+	treeWaited := false
+	defer func() {
+		if !treeWaited {
+			<-treeDone
+		}
+	}()
+	for _, a := range others {
+		if a.idx > last {
+			continue
+		}
+		o := byOrigin[a.origin]
+		if a.bad {
+			o.Rejected++
+		} else {
+			o.Skipped++
+		}
+		byOrigin[a.origin] = o
+	}
+
+	// Pass 4: the second sort, grouped where a value gathers several
+	// entries (fingerprint lists).
+	if it, err = index.iter(); err != nil {
+		return total, err
+	}
+	var fprGroup, fprList []byte
+	flushFpr := func() error {
+		if fprGroup == nil {
+			return nil
+		}
+		err := iw.add(fprGroup, fprList)
+		fprGroup, fprList = nil, nil
+		return err
+	}
+	var prevHash []byte
+	for {
+		k, v, ok, err := it.next()
+		if err != nil {
+			it.close()
+			return total, err
+		}
+		if !ok {
+			break
+		}
+		if k[0] == prefixFpr {
+			g := k[:len(k)-8]
+			if fprGroup != nil && !bytes.Equal(g, fprGroup) {
+				if err := flushFpr(); err != nil {
+					it.close()
+					return total, err
+				}
+			}
+			if fprGroup == nil {
+				fprGroup = bytes.Clone(g)
+			}
+			dup := false
+			for _, r := range ridList(fprList) {
+				dup = dup || bytes.Equal(r, v[1:])
+			}
+			if !dup {
+				fprList = append(fprList, v...)
+			}
+			continue
+		}
+		if err := flushFpr(); err != nil {
+			it.close()
+			return total, err
+		}
+		if k[0] == prefixHash {
+			if bytes.Equal(k, prevHash) {
+				// Two keys with one SKS hash: the incremental rules decide.
+				it.close()
+				return total, errBulkFallback
+			}
+			prevHash = append(prevHash[:0], k...)
+		}
+		if err := iw.add(k, v); err != nil {
+			it.close()
+			return total, err
+		}
+	}
+	it.close()
+	if err := flushFpr(); err != nil {
+		return total, err
+	}
+
+	treeWaited = true
+	if err := <-treeDone; err != nil {
+		if errors.Is(err, ptree.ErrSamplePoint) || errors.Is(err, ptree.ErrDuplicate) {
+			return total, errBulkFallback
+		}
+		return total, fmt.Errorf("bulk: build prefix tree: %w", err)
+	}
+	elems = nil
+
+	// Counters, the key count and every projection's applied index.
+	ck := make([]string, 0, len(counters))
+	for k := range counters {
+		ck = append(ck, k)
+	}
+	slices.Sort(ck)
+	for _, k := range ck {
+		c := counters[k]
+		v := binary.BigEndian.AppendUint64(nil, c[0])
+		v = binary.BigEndian.AppendUint64(v, c[1])
+		if err := mw.add(append([]byte{prefixCounters}, k...), v); err != nil {
+			return total, err
+		}
+	}
+	// The schema version too: Open wrote it to the memtable only (no WAL),
+	// and without it a crash after the ingest would leave applied indexes
+	// of an unknown schema.
+	meta := [][2][]byte{
+		{metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(keys))},
+		{metaKey("schema"), binary.BigEndian.AppendUint64(nil, schemaVersion)},
+	}
+	for _, p := range bulkProjections {
+		meta = append(meta, [2][]byte{appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(last))})
+	}
+	slices.SortFunc(meta, func(a, b [2][]byte) int { return bytes.Compare(a[0], b[0]) })
+	for _, m := range meta {
+		if err := mw.add(m[0], m[1]); err != nil {
+			return total, err
+		}
+	}
+	var paths []string
+	for _, w := range writers {
+		if err := w.finish(); err != nil {
+			return total, err
+		}
+		paths = append(paths, w.paths...)
+	}
+	built := time.Now()
+	// One ingest: every file, and with them the applied indexes, become
+	// visible together or not at all.
+	if err := s.db.Ingest(paths); err != nil {
+		return total, fmt.Errorf("bulk: ingest: %w", err)
+	}
+	s.keys = keys
+	s.tree.Reset()
+	s.mu.Lock()
+	if s.totals == nil {
+		s.totals = make(map[eventlog.Origin]ApplyStats)
+	}
+	for o, st := range byOrigin {
+		t := s.totals[o]
+		t.add(st)
+		s.totals[o] = t
+		total.add(st)
+	}
+	s.mu.Unlock()
+	s.bulkLast = last
+	s.setApplied(last)
+	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).
+		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("ingest", time.Since(built)).
+		Msg("bulk applied")
+	return total, nil
+}
+
+// bulkScan reads events [1, target] in batches, prepares each batch on
+// cfg.Workers goroutines and hands the results to fn in log order until fn
+// returns false.
+func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog.Index, fn func(*bulkPrep) (bool, error)) error {
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []bulkPrep, 2)
+	var readErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(batches)
+		it := log.NewIterator(1, target+1)
+		for {
+			idxs := make([]eventlog.Index, 0, s.cfg.BatchEvents)
+			evs := make([]*eventlog.Event, 0, s.cfg.BatchEvents)
+			for len(evs) < s.cfg.BatchEvents {
+				idx, ev, err := it.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					readErr = fmt.Errorf("bulk: read log: %w", err)
+					return
+				}
+				idxs = append(idxs, idx)
+				evs = append(evs, ev)
+			}
+			if len(evs) == 0 {
+				return
+			}
+			out := make([]bulkPrep, len(evs))
+			workers := min(s.cfg.Workers, len(evs))
+			var pw sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				pw.Add(1)
+				go func(w int) {
+					defer pw.Done()
+					for i := w; i < len(evs); i += workers {
+						out[i] = prepareBulk(idxs[i], evs[i])
+					}
+				}(w)
+			}
+			pw.Wait()
+			select {
+			case batches <- out:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var err error
+scan:
+	for batch := range batches {
+		for i := range batch {
+			var more bool
+			if more, err = fn(&batch[i]); err != nil || !more {
+				break scan
+			}
+		}
+	}
+	cancel()
+	for range batches {
+	}
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if readErr != nil {
+		return readErr
+	}
+	return parent.Err()
+}

@@ -1,0 +1,391 @@
+package projections
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/sstable"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// sorter is an external sort of key/value pairs with bounded memory: pairs
+// gather in one buffer, which is sorted and written to a run file when it
+// holds limit bytes; iter merges the runs.
+type sorter struct {
+	dir   string
+	name  string
+	limit int
+	buf   []byte // <klen uvarint><vlen uvarint><key><value>...
+	ents  []sortEntry
+	runs  []string
+}
+
+// sortEntry locates one pair in buf; key aliases buf.
+type sortEntry struct {
+	key []byte
+	off int
+}
+
+func newSorter(dir, name string, limit int) *sorter {
+	return &sorter{dir: dir, name: name, limit: limit}
+}
+
+func (s *sorter) add(k, v []byte) error {
+	need := 2*binary.MaxVarintLen64 + len(k) + len(v)
+	if len(s.buf)+need > cap(s.buf) || len(s.ents) == cap(s.ents) {
+		if len(s.ents) > 0 {
+			if err := s.spill(); err != nil {
+				return err
+			}
+		}
+		if s.buf == nil || need > cap(s.buf) {
+			// One allocation of the whole budget: growing it by appends
+			// cost a third of the bulk path in copies and clearing.
+			s.buf = make([]byte, 0, max(s.limit, need))
+		}
+		if s.ents == nil {
+			// Entries take at most half the budget again (32 bytes each,
+			// for pairs of at least 64 bytes on average).
+			s.ents = make([]sortEntry, 0, max(1, s.limit/64))
+		}
+	}
+	off := len(s.buf)
+	s.buf = binary.AppendUvarint(s.buf, uint64(len(k)))
+	s.buf = binary.AppendUvarint(s.buf, uint64(len(v)))
+	ko := len(s.buf)
+	s.buf = append(s.buf, k...)
+	s.buf = append(s.buf, v...)
+	s.ents = append(s.ents, sortEntry{key: s.buf[ko : ko+len(k) : ko+len(k)], off: off})
+	return nil
+}
+
+func entryAt(buf []byte, off int) (k, v []byte) {
+	kl, n := binary.Uvarint(buf[off:])
+	off += n
+	vl, n := binary.Uvarint(buf[off:])
+	off += n
+	return buf[off : off+int(kl)], buf[off+int(kl) : off+int(kl)+int(vl)]
+}
+
+// sortBuf sorts the buffer. Equal keys carry equal values in every use
+// (index entries written twice) or make the bulk path fall back (a hash
+// collision), so the sort need not be stable.
+func (s *sorter) sortBuf() {
+	slices.SortFunc(s.ents, func(a, b sortEntry) int { return bytes.Compare(a.key, b.key) })
+}
+
+// spill writes the buffer, sorted, as a run file (the same framing).
+func (s *sorter) spill() error {
+	if len(s.ents) == 0 {
+		return nil
+	}
+	s.sortBuf()
+	path := filepath.Join(s.dir, fmt.Sprintf("%s-%04d.run", s.name, len(s.runs)))
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bulk sort: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var hdr []byte
+	for _, e := range s.ents {
+		k, v := entryAt(s.buf, e.off)
+		hdr = binary.AppendUvarint(hdr[:0], uint64(len(k)))
+		hdr = binary.AppendUvarint(hdr, uint64(len(v)))
+		w.Write(hdr)
+		w.Write(k)
+		w.Write(v)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("bulk sort: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bulk sort: %w", err)
+	}
+	s.runs = append(s.runs, path)
+	s.buf, s.ents = s.buf[:0], s.ents[:0]
+	return nil
+}
+
+// sortIter yields the sorter's pairs in key order. k and v are valid until
+// the next call to next.
+type sortIter interface {
+	next() (k, v []byte, ok bool, err error)
+	close()
+}
+
+// iter returns an iterator over everything added. It can be called more
+// than once (each pass reads the runs again); add must not be called after.
+func (s *sorter) iter() (sortIter, error) {
+	if len(s.runs) == 0 {
+		s.sortBuf()
+		return &memIter{s: s}, nil
+	}
+	if err := s.spill(); err != nil {
+		return nil, err
+	}
+	m := &mergeIter{}
+	for i, p := range s.runs {
+		f, err := os.Open(p)
+		if err != nil {
+			m.close()
+			return nil, fmt.Errorf("bulk sort: %w", err)
+		}
+		r := &runReader{f: f, r: bufio.NewReaderSize(f, 1<<20), seq: i}
+		m.all = append(m.all, r)
+		ok, err := r.advance()
+		if err != nil {
+			m.close()
+			return nil, err
+		}
+		if ok {
+			m.h = append(m.h, r)
+		}
+	}
+	heap.Init(&m.h)
+	return m, nil
+}
+
+type memIter struct {
+	s *sorter
+	i int
+}
+
+func (m *memIter) next() ([]byte, []byte, bool, error) {
+	if m.i >= len(m.s.ents) {
+		return nil, nil, false, nil
+	}
+	k, v := entryAt(m.s.buf, m.s.ents[m.i].off)
+	m.i++
+	return k, v, true, nil
+}
+
+func (m *memIter) close() {}
+
+type runReader struct {
+	f    *os.File
+	r    *bufio.Reader
+	seq  int
+	k, v []byte
+	buf  []byte
+}
+
+func (r *runReader) advance() (bool, error) {
+	kl, err := binary.ReadUvarint(r.r)
+	if err == io.EOF {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+	}
+	vl, err := binary.ReadUvarint(r.r)
+	if err != nil {
+		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+	}
+	n := int(kl + vl)
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	r.buf = r.buf[:n]
+	if _, err := io.ReadFull(r.r, r.buf); err != nil {
+		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+	}
+	r.k, r.v = r.buf[:kl], r.buf[kl:]
+	return true, nil
+}
+
+type runHeap []*runReader
+
+func (h runHeap) Len() int { return len(h) }
+func (h runHeap) Less(i, j int) bool {
+	if c := bytes.Compare(h[i].k, h[j].k); c != 0 {
+		return c < 0
+	}
+	return h[i].seq < h[j].seq
+}
+func (h runHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)   { *h = append(*h, x.(*runReader)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+type mergeIter struct {
+	h    runHeap
+	all  []*runReader
+	prev *runReader // returned last: advanced on the next call
+	k, v []byte
+}
+
+func (m *mergeIter) next() ([]byte, []byte, bool, error) {
+	if m.prev != nil {
+		ok, err := m.prev.advance()
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if ok {
+			heap.Fix(&m.h, 0)
+		} else {
+			heap.Pop(&m.h)
+		}
+		m.prev = nil
+	}
+	if len(m.h) == 0 {
+		return nil, nil, false, nil
+	}
+	r := m.h[0]
+	m.prev = r
+	return r.k, r.v, true, nil
+}
+
+func (m *mergeIter) close() {
+	for _, r := range m.all {
+		r.f.Close()
+	}
+}
+
+// sstWriter writes sorted pairs into sstables for ingestion. Each file
+// holds keys of one prefix byte and at most targetBytes, so the files of
+// all writers never overlap and ingest straight into the bottom level.
+// A key equal to the previous one is dropped (index entries written twice
+// by incremental application are one entry there too).
+type sstWriter struct {
+	dir    string
+	name   string
+	opts   sstable.WriterOptions
+	target uint64
+	w      *sstable.Writer
+	prefix byte
+	last   []byte
+	paths  []string
+	// Files are finished (last blocks, fsync) on their own goroutines,
+	// so that a sync does not stall the writing of the next file.
+	closing sync.WaitGroup
+	errMu   sync.Mutex
+	err     error
+}
+
+const sstTargetBytes = 64 << 20
+
+func (w *sstWriter) add(k, v []byte) error {
+	if w.w != nil && bytes.Equal(k, w.last) {
+		return nil
+	}
+	if w.w != nil && (k[0] != w.prefix || w.w.EstimatedSize() >= w.target) {
+		if err := w.closeFile(); err != nil {
+			return err
+		}
+	}
+	if w.w == nil {
+		path := filepath.Join(w.dir, fmt.Sprintf("%s-%04d.sst", w.name, len(w.paths)))
+		f, err := vfs.Default.Create(path)
+		if err != nil {
+			return fmt.Errorf("bulk: %w", err)
+		}
+		// Written back as it goes (as Pebble does for its own tables),
+		// so the final fsync has little left to do.
+		f = vfs.NewSyncingFile(f, vfs.SyncingFileOptions{BytesPerSync: 1 << 20})
+		w.w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), w.opts)
+		w.paths = append(w.paths, path)
+		w.prefix = k[0]
+	}
+	w.last = append(w.last[:0], k...)
+	if err := w.w.Set(k, v); err != nil {
+		return fmt.Errorf("bulk: write %s: %w", w.paths[len(w.paths)-1], err)
+	}
+	return nil
+}
+
+// closeFile starts finishing the current file; wait reports the outcome.
+func (w *sstWriter) closeFile() error {
+	if w.w == nil {
+		return nil
+	}
+	sw, path := w.w, w.paths[len(w.paths)-1]
+	w.w = nil
+	w.closing.Add(1)
+	go func() {
+		defer w.closing.Done()
+		if err := sw.Close(); err != nil {
+			w.errMu.Lock()
+			if w.err == nil {
+				w.err = fmt.Errorf("bulk: finish %s: %w", path, err)
+			}
+			w.errMu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// finish closes the current file and waits until every file is written
+// and synced; it returns the first error.
+func (w *sstWriter) finish() error {
+	w.closeFile()
+	w.closing.Wait()
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+// asyncWriter feeds an sstWriter from another goroutine, so that block
+// compression and writing overlap the caller's work (the bulk path is
+// otherwise one goroutine after the scan). Pairs are copied into batches.
+type asyncWriter struct {
+	w    *sstWriter
+	ch   chan []byte
+	done chan error
+	buf  []byte
+}
+
+const asyncBatchBytes = 1 << 20
+
+func newAsyncWriter(w *sstWriter) *asyncWriter {
+	a := &asyncWriter{w: w, ch: make(chan []byte, 4), done: make(chan error, 1)}
+	go func() {
+		var err error
+		for b := range a.ch {
+			for len(b) > 0 && err == nil {
+				kl, n := binary.Uvarint(b)
+				b = b[n:]
+				vl, n := binary.Uvarint(b)
+				b = b[n:]
+				err = w.add(b[:kl], b[kl:kl+vl])
+				b = b[kl+vl:]
+			}
+		}
+		a.done <- err
+	}()
+	return a
+}
+
+func (a *asyncWriter) add(k, v []byte) {
+	a.buf = binary.AppendUvarint(a.buf, uint64(len(k)))
+	a.buf = binary.AppendUvarint(a.buf, uint64(len(v)))
+	a.buf = append(a.buf, k...)
+	a.buf = append(a.buf, v...)
+	if len(a.buf) >= asyncBatchBytes {
+		a.ch <- a.buf
+		a.buf = make([]byte, 0, asyncBatchBytes+len(v)+64)
+	}
+}
+
+// close sends what is left, waits for the writer and returns its first
+// error. It must be called exactly once.
+func (a *asyncWriter) close() error {
+	if len(a.buf) > 0 {
+		a.ch <- a.buf
+	}
+	close(a.ch)
+	return <-a.done
+}
