@@ -93,9 +93,10 @@ type Config struct {
 	// "" both (an SKS hash with the SKS key, a Hockeypuck hash with the
 	// Hockeypuck dataset's key), "sks" or "hockeypuck" only (hashquery.go).
 	HashqueryDataset string
-	// ApplyWait bounds how long an upload waits, after its durable append,
-	// for the projections to apply it so the key is served at once.
-	// The upload is answered 200 either way. Default 5 s.
+	// ApplyWait bounds how long a lookup waits for the projections to
+	// apply uploads answered before it (uploads are answered once durable
+	// in the log, not applied), so an uploaded key is served at once.
+	// Default 5 s.
 	ApplyWait time.Duration
 	// AccessLog logs one line per request with the client address and
 	// query. Off by default: HKP queries reveal who looks for whom.
@@ -175,6 +176,10 @@ type Server struct {
 	summaries *summaryCache
 	// limiter holds nil when rate limiting is off.
 	limiter atomic.Pointer[rateLimiter]
+	// unapplied is the log index of the newest upload answered before the
+	// projections applied it, or 0; pending holds their keys (pending.go).
+	unapplied atomic.Uint64
+	pending   pendingUploads
 	// prefixLogs caches /pks/v2/prefixlog answers of finished days.
 	prefixLogs prefixLogCache
 }

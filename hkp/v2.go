@@ -140,6 +140,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, jsonErrors boo
 		s.writeAPIError(w, r, &httpError{http.StatusMethodNotAllowed, "Method not allowed", r.Method + " is not supported here; use " + allow}, jsonErrors)
 		return
 	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		s.awaitUploads(r.Context()) // read-your-writes (pending.go)
+	}
 	if err := fn(w, r); err != nil {
 		s.writeAPIError(w, r, err, jsonErrors)
 	}
