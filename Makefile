@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./... ./testdata/corpus ./testdata/testenv ./testdata/farm
 DATA     ?= ./data
 
-.PHONY: all build run test vet fuzz fuzz-short bench microbench deps clean
+.PHONY: all build run test vet fuzz fuzz-short soak bench microbench deps clean
 
 all: build
 
@@ -35,6 +35,13 @@ vet:
 test: deps vet
 	$(GO) test -race -timeout 30m $(PKGS)
 	$(MAKE) --no-print-directory fuzz-short
+
+# The long variants of the reliability tests (docs/reliability.md): the
+# 10-minute load soak against a 100k-key store (TestSoak; the generated
+# corpus is kept in $$TMPDIR for the next run), 100 SIGKILLs per crash test,
+# 1,000 slow connections, 10,000 random-byte requests.
+soak: deps
+	GRAPEVINE_SOAK=1 $(GO) test -timeout 120m -v -run 'Soak|SIGKILL|Hostile|Slowloris|FullDisk' ./cmd/grapevine ./hkp
 
 # Every fuzz target of every package, one after the other, FUZZTIME each;
 # a crasher (written under the package's testdata/fuzz) fails the run.

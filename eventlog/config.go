@@ -10,8 +10,7 @@ import (
 // Errors returned by this package. Compare with errors.Is: most come back
 // wrapped with what was being done.
 var (
-	// ErrClosed: the Log was closed, or an earlier write failed and closed
-	// it for appends (then the error also wraps that failure).
+	// ErrClosed: the Log was closed.
 	ErrClosed = errors.New("eventlog: closed")
 	// ErrNotFound: an index outside [FirstIndex, LastIndex].
 	ErrNotFound = errors.New("eventlog: index not found")
@@ -32,8 +31,15 @@ var (
 )
 
 const (
-	// DefaultSegmentSize is tidwall/wal's default segment size.
-	DefaultSegmentSize = 20 << 20
+	// DefaultSegmentSize is 4 MiB, not tidwall/wal's 20 MiB: tidwall/wal
+	// keeps the tail segment in memory as one slice that grows by append,
+	// allocating about 5 times the segment's bytes as it fills. Smaller
+	// segments keep that churn in the CPU caches and in heap memory the
+	// runtime reuses instead of fresh pages: BenchmarkAppendBatch (8192
+	// events of 1.4 KB per Append) needs about 35 % less CPU than with
+	// 20 MiB. Below that, a segment per 2 MiB means more files, and an
+	// fsync and a directory sync for each one tidwall/wal starts.
+	DefaultSegmentSize = 4 << 20
 	// DefaultMaxEventBytes bounds one record. The largest keys on the SKS
 	// network are a few MiB; 64 MiB leaves room without letting one upload
 	// exhaust memory.
@@ -58,7 +64,7 @@ type Config struct {
 	// benchmarks; never set it in production.
 	NoSync bool
 	// SegmentSize is the target size of one segment file in bytes; a
-	// segment may overrun it by one record. Zero: DefaultSegmentSize (20 MiB).
+	// segment may overrun it by one record. Zero: DefaultSegmentSize (4 MiB).
 	// At most 1 GiB.
 	SegmentSize int
 	// MaxEventBytes bounds the encoded size of one event; Append rejects a

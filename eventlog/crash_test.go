@@ -213,7 +213,10 @@ func checkAcked(t *testing.T, dir string, acked map[eventlog.Index]string) {
 	}
 }
 
-// TestWriteFailureChild appends until RLIMIT_FSIZE makes a write fail.
+// TestWriteFailureChild appends until RLIMIT_FSIZE makes a write fail (a
+// full disk as far as the log can tell: the write stops part-way), then
+// lifts the limit: appends resume by themselves, at the next index, with
+// the torn bytes gone.
 func TestWriteFailureChild(t *testing.T) {
 	dir := os.Getenv(envFsizeDir)
 	if dir == "" {
@@ -230,33 +233,114 @@ func TestWriteFailureChild(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
-	size := fileSize(t, segmentFiles(t, dir)[0])
+	seg := segmentFiles(t, dir)[0]
+	size := fileSize(t, seg)
 	lim := syscall.Rlimit{Cur: uint64(size) + 20, Max: old.Max}
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 		t.Fatal(err)
 	}
 	_, err := l.Append(context.Background(), keyEvent(acked+1))
-	if err == nil || errors.Is(err, eventlog.ErrClosed) || !errors.Is(err, syscall.EFBIG) {
-		t.Fatalf("Append past RLIMIT_FSIZE: err = %v, want the write error (EFBIG)", err)
+	if err == nil || !errors.Is(err, eventlog.ErrWriteFailed) || !errors.Is(err, syscall.EFBIG) {
+		t.Fatalf("Append past RLIMIT_FSIZE: err = %v, want ErrWriteFailed wrapping the write error (EFBIG)", err)
 	}
-	_, err2 := l.Append(context.Background(), keyEvent(acked+1))
-	if !errors.Is(err2, eventlog.ErrClosed) || !errors.Is(err2, syscall.EFBIG) {
-		t.Fatalf("Append after a failed write: err = %v, want ErrClosed wrapping EFBIG", err2)
+	if got := fileSize(t, seg); got != size+20 {
+		t.Fatalf("segment size %d, want %d (a torn write)", got, size+20)
+	}
+	// Still full: every attempt fails, with the cause, and stores nothing.
+	for try := 0; try < 3; try++ {
+		_, err2 := l.Append(context.Background(), keyEvent(acked+1))
+		if !errors.Is(err2, eventlog.ErrWriteFailed) || !errors.Is(err2, syscall.EFBIG) {
+			t.Fatalf("Append on a full log: err = %v, want ErrWriteFailed wrapping EFBIG", err2)
+		}
+		time.Sleep(300 * time.Millisecond) // past the recovery interval: a real retry
 	}
 	if got := l.LastIndex(); got != acked {
-		t.Fatalf("LastIndex = %d after the failed write, want %d", got, acked)
+		t.Fatalf("LastIndex = %d after the failed writes, want %d", got, acked)
 	}
 	checkEntry(t, l, acked, acked) // reads go on
-	if err := l.Close(); err != nil {
-		t.Fatalf("Close after failure: %v, want nil", err)
-	}
+
+	// Space returns: the next appends succeed, without a reopen.
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
-	if got := fileSize(t, segmentFiles(t, dir)[0]); got != size+20 {
-		t.Fatalf("segment size %d, want %d (a torn write for recovery)", got, size+20)
+	var got eventlog.Index
+	for try := 0; ; try++ {
+		got, err = l.Append(context.Background(), keyEvent(acked+1))
+		if err == nil {
+			break
+		}
+		if try == 50 {
+			t.Fatalf("Append after space returned: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // recovery runs at most every 250 ms
 	}
-	reopenExpect(t, dir, acked, acked+1)
+	if got != acked+1 {
+		t.Fatalf("first append after recovery at index %d, want %d", got, acked+1)
+	}
+	mustAppend(t, l, keyEvent(acked+2))
+	for k := 1; k <= acked+2; k++ {
+		checkEntry(t, l, eventlog.Index(k), k)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close after recovery: %v", err)
+	}
+	reopenExpect(t, dir, acked+2, 0)
+}
+
+// TestSyncFailureRecovers: a batch whose fsync fails is not acknowledged,
+// its bytes are truncated, and the log goes on at the same index, also
+// across segment boundaries (the failed batch may start a segment).
+func TestSyncFailureRecovers(t *testing.T) {
+	dir := t.TempDir()
+	cfg := eventlog.DefaultConfig()
+	cfg.Logger = zerolog.Nop()
+	cfg.SegmentSize = 4 << 10
+	l := mustOpen(t, dir, cfg)
+	n := 0
+	for ; n < 10; n++ {
+		mustAppend(t, l, keyEvent(n+1))
+	}
+	injected := errors.New("injected fsync failure")
+	for round := 0; round < 12; round++ {
+		eventlog.SetAfterWriteHook(l, func() error { return injected })
+		var big []*eventlog.Event // ~6 KiB: the failed batch starts a segment
+		for j := range 20 {
+			big = append(big, keyEvent(36+37*j))
+		}
+		if _, err := l.Append(context.Background(), big...); !errors.Is(err, eventlog.ErrWriteFailed) || !errors.Is(err, injected) {
+			t.Fatalf("round %d: Append with a failing fsync: %v, want ErrWriteFailed wrapping it", round, err)
+		}
+		if got := l.LastIndex(); got != eventlog.Index(n) {
+			t.Fatalf("round %d: LastIndex %d after a failed batch, want %d", round, got, n)
+		}
+		eventlog.SetAfterWriteHook(l, nil)
+		var idx eventlog.Index
+		var err error
+		for try := 0; ; try++ {
+			batch := []*eventlog.Event{keyEvent(n + 1), keyEvent(n + 2), keyEvent(n + 3), keyEvent(n + 4), keyEvent(n + 5)}
+			if idx, err = l.Append(context.Background(), batch...); err == nil {
+				break
+			}
+			if try == 50 {
+				t.Fatalf("round %d: no recovery: %v", round, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		n += 5
+		if idx != eventlog.Index(n) {
+			t.Fatalf("round %d: appended at %d, want %d", round, idx, n)
+		}
+	}
+	for k := 1; k <= n; k++ {
+		checkEntry(t, l, eventlog.Index(k), k)
+	}
+	if segs := len(segmentFiles(t, dir)); segs < 2 {
+		t.Errorf("only %d segment: the test should cross segment boundaries", segs)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reopenExpect(t, dir, n, 0)
 }
 
 // TestWriteFailure runs TestWriteFailureChild in its own process, since

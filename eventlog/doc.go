@@ -80,8 +80,12 @@
 // Append returns after tidwall/wal has written the batch and fsynced the
 // segment file; when a batch starts a new segment, the directory is
 // fsynced too before anyone is told (tidwall/wal does not do that). A
-// failed write closes the Log for appends, because tidwall/wal does not
-// roll back its in-memory tail; reopening runs recovery.
+// failed write or fsync (a full disk) fails its batch with ErrWriteFailed.
+// tidwall/wal does not roll back its in-memory tail, so the writer closes
+// it, and before the next batch removes the segments the failed batch
+// started, truncates the tail segment to its last acknowledged byte and
+// reopens it (at most every 250 ms): appends resume by themselves once the
+// disk takes writes again, and nothing acknowledged is touched.
 //
 // Open verifies every record of the last segment. Frames cut short and
 // records that fail their checksum at the end of it are a torn write of a

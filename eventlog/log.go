@@ -21,6 +21,11 @@ import (
 // means none. Ranges are half-open: [from, to).
 type Index uint64
 
+// ErrWriteFailed: a write or fsync of the log failed (a full disk, say);
+// the error also wraps the cause. The events were not stored; retry later:
+// the Log recovers by itself (see Append).
+var ErrWriteFailed = errors.New("eventlog: write failed")
+
 // maxBatchBytes bounds how much the writer gathers into one WriteBatch; one
 // Append call bigger than that still goes out whole, alone.
 const maxBatchBytes = 16 << 20
@@ -51,7 +56,8 @@ type Log struct {
 	// writing by Close, which closes reqs.
 	closeMu sync.RWMutex
 	closing bool // guarded by closeMu
-	// failed holds the write error that closed the Log for appends.
+	// failed holds the write error that stopped appends; the writer clears
+	// it when recovery succeeds (see recoverWriter).
 	failed atomic.Pointer[error]
 	reqs   chan *appendReq
 	done   chan struct{} // closed when the writer goroutine returns
@@ -60,6 +66,13 @@ type Log struct {
 	notifyCh chan struct{}
 
 	nEvents, nBatches, nSyncs, nBytes atomic.Uint64
+
+	// bufs recycles the record buffers of Append (*[]byte). A bulk import
+	// appends 32 MiB per call; a fresh buffer each time costs clearing it
+	// and, as the heap churns, page faults, for a buffer that lives only
+	// until the fsync. sync.Pool lets the garbage collector free them when
+	// appends stop.
+	bufs sync.Pool
 
 	lock *os.File // dir/LOCK, held while open for writing
 
@@ -71,7 +84,19 @@ type Log struct {
 
 	roMu  sync.Mutex // serialises refresh in read-only mode
 	roSeg int        // read-only: index into segs of the segment being followed
+
+	// Owned by the writer goroutine: recovery after a failed write.
+	failures    int       // failed batches and recoveries since the last success
+	lastAttempt time.Time // of recovery
+	// afterWriteHook, when set (tests only), runs after each batch is
+	// written and its error counts as a failed write (an fsync failure).
+	afterWriteHook func() error
 }
+
+// recoverInterval is the least time between two recovery attempts after a
+// failed write: appends in between fail at once, so a full disk answers
+// quickly instead of re-reading the tail segment for every request.
+const recoverInterval = 250 * time.Millisecond
 
 type appendReq struct {
 	buf  []byte // the records, back to back
@@ -371,10 +396,15 @@ func (l *Log) segments() []*segment {
 // If ctx is done before the events were handed to the writer, Append
 // returns ctx.Err() and stores nothing; if it is done while waiting for the
 // fsync, Append returns an error wrapping ctx.Err() but the events may
-// still be stored. Any write failure closes the Log for appends: that
-// Append returns the failure, every later one an error wrapping ErrClosed
-// and the failure, and reopening the log runs recovery. With no events,
-// Append returns 0, nil.
+// still be stored. With no events, Append returns 0, nil.
+//
+// A write or fsync failure (a full disk, say) fails the batch: its events
+// are not stored, and the bytes it may have written are truncated before
+// anything else is written. Later Appends first recover the writer (at
+// most every 250 ms; in between they fail at once with an error wrapping
+// ErrWriteFailed and the cause) and succeed as soon as the disk accepts
+// writes again: a full disk heals by itself once space is freed. Nothing
+// acknowledged before is touched.
 func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err error) {
 	if l.readOnly {
 		return 0, ErrReadOnly
@@ -397,7 +427,7 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 		}
 		size += n
 	}
-	req := &appendReq{buf: make([]byte, 0, size), ends: make([]int, len(events)), done: make(chan struct{})}
+	req := &appendReq{buf: l.getBuf(size), ends: make([]int, len(events)), done: make(chan struct{})}
 	for k, e := range events {
 		t := e.Time
 		if t.IsZero() || t.After(now) {
@@ -421,9 +451,34 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 	}
 	select {
 	case <-req.done:
+		// The writer is done with buf (tidwall/wal copied it).
+		l.putBuf(req.buf)
 		return req.last, req.err
 	case <-ctx.Done():
+		// The writer may still read buf: leave it to the garbage collector.
 		return 0, fmt.Errorf("append abandoned, the events may still be stored: %w", ctx.Err())
+	}
+}
+
+// pooledBufMax bounds the buffers kept: one Append of a bigger batch
+// allocates its own.
+const pooledBufMax = 2 * maxBatchBytes
+
+func (l *Log) getBuf(size int) []byte {
+	if size <= pooledBufMax {
+		if p, _ := l.bufs.Get().(*[]byte); p != nil {
+			if cap(*p) >= size {
+				return (*p)[:0]
+			}
+			l.bufs.Put(p)
+		}
+	}
+	return make([]byte, 0, size)
+}
+
+func (l *Log) putBuf(b []byte) {
+	if cap(b) <= pooledBufMax {
+		l.bufs.Put(&b)
 	}
 }
 
@@ -431,9 +486,6 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 func (l *Log) appendErr() error {
 	if l.closing {
 		return ErrClosed
-	}
-	if p := l.failed.Load(); p != nil {
-		return fmt.Errorf("%w: %w", ErrClosed, *p)
 	}
 	return nil
 }
@@ -470,12 +522,13 @@ func (l *Log) run() {
 // commit writes one batch and answers its requests.
 func (l *Log) commit(reqs []*appendReq) {
 	if p := l.failed.Load(); p != nil {
-		err := fmt.Errorf("%w: %w", ErrClosed, *p)
-		for _, r := range reqs {
-			r.err = err
-			close(r.done)
+		if err := l.recoverWriter(); err != nil {
+			for _, r := range reqs {
+				r.err = err
+				close(r.done)
+			}
+			return
 		}
-		return
 	}
 	last := Index(l.last.Load())
 	idx, lastTime := last, l.lastTime
@@ -515,6 +568,12 @@ func (l *Log) commit(reqs []*appendReq) {
 		l.fail(fmt.Errorf("write %d events at index %d: %w", idx-last, last+1, err), reqs)
 		return
 	}
+	if l.afterWriteHook != nil {
+		if err := l.afterWriteHook(); err != nil {
+			l.fail(fmt.Errorf("sync %d events at index %d: %w", idx-last, last+1, err), reqs)
+			return
+		}
+	}
 	if err := l.afterWrite(newSegs, tail); err != nil {
 		l.fail(err, reqs)
 		return
@@ -527,6 +586,10 @@ func (l *Log) commit(reqs []*appendReq) {
 		l.nSyncs.Add(1)
 	}
 	l.nBytes.Add(bytes)
+	if l.failures > 0 {
+		l.logger.Warn().Int("failures", l.failures).Uint64("index", uint64(last+1)).Msg("appends resumed after failed writes")
+		l.failures = 0
+	}
 	l.notify()
 	for _, r := range reqs {
 		close(r.done)
@@ -598,17 +661,106 @@ func (l *Log) afterWrite(newSegs []Index, tail int64) error {
 	return nil
 }
 
-// fail closes the Log for appends after a write error and answers reqs.
+// fail stops appends after a write error, closes the writer and answers
+// reqs. The next commit recovers (recoverWriter).
 func (l *Log) fail(err error, reqs []*appendReq) {
+	err = fmt.Errorf("%w: %w", ErrWriteFailed, err)
 	l.failed.Store(&err)
-	l.logger.Error().Err(err).Msg("append failed; log closed for appends until reopened")
-	if cerr := l.w.Close(); cerr != nil && !errors.Is(cerr, wal.ErrClosed) {
-		l.logger.Error().Err(cerr).Msg("close after failed append")
+	l.failures++
+	if l.failures == 1 {
+		l.logger.Error().Err(err).Msg("append failed; appends resume when a write succeeds again")
+	} else {
+		l.logger.Debug().Err(err).Int("failures", l.failures).Msg("append failed again")
 	}
+	if cerr := l.w.Close(); cerr != nil && !errors.Is(cerr, wal.ErrClosed) {
+		l.logger.Debug().Err(cerr).Msg("close after failed append")
+	}
+	l.lastAttempt = time.Now()
 	for _, r := range reqs {
 		r.err = err
 		close(r.done)
 	}
+}
+
+// recoverWriter makes the log writable again after a failed write: it
+// removes the segment files the failed batch started, truncates the tail
+// segment to its last acknowledged byte (the failed batch may have written
+// part of a record, or whole records that were never fsynced), syncs, and
+// reopens tidwall/wal, checking it sees exactly the acknowledged entries.
+// It runs in the writer goroutine, at most every recoverInterval; on
+// failure the Log stays failed and the next commit tries again.
+func (l *Log) recoverWriter() error {
+	p := l.failed.Load()
+	if time.Since(l.lastAttempt) < recoverInterval {
+		return *p
+	}
+	l.lastAttempt = time.Now()
+	err := l.reopenWriter()
+	if err != nil {
+		l.failures++
+		l.logger.Debug().Err(err).Int("failures", l.failures).Msg("log recovery failed")
+		return fmt.Errorf("%w (recovery: %v)", *p, err)
+	}
+	l.failed.Store(nil)
+	return nil
+}
+
+func (l *Log) reopenWriter() error {
+	segs := l.segments()
+	found, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	if len(found) < len(segs) {
+		return fmt.Errorf("%w: segment files disappeared", ErrCorrupt)
+	}
+	for _, s := range found[len(segs):] {
+		// Started by the failed batch: it holds only unacknowledged entries.
+		if err := os.Remove(s.path); err != nil {
+			return err
+		}
+	}
+	tail := segs[len(segs)-1]
+	f, err := os.OpenFile(tail.path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(l.tailBytes); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := syncDir(l.dir); err != nil {
+		return err
+	}
+	w, err := wal.Open(l.dir, &wal.Options{
+		NoSync:           l.cfg.NoSync,
+		SegmentSize:      l.cfg.SegmentSize,
+		LogFormat:        wal.Binary,
+		SegmentCacheSize: 1,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	})
+	if err != nil {
+		return err
+	}
+	walLast, err := w.LastIndex()
+	if err == nil && walLast != l.last.Load() {
+		err = fmt.Errorf("%w: tidwall/wal reports last index %d after recovery, want %d", ErrCorrupt, walLast, l.last.Load())
+	}
+	if err != nil {
+		w.Close()
+		return err
+	}
+	l.w = w
+	l.logger.Info().Uint64("last", walLast).Msg("log writer recovered")
+	return nil
 }
 
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -685,7 +837,8 @@ func (l *Log) Dir() string { return l.dir }
 // Close stops appends, waits for the writer to finish the batches already
 // queued, fsyncs and closes the files. Later calls to any method return
 // ErrClosed; Close itself returns ErrClosed the second time. After a write
-// failure Close returns nil: that failure was returned to Append.
+// failure that was not recovered from, Close returns nil: that failure was
+// returned to Append, and the next Open truncates whatever it left.
 func (l *Log) Close() error {
 	if l.readOnly {
 		if !l.closed.CompareAndSwap(false, true) {
@@ -706,7 +859,7 @@ func (l *Log) Close() error {
 
 	var err error
 	if l.failed.Load() == nil {
-		if cerr := l.w.Close(); cerr != nil {
+		if cerr := l.w.Close(); cerr != nil && !errors.Is(cerr, wal.ErrClosed) {
 			err = fmt.Errorf("close log %s: %w", l.dir, cerr)
 		}
 	}

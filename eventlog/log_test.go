@@ -570,3 +570,80 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatalf("read-only log changed the file: %v %v", fi, err)
 	}
 }
+
+// TestReopenSmallerSegments: a log written with bigger segments (the old
+// 20 MiB default) opens and grows under a smaller SegmentSize: the big
+// tail segment is left as it is and the next append starts a new one, as
+// the writer predicts (testConfig fails the test on a misprediction).
+func TestReopenSmallerSegments(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, nil)
+	cfg.SegmentSize = 64 << 10
+	l := mustOpen(t, dir, cfg)
+	const n = 200
+	for k := 1; k <= n; k++ {
+		mustAppend(t, l, keyEvent(k))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := filepath.Glob(filepath.Join(dir, "000*"))
+	cfg.SegmentSize = 4 << 10
+	l = mustOpen(t, dir, cfg)
+	for k := n + 1; k <= 2*n; k++ {
+		if got, want := mustAppend(t, l, keyEvent(k)), eventlog.Index(k); got != want {
+			t.Fatalf("Append #%d returned %d, want %d", k, got, want)
+		}
+	}
+	after, _ := filepath.Glob(filepath.Join(dir, "000*"))
+	if len(after) <= len(before)+1 {
+		t.Fatalf("%d segment files after appending with smaller segments, had %d", len(after), len(before))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = mustOpen(t, dir, cfg)
+	defer l.Close()
+	for k := 1; k <= 2*n; k++ {
+		checkEntry(t, l, eventlog.Index(k), k)
+	}
+}
+
+// TestAppendReusesBuffers: Append recycles its record buffers; batches of
+// shrinking and growing sizes, from several goroutines, must each store
+// exactly their own events (no bytes left over from a bigger batch before).
+func TestAppendReusesBuffers(t *testing.T) {
+	l := mustOpen(t, t.TempDir(), testConfig(t, nil))
+	defer l.Close()
+	sizes := []int{50, 1, 20, 3, 50, 2}
+	var wg sync.WaitGroup
+	got := make([][]eventlog.Index, 3)
+	for g := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := (g + 1) * 10000
+			for r, size := range sizes {
+				events := make([]*eventlog.Event, size)
+				for k := range events {
+					events[k] = keyEvent(base + r*100 + k)
+				}
+				last, err := l.Append(context.Background(), events...)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[g] = append(got[g], last)
+			}
+		}()
+	}
+	wg.Wait()
+	for g, lasts := range got {
+		base := (g + 1) * 10000
+		for r, last := range lasts {
+			for k := 0; k < sizes[r]; k++ {
+				checkEntry(t, l, last-eventlog.Index(sizes[r]-1-k), base+r*100+k)
+			}
+		}
+	}
+}

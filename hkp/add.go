@@ -3,6 +3,7 @@ package hkp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -24,7 +25,10 @@ type AddResult struct {
 
 // add serves POST /pks/add (hkp.md §9). The answer is 200 only after every
 // accepted key is durable in the log; nothing is appended when the
-// submission holds no usable key.
+// submission holds no usable key. It does not wait for the projections
+// when they are close behind: what reads them next waits instead
+// (pending.go), so a client that uploads and then fetches finds its key,
+// as on SKS.
 func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 	body, release, err := s.readBody(w, r)
 	if err != nil {
@@ -69,12 +73,13 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) error {
 // change the store, and reports what happened to each. It is the upload
 // path every API shares (/pks/add, POST /pks/v2/certs, /vks/v1/upload).
 // release is called once the append is done, to free the caller's body
-// slot before the wait for the projections; the caller must still release
-// when ingest returns before that (an error or nothing to append).
+// slot; the caller must still release when ingest returns before that (an
+// error or nothing to append).
 func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func()) (AddResult, error) {
 	var res AddResult
 	var events []*eventlog.Event
 	var novelKeys []*pgpkey.Key
+	var novelRIDs [][]byte
 	var existed []bool
 	now := time.Now()
 	for _, raw := range raws {
@@ -89,6 +94,8 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 			res.Failed = append(res.Failed, err.Error())
 			continue
 		}
+		rid := projections.RecordID(k)
+		s.awaitKey(ctx, rid) // an earlier upload of it, answered, not yet applied
 		if blocked, err := s.store.Blocked(k.Fingerprint().Bytes()); err != nil {
 			return res, err
 		} else if blocked {
@@ -96,19 +103,29 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
 			continue
 		}
-		novel, err := s.store.Novel(k)
-		if err != nil {
+		// The abuse limits apply before anything is stored (pgpkey.Limits).
+		ad, err := s.store.Admit(k, s.conf().KeyLimits)
+		if errors.Is(err, pgpkey.ErrTooLarge) {
+			res.Failed = append(res.Failed, err.Error())
+			continue
+		} else if err != nil {
 			return res, err
 		}
-		if !novel {
+		if !ad.Novel {
 			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
 			continue
 		}
+		keyBytes := eventKeyBytes(raw, k)
+		if ad.Trim.Changed() {
+			s.log.Info().Str("fpr", k.Fingerprint().String()).Str("key_hash", k.Hash().String()).Str("trim", ad.Trim.String()).Msg("upload trimmed by the key limits")
+			k, keyBytes = ad.Key, ad.Key.Marshal()
+		}
 		events = append(events, &eventlog.Event{
-			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: eventKeyBytes(raw, k),
+			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: now, Key: keyBytes,
 		})
 		novelKeys = append(novelKeys, k)
-		_, err = s.store.Latest(projections.RecordID(k))
+		novelRIDs = append(novelRIDs, rid)
+		_, err = s.store.Latest(rid)
 		existed = append(existed, err == nil)
 	}
 	if len(events) == 0 && len(res.Unchanged) == 0 {
@@ -124,14 +141,10 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 		}
 		events = nil
 		release()
-		// Read-your-writes: wait (bounded) until the projections serve it.
-		// The append is already durable, so a timeout still answers 200.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.conf().ApplyWait)
-		err = s.store.WaitApplied(ctx, last)
-		cancel()
-		if err != nil {
-			s.log.Warn().Err(err).Uint64("index", uint64(last)).Msg("upload durable but not yet applied")
-		}
+		// Durable: answer now, without waiting for the projections to
+		// apply it (a fifth of an upload's time); readers wait instead
+		// (pending.go) — unless the projections are far behind.
+		s.afterAppend(ctx, last, novelRIDs)
 		for i, k := range novelKeys {
 			if existed[i] {
 				res.Updated = append(res.Updated, k.Fingerprint().String())

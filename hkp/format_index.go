@@ -45,10 +45,43 @@ import (
 // The count N is the number of pub lines written. Callers answer 404 instead
 // of calling this with no keys (hkp.md §6.1).
 func WriteMRIndex(w io.Writer, keys []*pgpkey.Key, now time.Time) error {
+	entries := make([]*mrEntry, len(keys))
+	for i, k := range keys {
+		entries[i] = newMREntry(k)
+	}
+	return writeMREntries(w, entries, now)
+}
+
+// mrEntry is what the machine-readable index shows of one key, derived
+// from the key once: index lookups keep it in the summary cache by key hash
+// and answer from it without parsing the key again. Only the "e" flags
+// depend on the time, and they are decided when writing.
+type mrEntry struct {
+	id      string         // mrKeyField; empty: the key is left out
+	sum     pgpkey.Summary // PrimarySummary: no Subkeys
+	revoked bool           // keyRevoked
+	order   []int          // uidOrder without attributes
+}
+
+func newMREntry(k *pgpkey.Key) *mrEntry {
+	e := &mrEntry{id: mrKeyField(k)}
+	if e.id == "" {
+		return e
+	}
+	e.sum = k.PrimarySummary() // subkeys are not shown: not verified
+	e.revoked = keyRevoked(k, e.sum)
+	e.order = uidOrder(k, e.sum, false)
+	return e
+}
+
+// writeMREntries writes "info:1:N" and the entries; N counts the entries
+// written (not those without an id).
+func writeMREntries(w io.Writer, entries []*mrEntry, now time.Time) error {
 	var body strings.Builder
 	n := 0
-	for _, k := range keys {
-		if appendMRKey(&body, k, now) {
+	for _, e := range entries {
+		if e.id != "" {
+			appendMREntry(&body, e, now)
 			n++
 		}
 	}
@@ -56,14 +89,10 @@ func WriteMRIndex(w io.Writer, keys []*pgpkey.Key, now time.Time) error {
 	return err
 }
 
-func appendMRKey(b *strings.Builder, k *pgpkey.Key, now time.Time) bool {
-	id := mrKeyField(k)
-	if id == "" {
-		return false
-	}
-	s := k.Summary()
+func appendMREntry(b *strings.Builder, e *mrEntry, now time.Time) {
+	s := &e.sum
 	b.WriteString("pub:")
-	b.WriteString(id)
+	b.WriteString(e.id)
 	b.WriteByte(':')
 	b.WriteString(strconv.Itoa(s.Algorithm))
 	b.WriteByte(':')
@@ -75,7 +104,7 @@ func appendMRKey(b *strings.Builder, k *pgpkey.Key, now time.Time) bool {
 		b.WriteString(mrUnix(s.Expires))
 	}
 	b.WriteByte(':')
-	if keyRevoked(k, s) {
+	if e.revoked {
 		b.WriteByte('r')
 	}
 	if isExpiredAt(s.Expires, now) {
@@ -83,7 +112,7 @@ func appendMRKey(b *strings.Builder, k *pgpkey.Key, now time.Time) bool {
 	}
 	b.WriteByte('\n')
 
-	for _, i := range uidOrder(k, s, false) {
+	for _, i := range e.order {
 		u := s.UIDs[i]
 		created := u.Created
 		if created.IsZero() {
@@ -111,7 +140,6 @@ func appendMRKey(b *strings.Builder, k *pgpkey.Key, now time.Time) bool {
 			b.WriteString("uat::::\n") // as SKS: GnuPG ignores the record
 		}
 	}
-	return true
 }
 
 // mrKeyField is the pub line's first field (hkp.md §6.1): the fingerprint,

@@ -29,6 +29,7 @@ func (s *Server) hashquery(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errBadRequest("hashquery: %v", err)
 	}
+	s.awaitUploads(r.Context()) // a peer may ask for a key uploaded just now
 	var keys [][]byte
 	seen := make(map[pgpkey.KeyHash]bool, len(hashes))
 	ds := s.conf().HashqueryDataset

@@ -24,6 +24,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 	if q.search == "" {
 		return errBadRequest("missing search parameter")
 	}
+	s.awaitUploads(r.Context())
 	var recs []*projections.Record
 	if q.op == "hget" {
 		h, err := pgpkey.ParseKeyHash(q.search)
@@ -48,6 +49,9 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 
 	if q.op == "get" || q.op == "hget" {
 		return s.writeGet(w, r, q, recs)
+	}
+	if q.op == "index" && q.mr {
+		return s.writeMRIndex(w, r, q, recs)
 	}
 	keys := s.parseRecords(recs)
 	s.summaries.fill(keys)
@@ -78,6 +82,46 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+	}
+	return writeBody(w, r, body.Bytes())
+}
+
+// writeMRIndex answers op=index&options=mr (hkp.md §6) from the cached
+// index entries of the keys; only keys not cached yet are parsed and
+// summarised. It answers exactly what WriteMRIndex writes for the parsed
+// keys: a record that does not parse is skipped and logged, and the count
+// and limit apply as on the other index pages (legacyRecords has already
+// left out what legacy clients must not see).
+func (s *Server) writeMRIndex(w http.ResponseWriter, r *http.Request, q query, recs []*projections.Record) error {
+	entries := make([]*mrEntry, 0, len(recs))
+	for _, rec := range recs {
+		e, sum := s.summaries.mr(rec.Hash)
+		if e == nil {
+			k, err := projections.ParseEventKey(rec.Key)
+			if err != nil {
+				s.log.Error().Err(err).Str("key_hash", rec.Hash.String()).Msg("stored key does not parse")
+				continue
+			}
+			if sum != nil {
+				k.SetSummary(*sum)
+			}
+			e = newMREntry(k)
+			s.summaries.keepMR(rec.Hash, e)
+		}
+		entries = append(entries, e)
+	}
+	total := len(entries)
+	if total == 0 {
+		return errNotFound("No keys found")
+	}
+	if q.limit >= 0 && q.limit < len(entries) {
+		entries = entries[:q.limit]
+	}
+	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(total))
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	var body bytes.Buffer
+	if err := writeMREntries(&body, entries, time.Now()); err != nil {
+		return err
 	}
 	return writeBody(w, r, body.Bytes())
 }

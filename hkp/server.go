@@ -17,6 +17,7 @@ import (
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
 // Appender appends events durably to the log; *eventlog.Log implements it.
@@ -58,6 +59,10 @@ type Config struct {
 	// larger bodies get 413. Default 8 MiB (nginx's common
 	// client_max_body_size; SKS had 5 MiB).
 	MaxPostBytes int64
+	// KeyLimits are the abuse limits every uploaded key passes before it
+	// is appended (the flooded-key policy, pgpkey.Limits); the zero value
+	// means pgpkey's defaults.
+	KeyLimits pgpkey.Limits
 	// RateLimit is the requests a second one client address may make,
 	// sustained, and RateBurst how many at once; 0 turns limiting off.
 	// Loopback clients are exempt. Behind a proxy listed in
@@ -88,9 +93,10 @@ type Config struct {
 	// "" both (an SKS hash with the SKS key, a Hockeypuck hash with the
 	// Hockeypuck dataset's key), "sks" or "hockeypuck" only (hashquery.go).
 	HashqueryDataset string
-	// ApplyWait bounds how long an upload waits, after its durable append,
-	// for the projections to apply it so the key is served at once.
-	// The upload is answered 200 either way. Default 5 s.
+	// ApplyWait bounds how long a lookup waits for the projections to
+	// apply uploads answered before it (uploads are answered once durable
+	// in the log, not applied), so an uploaded key is served at once.
+	// Default 5 s.
 	ApplyWait time.Duration
 	// AccessLog logs one line per request with the client address and
 	// query. Off by default: HKP queries reveal who looks for whom.
@@ -170,6 +176,10 @@ type Server struct {
 	summaries *summaryCache
 	// limiter holds nil when rate limiting is off.
 	limiter atomic.Pointer[rateLimiter]
+	// unapplied is the log index of the newest upload answered before the
+	// projections applied it, or 0; pending holds their keys (pending.go).
+	unapplied atomic.Uint64
+	pending   pendingUploads
 	// prefixLogs caches /pks/v2/prefixlog answers of finished days.
 	prefixLogs prefixLogCache
 }
@@ -323,6 +333,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("request failed")
 		he = &httpError{http.StatusInternalServerError, "Error handling request", "internal error"}
+	}
+	if he.code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// A failed append (a full disk): the log recovers by itself.
+		w.Header().Set("Retry-After", "30")
 	}
 	page := ErrorPageHTML(he.title, he.message)
 	w.Header().Set("Content-Type", "text/html; charset=UTF-8")

@@ -37,6 +37,7 @@ func (s *Server) writeStats(w http.ResponseWriter, r *http.Request, asJSON bool)
 			info.MailsyncStatus = ms.MailsyncStatus()
 		}
 	}
+	s.awaitUploads(r.Context()) // the counts include uploads answered already
 	n, err := s.store.KeyCount()
 	if err != nil {
 		return err

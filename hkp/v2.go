@@ -28,14 +28,15 @@ import (
 //	GET  /pks/v2/prefixlog/<YYYY-MM-DD>           8-hex fingerprint prefixes changed that day
 //	POST /pks/v2/certs                            binary certificate bundle
 //
-// Certificates go out unarmored, concatenated, as application/pgp (what
-// Hockeypuck, maintained by the draft's editor, sends; docs/compat.md notes
-// the draft text other servers quote). Errors are plain text. The common
+// Certificates go out unarmored, concatenated, as
+// "application/pgp-keys;armor=no", which draft-10 §7.1 requires ("MUST set
+// Content-Type: application/pgp-keys;armor=no"; Hockeypuck master sends
+// application/pgp, which we still accept on POST: docs/compat.md). Errors are plain text. The common
 // headers (CORS, Server, no-cache), rate limits and the body limit are
 // those of every other path (ServeHTTP, readBody).
 
 // v2ContentType is the media type of v2 certificate bundles (binary).
-const v2ContentType = "application/pgp"
+const v2ContentType = "application/pgp-keys;armor=no"
 
 // registerAPIs adds the HKP v2 and VKS paths to the mux.
 func (s *Server) registerAPIs() {
@@ -140,6 +141,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, jsonErrors boo
 		s.writeAPIError(w, r, &httpError{http.StatusMethodNotAllowed, "Method not allowed", r.Method + " is not supported here; use " + allow}, jsonErrors)
 		return
 	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		s.awaitUploads(r.Context()) // read-your-writes (pending.go)
+	}
 	if err := fn(w, r); err != nil {
 		s.writeAPIError(w, r, err, jsonErrors)
 	}
@@ -149,7 +153,7 @@ func acceptedUploadTypes(path string) string {
 	if strings.HasPrefix(path, "/vks/") {
 		return "application/json"
 	}
-	return "application/pgp, application/pgp-keys, multipart/form-data"
+	return "application/pgp-keys;armor=no, application/pgp-keys, application/pgp, multipart/form-data"
 }
 
 // writeAPIError maps an error to a status, as writeError does for v1, with

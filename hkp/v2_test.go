@@ -104,7 +104,9 @@ func (ts *testServer) do(t *testing.T, method, path, contentType string, body []
 // v2Submit posts a binary bundle to /pks/v2/certs and decodes the answer.
 func (ts *testServer) v2Submit(t *testing.T, bundle []byte) hkp.V2SubmissionResult {
 	t.Helper()
-	resp, body := ts.do(t, "POST", "/pks/v2/certs", "application/pgp", bundle)
+	// The draft's media type (§7.1); Hockeypuck's application/pgp is
+	// posted by the error and size tests below.
+	resp, body := ts.do(t, "POST", "/pks/v2/certs", "application/pgp-keys;armor=no", bundle)
 	if resp.StatusCode != 200 {
 		t.Fatalf("POST /pks/v2/certs: %d %s", resp.StatusCode, body)
 	}
@@ -148,8 +150,8 @@ func bundleKeys(t *testing.T, resp *http.Response, body []byte) []*pgpkey.Key {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%s: %d %s", resp.Request.URL, resp.StatusCode, body)
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/pgp" {
-		t.Errorf("%s: Content-Type %q, want application/pgp", resp.Request.URL, ct)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/pgp-keys;armor=no" {
+		t.Errorf("%s: Content-Type %q, want application/pgp-keys;armor=no (draft-10 §7.1)", resp.Request.URL, ct)
 	}
 	if bytes.Contains(body, []byte("-----BEGIN PGP")) {
 		t.Fatalf("%s: armored bundle; v2 lookups answer binary", resp.Request.URL)
@@ -421,7 +423,7 @@ func TestV2Routing(t *testing.T) {
 	}
 	// §5.2.6: the submission category answers Allow with POST and Accept.
 	resp, _ := ts.do(t, "OPTIONS", "/pks/v2/certs", "", nil)
-	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Allow"), "POST") || !strings.Contains(resp.Header.Get("Accept"), "application/pgp") {
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Allow"), "POST") || !strings.Contains(resp.Header.Get("Accept"), "application/pgp-keys;armor=no") {
 		t.Errorf("OPTIONS certs: %d %v", resp.StatusCode, resp.Header)
 	}
 	// Unsupported categories: 501 (§4.2, §5.1.7), whatever the method.

@@ -183,6 +183,7 @@ func (s *Server) vksUpload(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Durable but not applied within ApplyWait: the key is stored and
 	// will be served once the projections catch up.
+	s.awaitUploads(r.Context()) // uploads do not wait for the apply (pending.go)
 	return s.writeVKSStatus(w, r, fpr[0], &httpError{http.StatusServiceUnavailable, "Service unavailable", "the key is stored but not yet served; ask again shortly"})
 }
 

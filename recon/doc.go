@@ -88,9 +88,11 @@
 //     while busy. Connections from addresses of no member are closed
 //     without a byte (SKS checks the IP only, §10.1).
 //   - Fetching: hashquery requests carry at most FetchBatch hashes,
-//     halving after a failure and doubling again after success; each has
+//     halving after a failure and doubling again after success; up to four
+//     are in flight while they succeed, one while the peer fails; each has
 //     FetchTimeout; responses are decoded within Limits (a peer returns at
-//     most what it was asked). Every key must parse and hash to a hash
+//     most what it was asked), parsed by the request's goroutine, and
+//     answers that arrived together are appended in one log append. Every key must parse and hash to a hash
 //     we asked for, else it alone is dropped and logged. New keys are
 //     appended as eventlog.KindKeySubmitted events with origin recon and
 //     the peer's name. Hashes that yield nothing (not returned, an

@@ -142,12 +142,32 @@ func (f *fetcher) release(hashes []pgpkey.KeyHash) {
 	}
 }
 
+// fetchParallel is how many hashquery requests one fetch keeps in flight
+// while requests succeed: the peer looks keys up, we parse the previous
+// answers and append them to the log, all at once. After a failure only
+// one request is out until one succeeds again, so a struggling peer is
+// probed gently and the halving below stays predictable.
+const fetchParallel = 4
+
+// fetched is the answer to one hashquery request, parsed by the goroutine
+// that sent it.
+type fetched struct {
+	batch []pgpkey.KeyHash
+	raw   [][]byte
+	keys  []*pgpkey.Key // keys[i] parsed from raw[i]; nil if it did not parse
+	errs  []error       // why keys[i] is nil
+	err   error         // the request failed
+	seq   int           // the order it was sent in
+}
+
 // fetch asks the HKP server at addr for hashes (sorted, as SKS sends them)
-// in batches of adaptive size, and appends each new key as an event from
-// peer. One bad key never costs the others; a failed request is retried
-// with smaller batches, and after MaxFetchFailures failures in a row the
-// rest is given up for this round. It returns ctx's error or the first
-// append error; everything else is counted in FetchStats and logged.
+// in batches of adaptive size, up to fetchParallel requests at once, and
+// appends each new key as an event from peer. Answers that arrived
+// together are appended together. One bad key never costs the others; a
+// failed request is retried with smaller batches, and after
+// MaxFetchFailures failures in a row the rest is given up for this round.
+// It returns ctx's error or the first append error; everything else is
+// counted in FetchStats and logged.
 func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, addr netip.AddrPort, hashes []pgpkey.KeyHash) (st FetchStats, err error) {
 	start := time.Now()
 	defer func() { st.Took = time.Since(start) }()
@@ -158,48 +178,145 @@ func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, ad
 	}
 	st.Asked = len(todo)
 	url := "http://" + addr.String() + "/pks/hashquery"
-	var appended []pgpkey.KeyHash
-	size, failures := f.cfg.FetchBatch, 0
-	for rest := todo; len(rest) > 0; {
-		if err := ctx.Err(); err != nil {
-			return st, err
+
+	// Requests run in their own goroutines and report on done; every one
+	// started is waited for before fetch returns.
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan *fetched, fetchParallel)
+	out := 0
+	defer func() {
+		cancel()
+		for ; out > 0; out-- {
+			<-done
 		}
-		batch := rest[:min(size, len(rest))]
+	}()
+	// seq numbers the requests; only the success of a request sent after
+	// the last failure counts for growing the batch size again.
+	seq, failSeq := 0, 0
+	send := func(batch []pgpkey.KeyHash) {
 		st.Requests++
-		keys, err := f.request(ctx, url, batch)
-		if err != nil {
+		out++
+		seq++
+		go func(seq int) {
+			r := f.requestParsed(rctx, url, batch)
+			r.seq = seq
+			done <- r
+		}(seq)
+	}
+
+	var appended []pgpkey.KeyHash
+	var retry [][]pgpkey.KeyHash // failed batches, tried again first
+	var ready []*fetched         // answers received, not handled yet
+	rest := todo
+	size, failures := f.cfg.FetchBatch, 0
+	for {
+		// Fill the window: several requests while they succeed, one
+		// while the peer is failing.
+		for out < fetchParallel && (failures == 0 || out == 0) && len(ready) == 0 && (len(retry) > 0 || len(rest) > 0) {
+			if err := ctx.Err(); err != nil {
+				return st, err
+			}
+			if n := len(retry); n > 0 {
+				b := retry[n-1]
+				retry = retry[:n-1]
+				if len(b) > size {
+					// Halve what failed; the other half waits its turn.
+					retry = append(retry, b[size:])
+					b = b[:size]
+				}
+				send(b)
+				continue
+			}
+			b := rest[:min(size, len(rest))]
+			rest = rest[len(b):]
+			send(b)
+		}
+		if len(ready) == 0 {
+			if out == 0 {
+				break
+			}
+			ready = append(ready, <-done)
+			out--
+		}
+		r := ready[0]
+		ready = ready[1:]
+		if r.err != nil {
 			if ctx.Err() != nil {
 				return st, ctx.Err()
 			}
 			st.FailedRequests++
 			failures++
-			log.Warn().Err(err).Str("url", url).Int("hashes", len(batch)).Msg("hashquery failed")
+			failSeq = seq
+			log.Warn().Err(r.err).Str("url", url).Int("hashes", len(r.batch)).Msg("hashquery failed")
 			if failures >= f.cfg.MaxFetchFailures {
-				st.GaveUp += len(rest)
+				// Give up on everything not answered yet, the requests
+				// still out included (cancelled: no waiting for a peer
+				// that fails); keep the answers that arrived.
+				st.GaveUp += len(r.batch) + len(rest)
+				for _, b := range retry {
+					st.GaveUp += len(b)
+				}
+				retry, rest = nil, nil
+				cancel()
+				for ; out > 0; out-- {
+					ready = append(ready, <-done)
+				}
+				var ok []*fetched
+				for _, o := range ready {
+					if o.err != nil {
+						st.GaveUp += len(o.batch)
+					} else {
+						ok = append(ok, o)
+					}
+				}
+				ready = nil
+				if err := f.storeAll(ctx, log, peer, ok, &st, &appended); err != nil {
+					return st, err
+				}
 				break
 			}
-			if len(batch) == 1 {
+			if len(r.batch) == 1 {
 				// This hash fails on its own. If the peer answered and the
 				// answer was unusable (a key over the limits, say), it will
 				// fail again: remember it. A transport failure is not the
 				// hash's fault.
 				var be *badResponseError
-				if errors.As(err, &be) {
-					f.neg.add(peer, batch[0], time.Now())
+				if errors.As(r.err, &be) {
+					f.neg.add(peer, r.batch[0], time.Now())
 				}
-				rest = rest[1:]
 				st.GaveUp++
 				continue
 			}
-			size = max(1, len(batch)/2)
+			size = max(1, len(r.batch)/2)
+			retry = append(retry, r.batch)
 			continue
 		}
-		failures = 0
-		size = min(f.cfg.FetchBatch, 2*size)
-		rest = rest[len(batch):]
-		added, err := f.store(ctx, log, peer, batch, keys, &st)
-		appended = append(appended, added...)
-		if err != nil {
+		if r.seq > failSeq {
+			failures = 0
+			size = min(f.cfg.FetchBatch, 2*size)
+		}
+		// Append this answer with the others that are already in, in one
+		// log append; failed ones wait for the next round.
+		for more := true; more && out > 0; {
+			select {
+			case o := <-done:
+				out--
+				ready = append(ready, o)
+			default:
+				more = false
+			}
+		}
+		batch := []*fetched{r}
+		failed := ready[:0]
+		for _, o := range ready {
+			if o.err == nil {
+				batch = append(batch, o)
+			} else {
+				failed = append(failed, o)
+			}
+		}
+		ready = failed
+		if err := f.storeAll(ctx, log, peer, batch, &st, &appended); err != nil {
 			return st, err
 		}
 	}
@@ -207,6 +324,29 @@ func (f *fetcher) fetch(ctx context.Context, log zerolog.Logger, peer string, ad
 		f.checkApplied(ctx, log, peer, appended, &st)
 	}
 	return st, nil
+}
+
+// requestParsed sends one hashquery and parses the keys of the answer.
+func (f *fetcher) requestParsed(ctx context.Context, url string, batch []pgpkey.KeyHash) *fetched {
+	r := &fetched{batch: batch}
+	r.raw, r.err = f.request(ctx, url, batch)
+	if r.err != nil {
+		return r
+	}
+	r.keys = make([]*pgpkey.Key, len(r.raw))
+	r.errs = make([]error, len(r.raw))
+	for i, b := range r.raw {
+		r.keys[i], r.errs[i] = parseOneKey(b)
+	}
+	return r
+}
+
+// storeAll appends the new keys of several answers in one append and adds
+// their requested hashes to appended.
+func (f *fetcher) storeAll(ctx context.Context, log zerolog.Logger, peer string, rs []*fetched, st *FetchStats, appended *[]pgpkey.KeyHash) error {
+	added, err := f.store(ctx, log, peer, rs, st)
+	*appended = append(*appended, added...)
+	return err
 }
 
 // request sends one hashquery and decodes the answer within Limits.
@@ -261,71 +401,73 @@ type badResponseError struct{ err error }
 func (e *badResponseError) Error() string { return "hashquery response: " + e.err.Error() }
 func (e *badResponseError) Unwrap() error { return e.err }
 
-// store parses the keys of one response and appends the new ones. It
-// returns the requested hashes of the appended keys.
-func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, batch []pgpkey.KeyHash, keys [][]byte, st *FetchStats) ([]pgpkey.KeyHash, error) {
-	asked := make(map[pgpkey.KeyHash]bool, len(batch)) // true once returned
-	for _, h := range batch {
-		asked[h] = false
-	}
-	st.Received += len(keys)
+// store checks the parsed keys of answers and appends the new ones, all
+// in one append. It returns the requested hashes of the appended keys.
+func (f *fetcher) store(ctx context.Context, log zerolog.Logger, peer string, rs []*fetched, st *FetchStats) ([]pgpkey.KeyHash, error) {
 	var events []*eventlog.Event
 	var added []pgpkey.KeyHash
 	now := time.Now()
-	for i, b := range keys {
-		k, err := parseOneKey(b)
-		kh, own := f.keys.(KeyHasher) // a dataset with its own hashes (dataset.go)
-		if err != nil && !own {
-			st.Bad++
-			log.Warn().Err(err).Int("key", i).Int("bytes", len(b)).Msg("dropped unparseable key from hashquery")
-			continue
+	kh, own := f.keys.(KeyHasher) // a dataset with its own hashes (dataset.go)
+	for _, r := range rs {
+		asked := make(map[pgpkey.KeyHash]bool, len(r.batch)) // true once returned
+		for _, h := range r.batch {
+			asked[h] = false
 		}
-		var h pgpkey.KeyHash
-		var novel bool
-		if own {
-			h, novel, err = kh.KeyHash(b, k)
-		} else {
-			h = k.Hash()
+		st.Received += len(r.raw)
+		for i, b := range r.raw {
+			k, err := r.keys[i], r.errs[i]
+			if err != nil && !own {
+				st.Bad++
+				log.Warn().Err(err).Int("key", i).Int("bytes", len(b)).Msg("dropped unparseable key from hashquery")
+				continue
+			}
+			var h pgpkey.KeyHash
+			var novel bool
+			if own {
+				h, novel, err = kh.KeyHash(b, k)
+			} else {
+				h = k.Hash()
+			}
+			if err != nil {
+				st.Bad++
+				log.Warn().Err(err).Int("key", i).Msg("dropped key from hashquery that the dataset does not keep")
+				continue
+			}
+			returned, ok := asked[h]
+			if !ok {
+				st.Bad++
+				log.Warn().Str("key_hash", h.String()).Msg("dropped key from hashquery that was not asked for")
+				continue
+			}
+			if returned {
+				st.Bad++
+				continue
+			}
+			asked[h] = true
+			if !own {
+				novel, err = f.keys.Novel(k)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("novelty of %s: %w", h, err)
+			}
+			if !novel {
+				st.Unchanged++
+				f.neg.add(peer, h, now)
+				continue
+			}
+			events = append(events, &eventlog.Event{
+				Kind:   eventlog.KindKeySubmitted,
+				Origin: eventlog.OriginRecon,
+				Peer:   peer,
+				Key:    b,
+			})
+			added = append(added, h)
 		}
-		if err != nil {
-			st.Bad++
-			log.Warn().Err(err).Int("key", i).Msg("dropped key from hashquery that the dataset does not keep")
-			continue
-		}
-		returned, ok := asked[h]
-		if !ok {
-			st.Bad++
-			log.Warn().Str("key_hash", h.String()).Msg("dropped key from hashquery that was not asked for")
-			continue
-		}
-		if returned {
-			st.Bad++
-			continue
-		}
-		asked[h] = true
-		if !own {
-			novel, err = f.keys.Novel(k)
-		}
-		if err != nil {
-			return added, fmt.Errorf("novelty of %s: %w", h, err)
-		}
-		if !novel {
-			st.Unchanged++
-			f.neg.add(peer, h, now)
-			continue
-		}
-		events = append(events, &eventlog.Event{
-			Kind:   eventlog.KindKeySubmitted,
-			Origin: eventlog.OriginRecon,
-			Peer:   peer,
-			Key:    b,
-		})
-		added = append(added, h)
-	}
-	for h, returned := range asked {
-		if !returned {
-			st.NotReturned++
-			f.neg.add(peer, h, now)
+		for h, returned := range asked {
+			if !returned {
+				st.NotReturned++
+				f.neg.add(peer, h, now)
+			}
 		}
 	}
 	if len(events) == 0 {

@@ -6,7 +6,10 @@
 //
 // Rows measured now: building a keyserver from a dump (grapevine import
 // vs sks build + cleandb + pbuild), peak RSS of that, disk size, replay and
-// dump throughput. Every number is the median of -runs runs.
+// dump throughput, HTTP under wrk (http.go), and recon convergence from the
+// session start for 1,000 and 10,000 differences and an empty node
+// (recon.go; -recon-only for just those). Every number is the median of
+// -runs (recon: -recon-runs) runs.
 package main
 
 import (
@@ -55,7 +58,13 @@ type config struct {
 	uploadClients int
 	uploadLimit   time.Duration
 
-	reconDiff int // keys the second node of each recon pair lacks
+	reconDiffs   []int         // for each, keys the second node of a recon pair lacks
+	reconRuns    int           // runs per recon measurement
+	reconEmpty   bool          // also an empty node catching up by recon alone
+	reconSKS     bool          // also the SKS pairs
+	reconOnly    bool          // only the recon rows
+	reconProfile string        // directory for CPU profiles of the grapevine nodes
+	reconSettle  time.Duration // wait after starting a recon pair before the first session
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -68,7 +77,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.grapevine, "grapevine", "bin/grapevine", "grapevine binary")
 	fs.StringVar(&c.sks, "sks", "/usr/sbin/sks", "sks binary (Debian package sks)")
 	fs.StringVar(&c.write, "write", "", "also write the results as Markdown into this file")
-	fs.IntVar(&c.reconDiff, "recon-diff", 1000, "also measure recon convergence of a grapevine pair and an SKS pair differing by this many keys (0: skip)")
+	reconDiff := fs.String("recon-diff", "1000,10000", "also measure recon convergence of a grapevine pair and an SKS pair differing by these many keys (comma-separated; 0 or empty: skip)")
+	fs.IntVar(&c.reconRuns, "recon-runs", 3, "runs per recon measurement (the median is reported)")
+	fs.BoolVar(&c.reconEmpty, "recon-empty", true, "also measure an empty grapevine node catching up with the full one by recon alone")
+	fs.BoolVar(&c.reconSKS, "recon-sks", true, "also measure the SKS pairs for the recon rows")
+	fs.BoolVar(&c.reconOnly, "recon-only", false, "measure only the recon rows (one import and one SKS build, reused from -work if there)")
+	fs.DurationVar(&c.reconSettle, "recon-settle", 5*time.Second, "let a recon pair settle this long after starting before the measured session")
+	fs.StringVar(&c.reconProfile, "recon-profile", "", "write CPU profiles of the grapevine recon nodes into this directory")
 	fs.BoolVar(&c.http, "http", true, "also measure HTTP: grapevine serve and sks db side by side under wrk and concurrent /pks/add")
 	fs.DurationVar(&c.duration, "duration", 15*time.Second, "wrk duration per row and server (default 15s; scaled down for -keys under 100000 unless set)")
 	fs.IntVar(&c.uploadKeys, "upload-keys", 5000, "keys of the second corpus (seed+1000) uploaded to each server (default 5000; scaled down for -keys under 100000 unless set)")
@@ -77,11 +92,28 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if c.keys < 1 || c.runs < 1 || c.duration < time.Second || c.uploadKeys < 1 || c.uploadClients < 1 {
+	if c.reconOnly {
+		c.runs, c.http = 1, false
+	}
+	if c.keys < 1 || c.runs < 1 || c.reconRuns < 1 || c.duration < time.Second || c.uploadKeys < 1 || c.uploadClients < 1 {
 		return errors.New("-keys, -runs, -upload-keys and -upload-clients must be positive, -duration at least 1s")
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, f := range strings.Split(*reconDiff, ",") {
+		var n int
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if _, err := fmt.Sscan(f, &n); err != nil || n < 0 || (set["recon-diff"] && n >= c.keys) {
+			return fmt.Errorf("-recon-diff %q: want numbers from 0 to -keys", *reconDiff)
+		}
+		if n > 0 && (set["recon-diff"] || n <= c.keys/4) {
+			// Small -keys: the default differences that do not fit are
+			// left out.
+			c.reconDiffs = append(c.reconDiffs, n)
+		}
+	}
 	if c.keys < 100000 {
 		// Quick checks: -keys 10000 takes about 2 minutes.
 		if !set["duration"] {
@@ -125,8 +157,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var gvDisk, skDisk int64
 	var gvDir, skDir string
 	for i := 0; i < c.runs; i++ {
-		fmt.Fprintf(os.Stderr, "run %d/%d\n", i+1, c.runs)
 		gvDir = filepath.Join(c.work, "gv")
+		skDir = filepath.Join(c.work, "sks")
+		if c.reconOnly && exists(filepath.Join(gvDir, "built")) && exists(filepath.Join(skDir, "built")) {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "run %d/%d\n", i+1, c.runs)
 		os.RemoveAll(gvDir)
 		m, err := timed(exec.Command(c.grapevine, "import", "--basedir", gvDir, dumpDir))
 		if err != nil {
@@ -146,13 +182,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		m.bytes = dirSize(out)
 		gvDump = append(gvDump, m)
 
-		skDir = filepath.Join(c.work, "sks")
 		os.RemoveAll(skDir)
 		if m, err = sksBuild(c.sks, skDir, dumpDir); err != nil {
 			return err
 		}
 		skImport = append(skImport, m)
 		skDisk = dirSize(skDir)
+		os.WriteFile(filepath.Join(gvDir, "built"), nil, 0o644)
+		os.WriteFile(filepath.Join(skDir, "built"), nil, 0o644)
+	}
+	if c.reconOnly {
+		rows, err := reconRows(ctx, c, gvDir, skDir, dumpDir)
+		if err != nil {
+			return fmt.Errorf("recon: %w", err)
+		}
+		fmt.Fprint(stdout, format(c, rows, dumpBytes))
+		return nil
 	}
 	gi, si := median(gvImport), median(skImport)
 	rows = append(rows,
@@ -171,9 +216,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		rows = append(rows, hr...)
 	}
-	if c.reconDiff > 0 {
+	if len(c.reconDiffs) > 0 || c.reconEmpty {
 		// Convergence by recon alone, on the stores of the last run.
-		rr, err := reconRows(ctx, c, gvDir, skDir, dumpDir, c.reconDiff)
+		rr, err := reconRows(ctx, c, gvDir, skDir, dumpDir)
 		if err != nil {
 			return fmt.Errorf("recon: %w", err)
 		}
@@ -274,6 +319,19 @@ func median(ms []measure) measure {
 	return m
 }
 
+func joinInts(ns []int) string {
+	var parts []string
+	for _, n := range ns {
+		parts = append(parts, fmt.Sprint(n))
+	}
+	return strings.Join(parts, ",")
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
 func secs(d time.Duration) float64        { return d.Seconds() }
 func mib(b int64) float64                 { return float64(b) / (1 << 20) }
@@ -302,9 +360,12 @@ func format(c config, rows []row, dumpBytes int64) string {
 	fmt.Fprintf(&b, "<!-- grapevine-bench:start -->\n")
 	fmt.Fprintf(&b, "Measured %s on %s (%d CPUs, %s/%s), corpus %d keys seed %d (%.0f MB of dump files), median of %d runs.\n",
 		time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.keys, c.seed, float64(dumpBytes)/1e6, c.runs)
-	if c.http {
+	switch {
+	case c.reconOnly:
+		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -recon-only -recon-runs %d -recon-diff %s -recon-empty=%v`\n\n", c.keys, c.reconRuns, joinInts(c.reconDiffs), c.reconEmpty)
+	case c.http:
 		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d -duration %s -upload-keys %d`\n\n", c.keys, c.runs, c.duration, c.uploadKeys)
-	} else {
+	default:
 		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -runs %d -http=false`\n\n", c.keys, c.runs)
 	}
 	fmt.Fprintf(&b, "| measurement | grapevine | SKS 1.1.6 | grapevine/SKS |\n|---|---:|---:|---:|\n")
@@ -314,8 +375,11 @@ func format(c config, rows []row, dumpBytes int64) string {
 			continue
 		}
 		prec := r.prec
-		if prec == 0 {
+		switch {
+		case prec == 0:
 			prec = 1
+		case prec < 0:
+			prec = 0
 		}
 		ratio := "—"
 		sk := "—"

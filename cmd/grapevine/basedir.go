@@ -19,6 +19,7 @@ import (
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/mailsync"
 	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
 // Layout of grapevine's own files inside an SKS-style basedir. They live in
@@ -39,9 +40,14 @@ type basedir struct {
 	log    *eventlog.Log
 	store  *projections.Store
 	logger zerolog.Logger
+	// keyLimits are the abuse limits on keys from sksconf (limits.go).
+	keyLimits pgpkey.Limits
 	// mailSender is the running mailsync sender, if any, for the stats
 	// page and metrics.
 	mailSender atomic.Pointer[mailsync.Sender]
+	// storeCloseTimeout, when positive, bounds the wait for the
+	// projections to close (see closeStore). Zero waits as long as it takes.
+	storeCloseTimeout time.Duration
 }
 
 // newLogger logs to w: human-readable on a terminal, JSON otherwise.
@@ -78,7 +84,7 @@ func openBasedir(dir string, logger zerolog.Logger, createIfMissing bool) (*base
 	if err != nil {
 		return nil, err
 	}
-	b := &basedir{dir: dir, lock: lock, logger: logger}
+	b := &basedir{dir: dir, lock: lock, logger: logger, keyLimits: sksconfKeyLimits(dir)}
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = logger
 	if b.log, err = eventlog.Open(filepath.Join(dir, logDir), lcfg); err != nil {
@@ -102,7 +108,7 @@ func openBasedir(dir string, logger zerolog.Logger, createIfMissing bool) (*base
 func (b *basedir) Close() error {
 	var errs []error
 	if b.store != nil {
-		errs = append(errs, b.store.Close())
+		errs = append(errs, b.closeStore())
 	}
 	if b.log != nil {
 		errs = append(errs, b.log.Close())
@@ -111,6 +117,29 @@ func (b *basedir) Close() error {
 		errs = append(errs, b.lock.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// closeStore closes the projections, waiting at most storeCloseTimeout.
+//
+// Closing flushes Pebble's memtables, and Pebble retries a flush that fails
+// (a full disk) until it succeeds: a daemon told to stop would hang until
+// space returns. Giving up is safe because the projections are built to
+// survive a crash: every batch carries its applied log index, so the next
+// start re-applies from the log whatever was not flushed.
+func (b *basedir) closeStore() error {
+	if b.storeCloseTimeout <= 0 {
+		return b.store.Close()
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.store.Close() }()
+	timer := time.NewTimer(b.storeCloseTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		return fmt.Errorf("projections did not close within %v (is their disk full?); left as after a crash: the next start applies the rest from the log", b.storeCloseTimeout)
+	}
 }
 
 // catchUp applies the log to the projections, showing progress when it is

@@ -121,8 +121,14 @@ func (d *childDaemon) stop() {
 			d.t.Errorf("serve after SIGTERM: %v\n%s", err, d.stderr.String())
 		}
 	case <-time.After(30 * time.Second):
-		d.cmd.Process.Signal(syscall.SIGKILL)
-		<-d.done
+		// SIGQUIT makes the Go runtime print every goroutine: why it hangs.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.done:
+		case <-time.After(5 * time.Second):
+			d.cmd.Process.Signal(syscall.SIGKILL)
+			<-d.done
+		}
 		d.t.Errorf("serve did not stop within 30 s of SIGTERM\n%s", d.stderr.String())
 	}
 	d.cmd = nil
@@ -148,9 +154,9 @@ func newUploadKey(t *testing.T, n int) ([]byte, string) {
 // TestServeSurvivesSIGKILL: uploads acknowledged with 200 survive any
 // number of SIGKILLs of the daemon, and none is stored twice.
 func TestServeSurvivesSIGKILL(t *testing.T) {
-	kills, clients := 5, 8
+	kills, clients := 20, 8
 	if soak() {
-		kills = 25
+		kills = 100
 	}
 	d := newChildDaemon(t)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
@@ -226,7 +232,7 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 			time.Sleep(time.Duration(rng.Intn(60)) * time.Millisecond)
 			early++
 		} else {
-			time.Sleep(time.Duration(150+rng.Intn(500)) * time.Millisecond)
+			time.Sleep(time.Duration(50+rng.Intn(200)) * time.Millisecond)
 		}
 		d.kill()
 		tr.CloseIdleConnections()
@@ -301,6 +307,9 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 	check("through the running daemon")
 	d.stop()
 	check("offline after SIGTERM")
+	if out, _, err := grapevine(t, "check", "--basedir", d.dir); err != nil {
+		t.Errorf("check after %d kills: %v\n%s", kills, err, out)
+	}
 
 	var maxStartup time.Duration
 	for _, s := range startups {
@@ -308,7 +317,7 @@ func TestServeSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("%d SIGKILLs (%d during start-up) in %v; %d uploads acknowledged, %d unacknowledged (%d of them stored), %d failed attempts retried; slowest restart to serving %v",
 		kills, early, loadTime.Round(time.Millisecond), len(acked), len(uncertain), madeIt, failures.Load(), maxStartup.Round(time.Millisecond))
-	if len(acked) < 10*kills {
+	if len(acked) < 5*kills {
 		t.Errorf("only %d uploads acknowledged over %d kills: the load did not run", len(acked), kills)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -442,6 +441,10 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 	keys := make([]*pgpkey.Key, 0, len(c.raws))
 	name := filepath.Base(f.path)
 	now := time.Now()
+	// The events' keys alias raw.Raw without a copy: every RawKey owns its
+	// bytes (pgpkey.Reader; Decode's keys are never reused either), Append
+	// keeps nothing after it returns, and the parsed key c.keys[i] already
+	// holds on to the same bytes.
 	for i, raw := range c.raws {
 		if c.errs[i] != nil {
 			im.reject(f, raw.Offset, c.errs[i])
@@ -449,36 +452,58 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 		}
 		im.keys++
 		if im.bulk {
+			// Into an empty store: the abuse limits apply to the key alone
+			// (limits.go), before the resume skip, so that a rerun makes
+			// the same decisions.
+			keyBytes := raw.Raw
+			k, tr, err := im.b.keyLimits.Apply(nil, c.keys[i])
+			if err != nil {
+				im.reject(f, raw.Offset, err)
+				continue
+			}
 			if im.skip > 0 {
 				im.skip--
 				im.appended++
 				continue
+			}
+			if tr.Changed() {
+				im.b.logger.Info().Str("file", f.path).Int64("offset", raw.Offset).Str("fpr", k.Fingerprint().String()).Str("trim", tr.String()).Msg("key trimmed by the key limits")
+				keyBytes = k.Marshal()
 			}
 			events = append(events, &eventlog.Event{
 				Kind:   eventlog.KindKeySubmitted,
 				Origin: eventlog.OriginImport,
 				Peer:   name,
 				Time:   now,
-				Key:    bytes.Clone(raw.Raw),
+				Key:    keyBytes,
 			})
 			continue
 		}
-		novel, err := im.b.store.Novel(c.keys[i])
-		if err != nil {
+		// The abuse limits apply before anything is stored (limits.go).
+		ad, err := im.b.store.Admit(c.keys[i], im.b.keyLimits)
+		if errors.Is(err, pgpkey.ErrTooLarge) {
+			im.reject(f, raw.Offset, err)
+			continue
+		} else if err != nil {
 			return err
 		}
-		if !novel {
+		if !ad.Novel {
 			im.unchanged++
 			continue
+		}
+		keyBytes := raw.Raw
+		if ad.Trim.Changed() {
+			im.b.logger.Info().Str("file", f.path).Int64("offset", raw.Offset).Str("fpr", ad.Key.Fingerprint().String()).Str("trim", ad.Trim.String()).Msg("key trimmed by the key limits")
+			keyBytes = ad.Key.Marshal()
 		}
 		events = append(events, &eventlog.Event{
 			Kind:   eventlog.KindKeySubmitted,
 			Origin: eventlog.OriginImport,
 			Peer:   name,
 			Time:   now,
-			Key:    bytes.Clone(raw.Raw),
+			Key:    keyBytes,
 		})
-		keys = append(keys, c.keys[i])
+		keys = append(keys, ad.Key)
 	}
 	im.bytes += c.bytes
 	if len(events) > 0 {

@@ -185,7 +185,7 @@ func (e *env) mailInDirect(ctx context.Context, dir string, m *mailsync.Mail) (s
 		return "", exitf(exTempFail, "mail-in: %v", err)
 	}
 	defer b.Close()
-	res, err := appendMailKeys(ctx, b.log, b.store, m.From, m.Keys)
+	res, err := appendMailKeys(ctx, b.log, b.store, b.keyLimits, m.From, m.Keys)
 	if err != nil {
 		return "", exitf(exTempFail, "mail-in: %v", err)
 	}
@@ -209,22 +209,26 @@ func (r mailInResult) String() string {
 // appendMailKeys appends the keys that add something to the store with one
 // durable Append, with Origin mail: the outgoing mailsync sender never mails
 // them on (mailsync.md §3.2, "newkey = false").
-func appendMailKeys(ctx context.Context, lg *eventlog.Log, st *projections.Store, peer string, keys []mailsync.IncomingKey) (mailInResult, error) {
+func appendMailKeys(ctx context.Context, lg *eventlog.Log, st *projections.Store, lim pgpkey.Limits, peer string, keys []mailsync.IncomingKey) (mailInResult, error) {
 	var res mailInResult
 	var events []*eventlog.Event
 	now := time.Now()
 	for _, k := range keys {
-		novel, err := st.Novel(k.Key)
-		if err != nil {
+		// The abuse limits apply before anything is stored (limits.go).
+		ad, err := st.Admit(k.Key, lim)
+		if errors.Is(err, pgpkey.ErrTooLarge) {
+			res.unchanged++ // refused whole: nothing of it is stored
+			continue
+		} else if err != nil {
 			return res, err
 		}
-		if !novel {
+		if !ad.Novel {
 			res.unchanged++
 			continue
 		}
 		raw := k.Raw.Raw
-		if len(k.Raw.Packets) == 0 || k.Raw.Packets[0].Tag != pgpkey.TagPublicKey {
-			raw = k.Key.Marshal()
+		if ad.Trim.Changed() || len(k.Raw.Packets) == 0 || k.Raw.Packets[0].Tag != pgpkey.TagPublicKey {
+			raw = ad.Key.Marshal()
 		}
 		events = append(events, &eventlog.Event{
 			Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginMail, Peer: peer, Time: now, Key: bytes.Clone(raw),
@@ -271,7 +275,7 @@ func adminSubmit(b *basedir) http.HandlerFunc {
 			keys = append(keys, mailsync.IncomingKey{Raw: raw, Key: k})
 		}
 		peer := r.URL.Query().Get("peer")
-		res, err := appendMailKeys(r.Context(), b.log, b.store, peer, keys)
+		res, err := appendMailKeys(r.Context(), b.log, b.store, b.keyLimits, peer, keys)
 		if err != nil {
 			b.logger.Error().Err(err).Msg("mail-in append failed")
 			http.Error(w, "the keys could not be stored; try again later", http.StatusServiceUnavailable)

@@ -303,9 +303,11 @@ func TestBasedirLockedByAnotherProcess(t *testing.T) {
 	}
 }
 
-// TestImportSurvivesSIGKILL kills an import child process at random moments,
-// restarts it each time, and checks the end state equals a clean import and
-// that the log holds no duplicate events.
+// TestImportSurvivesSIGKILL kills import child processes at random
+// moments (at least 20 times; 100 with GRAPEVINE_SOAK=1), restarts each
+// one, and checks the end state equals a clean import and that the log
+// holds no duplicate events. An import that finishes before its kill ends
+// a pass: the next pass starts in a fresh directory.
 func TestImportSurvivesSIGKILL(t *testing.T) {
 	keyring := testenv.RequireFile(t, "/usr/share/keyrings/debian-keyring.gpg", "debian-keyring")
 	clean := t.TempDir()
@@ -313,36 +315,61 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 	want := hashesOf(t, clean, "")
 	wantEvents := statsOf(t, clean)["log_offset"]
 
-	dir := t.TempDir()
+	minKills := 20
+	if soak() {
+		minKills = 100
+	}
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	kills := 0
-	for round := 0; round < 8; round++ {
-		cmd := exec.Command(os.Args[0], "import", "--basedir", dir, keyring)
-		cmd.Env = append(os.Environ(), "GRAPEVINE_TEST_MAIN=1")
-		var errOut bytes.Buffer
-		cmd.Stderr = &errOut
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("round %d: import failed: %v\n%s", round, err, errOut.String())
+	kills, passes := 0, 0
+	for kills < minKills {
+		dir := t.TempDir()
+		passes++
+		for round := 0; ; round++ {
+			if round == 200 {
+				t.Fatalf("pass %d: import did not finish in %d rounds", passes, round)
 			}
-		case <-time.After(time.Duration(50+rng.Intn(900)) * time.Millisecond):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
+			cmd := exec.Command(os.Args[0], "import", "--basedir", dir, keyring)
+			cmd.Env = append(os.Environ(), "GRAPEVINE_TEST_MAIN=1")
+			var errOut bytes.Buffer
+			cmd.Stderr = &errOut
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			finished := false
+			// Early kills land in start-up and the first chunks; later
+			// ones get longer, so every pass finishes. Once there were
+			// enough kills, the import runs to its end.
+			var killAt <-chan time.Time
+			if kills < minKills {
+				killAt = time.After(time.Duration(50+rng.Intn(300+100*round)) * time.Millisecond)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("pass %d round %d: import failed: %v\n%s", passes, round, err, errOut.String())
+				}
+				finished = true
+			case <-killAt:
+				cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				kills++
+			}
+			if finished {
+				break
+			}
+		}
+		mustRun(t, "import", "--basedir", dir, keyring)
+		if got := hashesOf(t, dir, ""); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("pass %d, after %d kills: %d keys, want %d; hash sets differ", passes, kills, len(got), len(want))
+		}
+		if got := statsOf(t, dir)["log_offset"]; got != wantEvents {
+			t.Fatalf("pass %d, after %d kills the log has %s events, a clean import %s: work was duplicated", passes, kills, got, wantEvents)
+		}
+		if out, _, err := grapevine(t, "check", "--basedir", dir); err != nil {
+			t.Fatalf("pass %d: check after the kills: %v\n%s", passes, err, out)
 		}
 	}
-	t.Logf("killed the import %d times", kills)
-	mustRun(t, "import", "--basedir", dir, keyring)
-	if got := hashesOf(t, dir, ""); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("after %d kills: %d keys, want %d; hash sets differ", kills, len(got), len(want))
-	}
-	if got := statsOf(t, dir)["log_offset"]; got != wantEvents {
-		t.Fatalf("after %d kills the log has %s events, a clean import %s: work was duplicated", kills, got, wantEvents)
-	}
+	t.Logf("killed the import %d times in %d passes", kills, passes)
 }

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,6 +228,10 @@ func startMetrics(ctx context.Context, d *daemon, b *basedir, m *metrics) error 
 		}
 		io.WriteString(w, "grapevine metrics: /metrics\n")
 	})
+	if os.Getenv(pprofEnv) != "" {
+		mountPprof(mux)
+		d.logger.Warn().Str("address", ln.Addr().String()).Msg("profiling endpoints on at /debug/pprof/ (" + pprofEnv + ")")
+	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -253,6 +260,26 @@ func startMetrics(ctx context.Context, d *daemon, b *basedir, m *metrics) error 
 	})
 	d.logger.Info().Str("address", ln.Addr().String()).Msg("metrics listening")
 	return nil
+}
+
+// pprofEnv, set to anything, puts Go's profiling endpoints
+// (/debug/pprof/: CPU, heap, block, mutex, goroutines, execution trace) on
+// the metrics listener, for the optimisation work in docs/benchmarks.md. Off
+// by default: profiles reveal memory contents and cost CPU while taken.
+const pprofEnv = "GRAPEVINE_PPROF"
+
+// mountPprof serves net/http/pprof on mux and turns on block and mutex
+// sampling (a process-wide setting: the profiles are empty without it).
+// One blocking event in 10 µs and one contended lock in 10 are sampled, a
+// cost too small to show under load.
+func mountPprof(mux *http.ServeMux) {
+	runtime.SetBlockProfileRate(10000)
+	runtime.SetMutexProfileFraction(10)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // countLogEvents counts the events appended after index after, by origin

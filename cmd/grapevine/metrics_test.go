@@ -131,7 +131,9 @@ func TestDaemonMetrics(t *testing.T) {
 		mfs = scrape(t, metricsURL)
 		lag, ok := metricValue(mfs, "grapevine_projection_lag_events", "projection", "keys")
 		hpLag, hpOK := metricValue(mfs, "grapevine_projection_lag_events", "projection", "hockeypuck")
-		if ok && lag == 0 && hpOK && hpLag == 0 {
+		// The mailsync sender starts after HKP answers: wait for it too.
+		_, mailsync := metricValue(mfs, "grapevine_mailsync_sent_total")
+		if ok && lag == 0 && hpOK && hpLag == 0 && mailsync {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -252,4 +254,39 @@ func TestHKPOp(t *testing.T) {
 			t.Errorf("hkpOp(%s) = %q, want %q", c.target, got, c.want)
 		}
 	}
+}
+
+// TestDaemonPprof: GRAPEVINE_PPROF puts the profiling endpoints on the
+// metrics listener; without it they are not there, and never on HKP.
+func TestDaemonPprof(t *testing.T) {
+	get := func(u string) int {
+		t.Helper()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	t.Run("off", func(t *testing.T) {
+		metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		startDaemon(t, "grapevine_metrics_address: "+metricsAddr)
+		if got := get("http://" + metricsAddr + "/debug/pprof/goroutine?debug=1"); got != http.StatusNotFound {
+			t.Errorf("pprof without %s: status %d, want 404", pprofEnv, got)
+		}
+	})
+	t.Run("on", func(t *testing.T) {
+		t.Setenv(pprofEnv, "1")
+		metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		base, _ := startDaemon(t, "grapevine_metrics_address: "+metricsAddr)
+		for _, p := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/block?debug=1", "/debug/pprof/mutex?debug=1"} {
+			if got := get("http://" + metricsAddr + p); got != http.StatusOK {
+				t.Errorf("%s with %s: status %d, want 200", p, pprofEnv, got)
+			}
+		}
+		if got := get(base + "/debug/pprof/"); got == http.StatusOK {
+			t.Errorf("HKP port answers /debug/pprof/ with 200")
+		}
+	})
 }

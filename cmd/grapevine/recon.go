@@ -88,7 +88,13 @@ func (e *env) reconCmd(ctx context.Context, args []string) error {
 	cfg := reconConfig(conf, logger)
 	members := readMembership(logger, paths.Membership)
 	peers := resolvePeers(ctx, logger, net.DefaultResolver, members)
-	srv, err := recon.NewServer(cfg, reconDatasets(conf, b.store), b.log, recon.StaticMembers(peers))
+	// Fetched keys pass the abuse limits; hashes they change are remembered.
+	rk, err := newReconKeys(b, b.keyLimits)
+	if err != nil {
+		return err
+	}
+	defer rk.Close()
+	srv, err := recon.NewServer(cfg, reconDatasets(conf, b.store, rk), rk, recon.StaticMembers(peers))
 	if err != nil {
 		return fmt.Errorf("recon: %w", err)
 	}
@@ -123,10 +129,11 @@ const (
 // reconDatasets returns the datasets recon serves in conf's
 // grapevine_recon_mode, the default first: the SKS dataset (SKS 1.1.6's
 // filters and rules) and the Hockeypuck 2.3 dataset (its filters, its
-// Config rules, its hashes; projections/hockeypuck.go).
-func reconDatasets(conf *SKSConf, store *projections.Store) []recon.Dataset {
+// Config rules, its hashes; projections/hockeypuck.go). sksKeys is the SKS
+// dataset's Keys: the store behind the abuse limits (limits.go).
+func reconDatasets(conf *SKSConf, store *projections.Store, sksKeys recon.Keys) []recon.Dataset {
 	sks := recon.Dataset{Name: "sks", Filters: wire.DefaultFilters,
-		Tree: recon.PebbleTree(store.DB(), store.PtreeConfig()), Keys: store}
+		Tree: recon.PebbleTree(store.DB(), store.PtreeConfig()), Keys: sksKeys}
 	hp := recon.Dataset{Name: "hockeypuck", Filters: pgpkey.HockeypuckFilters, HockeypuckRules: true,
 		Tree: recon.PebbleTree(store.DB(), store.HockeypuckPtreeConfig()), Keys: recon.HockeypuckKeys(store)}
 	switch conf.ReconMode {

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -22,7 +23,11 @@ import (
 // listeners open (with progress), so the daemon never answers from a stale
 // index; the catch-up of an interrupted import or a fresh replay is the only
 // long one, and it logs its progress.
-func (e *env) serveCmd(ctx context.Context, args []string) error {
+// storeCloseTimeout bounds how long a stopping daemon waits for the
+// projections to flush and close (basedir.closeStore).
+const storeCloseTimeout = 15 * time.Second
+
+func (e *env) serveCmd(ctx context.Context, args []string) (err error) {
 	fs := e.newFlagSet("serve", "[--basedir DIR]")
 	basedirFlag := fs.String("basedir", ".", "base directory (as in SKS); sksconf, membership and mailsync are read from it")
 	rest, err := parseFlags(fs, args)
@@ -61,7 +66,17 @@ func (e *env) serveCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	defer b.Close()
+	// A stopping daemon must not hang on projections it cannot flush
+	// (basedir.closeStore); the error makes the exit status non-zero.
+	b.storeCloseTimeout = storeCloseTimeout
+	defer func() {
+		if cerr := b.Close(); cerr != nil {
+			logger.Error().Err(cerr).Msg("closing the basedir")
+			if err == nil {
+				err = fmt.Errorf("serve: %w", cerr)
+			}
+		}
+	}()
 	if err := b.catchUp(ctx, e.stderr, "catching up with the log"); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -284,6 +299,7 @@ func hkpConfig(conf *SKSConf, logger zerolog.Logger, metrics *metrics) hkp.Confi
 	hcfg.MaxMatches = conf.MaxMatches
 	hcfg.MaxInternalMatches = conf.MaxInternalMatches
 	hcfg.MaxPostBytes = conf.MaxPostBytes
+	hcfg.KeyLimits = conf.keyLimits()
 	hcfg.AccessLog = conf.AccessLog
 	hcfg.RateLimit = conf.RateLimit
 	hcfg.RateBurst = conf.RateBurst

@@ -35,7 +35,13 @@ func (e *env) startRecon(ctx context.Context, d *daemon, b *basedir, wg *sync.Wa
 	// lands between the read and the watcher's start is still noticed.
 	loaded := membershipMtime(d.paths.Membership)
 	reload()
-	srv, err := recon.NewServer(cfg, reconDatasets(d.conf, b.store), b.log, members)
+	// Fetched keys pass the abuse limits; hashes they change are remembered.
+	// The file stays open for the daemon's life (the process exit closes it).
+	rk, err := newReconKeys(b, b.keyLimits)
+	if err != nil {
+		return err
+	}
+	srv, err := recon.NewServer(cfg, reconDatasets(d.conf, b.store, rk), rk, members)
 	if err != nil {
 		return err
 	}

@@ -18,9 +18,21 @@ package main
 // to run SKS again on the same basedir must remove those lines first.
 //
 //	option                             value        default   meaning
-//	grapevine_max_key_bytes:           int, bytes   128 MiB   largest key grapevine accepts from an upload,
-//	                                                          a recon fetch or a mail; larger keys are refused
-//	                                                          (pgpkey.DefaultMaxKeyBytes; SKS has no limit)
+//	grapevine_max_key_bytes:           int, bytes   16 MiB    largest key grapevine stores (all versions merged,
+//	                                                          SKS framing); packets beyond it are dropped by the
+//	                                                          flooded-key policy (pgpkey.Limits; SKS: no limit)
+//	grapevine_max_packet_bytes:        int, bytes   256 KiB   largest user ID, attribute or key packet; a larger
+//	                                                          one is dropped, a larger primary key refused
+//	grapevine_max_sig_bytes:           int, bytes   64 KiB    largest signature packet; larger ones are dropped
+//	grapevine_max_uids:                int          256       user IDs and attributes per key
+//	grapevine_max_subkeys:             int          256       subkeys per key
+//	grapevine_max_sigs:                int          10000     signatures per key, self-signatures included
+//	grapevine_max_certs_per_uid:       int          1000      third-party certifications kept per user ID
+//	                                                          (CVE-2019-13050 flooding); the key's own
+//	                                                          verified self-signatures are not counted
+//	                                                          (all limits: every append path — upload, recon,
+//	                                                          mail, import — before anything is stored; -1
+//	                                                          means no limit; docs/operations.md)
 //	grapevine_max_post_bytes:          int, bytes   8 MiB     largest request body of POST /pks/add and
 //	                                                          /pks/hashquery; larger ones get 413 (SKS: 5 MiB)
 //	grapevine_gossip_interval_seconds: float, s     60 s      time between gossip attempts; the same setting as
@@ -251,9 +263,14 @@ type SKSConf struct {
 
 	// grapevine's own options (see the table at the top of this file).
 
-	// MaxKeyBytes is grapevine_max_key_bytes. Default
-	// pgpkey.DefaultMaxKeyBytes (128 MiB).
+	// MaxKeyBytes is grapevine_max_key_bytes, the largest stored key.
+	// Default pgpkey.DefaultLimitKeyBytes (16 MiB).
 	MaxKeyBytes int64
+	// KeyLimits holds the other abuse limits on keys:
+	// grapevine_max_packet_bytes, _sig_bytes, _uids, _subkeys, _sigs and
+	// _certs_per_uid. Its MaxKeyBytes is unused (see keyLimits). Defaults:
+	// pgpkey.DefaultLimits.
+	KeyLimits pgpkey.Limits
 	// MaxPostBytes is grapevine_max_post_bytes. Default 8 MiB.
 	MaxPostBytes int64
 	// MetricsAddress is grapevine_metrics_address, "host:port"; "" (the
@@ -336,7 +353,8 @@ func DefaultSKSConf() *SKSConf {
 
 		SendmailCmd: "sendmail -t -oi",
 
-		MaxKeyBytes:  pgpkey.DefaultMaxKeyBytes,
+		MaxKeyBytes:  pgpkey.DefaultLimitKeyBytes,
+		KeyLimits:    pgpkey.DefaultLimits(),
 		MaxPostBytes: 8 << 20,
 		RateLimit:    10,
 		RateBurst:    100,
@@ -650,6 +668,12 @@ var sksOptions = []sksOption{
 
 	// grapevine's own options; see the table at the top of this file.
 	{name: "grapevine_max_key_bytes", int: func(c *SKSConf, v int) error { c.MaxKeyBytes = int64(v); return nil }},
+	{name: "grapevine_max_packet_bytes", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxPacketBytes = v; return nil }},
+	{name: "grapevine_max_sig_bytes", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxSigBytes = v; return nil }},
+	{name: "grapevine_max_uids", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxUIDs = v; return nil }},
+	{name: "grapevine_max_subkeys", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxSubkeys = v; return nil }},
+	{name: "grapevine_max_sigs", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxSigs = v; return nil }},
+	{name: "grapevine_max_certs_per_uid", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxCertsPerUID = v; return nil }},
 	{name: "grapevine_max_post_bytes", int: func(c *SKSConf, v int) error { c.MaxPostBytes = int64(v); return nil }},
 	{name: "grapevine_gossip_interval_seconds", float: func(c *SKSConf, v float64) (err error) {
 		c.GossipInterval, err = floatDuration(v, time.Second)
@@ -837,8 +861,20 @@ func (c *SKSConf) Validate() error {
 		return bad(fmt.Sprintf("%v: must be positive", c.MembershipReloadInterval), "membership_reload_interval")
 	case c.SendmailCmd == "" && !c.DisableMailsync:
 		return bad("empty while mailsync is enabled (set disable_mailsync: to turn it off)", "sendmail_cmd")
-	case c.MaxKeyBytes < 1024:
+	case c.MaxKeyBytes < 1024 && c.MaxKeyBytes != -1:
 		return bad(fmt.Sprintf("%d: must be at least 1024", c.MaxKeyBytes), "grapevine_max_key_bytes")
+	case c.KeyLimits.MaxPacketBytes < 1024 && c.KeyLimits.MaxPacketBytes != -1:
+		return bad(fmt.Sprintf("%d: must be at least 1024 (or -1: no limit)", c.KeyLimits.MaxPacketBytes), "grapevine_max_packet_bytes")
+	case c.KeyLimits.MaxSigBytes < 256 && c.KeyLimits.MaxSigBytes != -1:
+		return bad(fmt.Sprintf("%d: must be at least 256 (or -1: no limit)", c.KeyLimits.MaxSigBytes), "grapevine_max_sig_bytes")
+	case c.KeyLimits.MaxUIDs < 1 && c.KeyLimits.MaxUIDs != -1:
+		return bad(fmt.Sprintf("%d: must be at least 1 (or -1: no limit)", c.KeyLimits.MaxUIDs), "grapevine_max_uids")
+	case c.KeyLimits.MaxSubkeys < 1 && c.KeyLimits.MaxSubkeys != -1:
+		return bad(fmt.Sprintf("%d: must be at least 1 (or -1: no limit)", c.KeyLimits.MaxSubkeys), "grapevine_max_subkeys")
+	case c.KeyLimits.MaxSigs < 1 && c.KeyLimits.MaxSigs != -1:
+		return bad(fmt.Sprintf("%d: must be at least 1 (or -1: no limit)", c.KeyLimits.MaxSigs), "grapevine_max_sigs")
+	case c.KeyLimits.MaxCertsPerUID < 1 && c.KeyLimits.MaxCertsPerUID != -1:
+		return bad(fmt.Sprintf("%d: must be at least 1 (or -1: no limit)", c.KeyLimits.MaxCertsPerUID), "grapevine_max_certs_per_uid")
 	case c.MaxPostBytes < 1024:
 		return bad(fmt.Sprintf("%d: must be at least 1024", c.MaxPostBytes), "grapevine_max_post_bytes")
 	}

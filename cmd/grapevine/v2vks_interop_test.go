@@ -131,7 +131,7 @@ func TestV2AndVKSWithRealClients(t *testing.T) {
 	}
 	sixFile := filepath.Join(tmp, "six.pgp")
 	os.WriteFile(sixFile, sixBin, 0o644)
-	out = curlOut("-H", "Content-Type: application/pgp", "--data-binary", "@"+sixFile, front+"/pks/v2/certs")
+	out = curlOut("-H", "Content-Type: application/pgp-keys;armor=no", "--data-binary", "@"+sixFile, front+"/pks/v2/certs")
 	if !strings.Contains(out, `"version":6`) {
 		t.Fatalf("POST /pks/v2/certs (v6): %s", out)
 	}
@@ -234,8 +234,8 @@ func TestV2AndVKSWithRealClients(t *testing.T) {
 
 	// v6 with Go's HTTP client: served by v2 and VKS, kept out of v1.
 	for _, c := range []struct{ url, ct string }{
-		{front + "/pks/v2/certs/by-vfingerprint/06" + six.Fingerprint().String(), "application/pgp"},
-		{front + "/pks/v2/certs/by-vfingerprint/6/" + strings.ToLower(six.Fingerprint().String()), "application/pgp"},
+		{front + "/pks/v2/certs/by-vfingerprint/06" + six.Fingerprint().String(), "application/pgp-keys;armor=no"},
+		{front + "/pks/v2/certs/by-vfingerprint/6/" + strings.ToLower(six.Fingerprint().String()), "application/pgp-keys;armor=no"},
 		{front + "/vks/v1/by-fingerprint/" + six.Fingerprint().String(), "application/pgp-keys"},
 		{front + "/pks/lookup?op=get&options=mr&search=0x" + six.Fingerprint().String(), "application/pgp-keys; charset=UTF-8"},
 	} {

@@ -58,6 +58,10 @@
 //     packets before it (§2).
 //   - Reader bounds packet and key sizes (MaxPacketBytes, MaxKeyBytes); SKS
 //     has no limit (§8).
+//   - Limits.Apply, the abuse limits and flooded-key policy every key passes
+//     before it is stored, drops packets over size and count budgets (see
+//     Limits); SKS stores everything. A key it changed hashes differently
+//     from the sender's copy.
 //   - Decode reads every armor block and tolerates a missing CRC-24; SKS's
 //     armor.ml reads only the first block and requires it (§8).
 //   - Summary verifies self-signatures before it reports a key, user ID or

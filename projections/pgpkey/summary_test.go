@@ -2,7 +2,9 @@ package pgpkey_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
 )
 
 // TestSummaryMatchesSKSIndex compares the summary of Alice's key with the
@@ -333,5 +336,46 @@ func TestSummaryOddPackets(t *testing.T) {
 	s := k.Summary()
 	if s.Version != 4 || s.Algorithm != 99 || s.Bits != 0 || s.Verified || len(s.UIDs) != 1 || len(s.Subkeys) != 1 {
 		t.Errorf("Summary = %+v", s)
+	}
+}
+
+// TestPrimarySummary: PrimarySummary is Summary without the subkeys, on
+// fresh keys and on keys whose summary is computed already, over a generated
+// corpus (revocations, expiries, several user IDs and subkeys).
+func TestPrimarySummary(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: 200, Seed: 3, RSAPoolSize: 2}); err != nil {
+		t.Fatal(err)
+	}
+	raws := readAllKeys(t, buf.Bytes())
+	withSubkeys := 0
+	for i, raw := range raws {
+		parse := func() *pgpkey.Key {
+			k, err := pgpkey.ParseKey(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return k
+		}
+		full := parse().Summary()
+		if len(full.Subkeys) > 0 {
+			withSubkeys++
+		}
+		want := full
+		want.Subkeys = nil
+		if got := parse().PrimarySummary(); !reflect.DeepEqual(got, want) {
+			t.Errorf("key %d: PrimarySummary = %+v, want %+v", i, got, want)
+		}
+		k := parse()
+		k.Summary()
+		if got := k.PrimarySummary(); !reflect.DeepEqual(got, want) {
+			t.Errorf("key %d: PrimarySummary after Summary = %+v, want %+v", i, got, want)
+		}
+		if got := k.Summary(); !reflect.DeepEqual(got, full) {
+			t.Errorf("key %d: Summary after PrimarySummary lost its subkeys", i)
+		}
+	}
+	if withSubkeys < len(raws)/2 {
+		t.Fatalf("only %d of %d keys have subkeys", withSubkeys, len(raws))
 	}
 }

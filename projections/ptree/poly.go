@@ -151,15 +151,24 @@ func polyGCD(a, b Poly) Poly {
 // d ≥ 1. Residues are slices of exactly d coefficients.
 type modRing struct {
 	f    Poly // monic, degree d
+	nf   []Zp // −f_0 … −f_{d−1}: z^d ≡ Σ nf_j·z^j
 	d    int
-	prod []Zp // scratch for products, 2d−1 coefficients
+	prod []wide // scratch for products, 2d−1 coefficients
 }
 
 func newModRing(f Poly) *modRing {
-	return &modRing{f: f, d: len(f) - 1, prod: make([]Zp, 2*(len(f)-1))}
+	d := len(f) - 1
+	m := &modRing{f: f, d: d, nf: make([]Zp, d), prod: make([]wide, 2*d)}
+	for j := range m.nf {
+		m.nf[j] = f[j].Neg()
+	}
+	return m
 }
 
-// square sets r = r² mod f.
+// square sets r = r² mod f. It is most of the work of Factor (powLinear
+// squares about 128 times per call), so products are summed unreduced
+// (wide) and each coefficient is reduced once: 2d−1 Montgomery
+// reductions instead of one per product.
 func (m *modRing) square(r []Zp) {
 	d := m.d
 	prod := m.prod[:2*d-1]
@@ -168,23 +177,26 @@ func (m *modRing) square(r []Zp) {
 		if r[i].IsZero() {
 			continue
 		}
-		prod[2*i] = prod[2*i].Add(r[i].Square())
+		prod[2*i].addMul(r[i], r[i])
 		t := r[i].Add(r[i])
 		for j := i + 1; j < d; j++ {
-			prod[i+j] = prod[i+j].Add(t.Mul(r[j]))
+			prod[i+j].addMul(t, r[j])
 		}
 	}
-	// Reduce using z^d = −(f_0 + … + f_{d−1} z^{d−1}).
+	// Reduce from the top using z^d = Σ nf_j·z^j; each coefficient is
+	// reduced when it is final, then folded into lower ones.
 	for i := 2*d - 2; i >= d; i-- {
-		c := prod[i]
+		c := prod[i].reduce()
 		if c.IsZero() {
 			continue
 		}
 		for j := 0; j < d; j++ {
-			prod[i-d+j] = prod[i-d+j].Sub(c.Mul(m.f[j]))
+			prod[i-d+j].addMul(c, m.nf[j])
 		}
 	}
-	copy(r, prod[:d])
+	for i := range r {
+		r[i] = prod[i].reduce()
+	}
 }
 
 // mulLinear sets r = r·(z + a) mod f.

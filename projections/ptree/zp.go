@@ -456,6 +456,79 @@ func montMul(x, y [3]uint64) [3]uint64 {
 	return reduceOnce([3]uint64{t0, t1, t2})
 }
 
+// wide is an unreduced sum of products of Montgomery forms, so that a sum
+// of products costs one Montgomery reduction instead of one per product
+// (modRing.square). Each product is below p² < 2²⁵⁸ and five limbs hold
+// 2⁶² of them; reduce needs the sum below p·2¹⁹² > 2³²⁰, which five limbs
+// guarantee.
+type wide [5]uint64
+
+// addMul adds x·y to w.
+func (w *wide) addMul(x, y Zp) {
+	// The full product of two values below 2¹²⁹: the top limbs are 0 or
+	// 1, so their products are masks.
+	h00, l00 := bits.Mul64(x.m[0], y.m[0])
+	h01, l01 := bits.Mul64(x.m[0], y.m[1])
+	h10, l10 := bits.Mul64(x.m[1], y.m[0])
+	h11, l11 := bits.Mul64(x.m[1], y.m[1])
+	mx, my := -x.m[2], -y.m[2]
+	var c, r2, r3, r4 uint64
+	r1, c := bits.Add64(h00, l01, 0)
+	r2 = c
+	r1, c = bits.Add64(r1, l10, 0)
+	r2 += c
+	r2, c = bits.Add64(r2, h01, 0)
+	r3 = c
+	r2, c = bits.Add64(r2, h10, 0)
+	r3 += c
+	r2, c = bits.Add64(r2, l11, 0)
+	r3 += c
+	r2, c = bits.Add64(r2, y.m[0]&mx, 0)
+	r3 += c
+	r2, c = bits.Add64(r2, x.m[0]&my, 0)
+	r3 += c
+	r3, c = bits.Add64(r3, h11, 0)
+	r4 = c
+	r3, c = bits.Add64(r3, y.m[1]&mx, 0)
+	r4 += c
+	r3, c = bits.Add64(r3, x.m[1]&my, 0)
+	r4 += c
+	r4 += x.m[2] & y.m[2]
+
+	w[0], c = bits.Add64(w[0], l00, 0)
+	w[1], c = bits.Add64(w[1], r1, c)
+	w[2], c = bits.Add64(w[2], r2, c)
+	w[3], c = bits.Add64(w[3], r3, c)
+	w[4] += r4 + c
+}
+
+// reduce returns the element whose Montgomery form is w·2⁻¹⁹² mod p: for
+// a sum of products of Montgomery forms aR·bR, the form of Σ a·b.
+func (w *wide) reduce() Zp {
+	t0, t1, t2, t3, t4 := w[0], w[1], w[2], w[3], w[4]
+	var t5, c uint64
+	for range 3 {
+		// t += m·p with t + m·p ≡ 0 (mod 2⁶⁴); p = p0 + p1·2⁶⁴ + 2¹²⁸.
+		m := t0 * pInv
+		h0, l0 := bits.Mul64(m, p0)
+		h1, l1 := bits.Mul64(m, p1)
+		_, c = bits.Add64(t0, l0, 0)
+		t1, c = bits.Add64(t1, h0, c)
+		t2, c = bits.Add64(t2, h1, c)
+		t3, c = bits.Add64(t3, 0, c)
+		t4, c = bits.Add64(t4, 0, c)
+		t5 += c
+		t1, c = bits.Add64(t1, l1, 0)
+		t2, c = bits.Add64(t2, m, c)
+		t3, c = bits.Add64(t3, 0, c)
+		t4, c = bits.Add64(t4, 0, c)
+		t5 += c
+		t0, t1, t2, t3, t4, t5 = t1, t2, t3, t4, t5, 0
+	}
+	// Now t < w/2¹⁹² + p < 2p < 2¹³⁰: three limbs.
+	return Zp{m: reduceOnce([3]uint64{t0, t1, t2})}
+}
+
 // madd1 returns a·b + c as (hi, lo).
 func madd1(a, b, c uint64) (hi, lo uint64) {
 	hi, lo = bits.Mul64(a, b)

@@ -123,6 +123,10 @@ func newNode(t *testing.T, bin string, h *host, proxy *host, extraConf ...string
 		// nginx's address: the rate limit counts the client nginx names
 		// in X-Forwarded-For, not nginx itself.
 		"grapevine_trusted_proxies: " + proxy.addr,
+		// Bounds the connect of a gossip round too (recon dials within
+		// min(30 s, this)): a peer behind a cut link holds up this node's
+		// gossip for 5 s at most, as docs/scale-out.md advises.
+		"reconciliation_config_timeout: 5",
 	}
 	conf = append(conf, extraConf...)
 	if err := os.WriteFile(filepath.Join(n.dir, "sksconf"), []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {

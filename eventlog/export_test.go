@@ -1,0 +1,6 @@
+package eventlog
+
+// SetAfterWriteHook makes every later batch call fn once it is written, and
+// fail if fn returns an error, as if its fsync had failed. Tests only; call
+// it while no Append is in flight.
+func SetAfterWriteHook(l *Log, fn func() error) { l.afterWriteHook = fn }

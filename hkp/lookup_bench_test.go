@@ -1,0 +1,90 @@
+package hkp_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/rs/zerolog"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/hkp"
+	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
+)
+
+// BenchmarkLookup answers lookups through the handler (no network) on the
+// fixture keys, after one warm-up request: op=get by fingerprint and the
+// machine-readable index by a word every fixture key carries.
+func BenchmarkLookup(b *testing.B) {
+	for _, c := range []struct{ name, path string }{
+		{"get", "/pks/lookup?op=get&options=mr&search=0x3B03A965A519A6CAE8B09425CED1786732CA2E5C"},
+		{"index-mr", "/pks/lookup?op=index&options=mr&search=example"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ts := newBenchServer(b)
+			req := httptest.NewRequest(http.MethodGet, c.path, nil)
+			req.RemoteAddr = "127.0.0.1:1234"
+			w := httptest.NewRecorder()
+			ts.hkp.ServeHTTP(w, req)
+			if w.Code != 200 {
+				b.Fatalf("%s: %d %s", c.path, w.Code, w.Body)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w := httptest.NewRecorder()
+				ts.hkp.ServeHTTP(w, req)
+			}
+		})
+	}
+}
+
+// newBenchServer is newTestServer for benchmarks: the fixture keys
+// uploaded and applied.
+func newBenchServer(b *testing.B) *testServer {
+	dir := b.TempDir()
+	lcfg := eventlog.DefaultConfig()
+	lcfg.Logger = zerolog.Nop()
+	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := projections.Open(filepath.Join(dir, "db"), projections.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close(); log.Close() })
+	srv, err := hkp.New(hkp.DefaultConfig(), store, log, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []string{"keys-a.pgp", "keys-b.pgp", "grace.pgp"} {
+		data, err := os.ReadFile(testenv.SharedFile(b, "fixtures/sks/test-keys/"+n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var arm bytes.Buffer
+		aw, _ := armor.Encode(&arm, "PGP PUBLIC KEY BLOCK", nil)
+		aw.Write(data)
+		aw.Close()
+		req := httptest.NewRequest(http.MethodPost, "/pks/add", bytes.NewBufferString(url.Values{"keytext": {arm.String()}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.RemoteAddr = "127.0.0.1:1234"
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatalf("upload %s: %d %s", n, w.Code, w.Body)
+		}
+	}
+	if _, err := store.CatchUp(context.Background(), log, nil); err != nil {
+		b.Fatal(err)
+	}
+	return &testServer{log: log, store: store, hkp: srv}
+}
