@@ -65,8 +65,8 @@ FUZZTIME ?= 60s
 fuzz:
 	$(call fuzz-loop,$(FUZZTIME))
 
-# Each target briefly, as part of `make test` (80–160 s for the 22 targets
-# on the loaded 2-core machine, most of it building). A count, not a duration:
+# Each target briefly, as part of `make test` (80–160 s for the 22 targets there were
+# when measured, on the loaded 2-core machine, most of it building). A count, not a duration:
 # go1.26 fails a -fuzztime duration run that ends while a worker is busy
 # with "context deadline exceeded" (golang/go#75804, fixed in go1.27).
 FUZZSHORT ?= 500x
