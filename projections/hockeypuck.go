@@ -300,7 +300,7 @@ func (hp *hockeypuck) catchUp(ctx context.Context, log *eventlog.Log, to eventlo
 		go func() {
 			batch, err := hp.readBatch(log, from, min(to+1, from+eventlog.Index(hp.s.cfg.BatchEvents)))
 			if err == nil {
-				hp.parse(batch)
+				err = hp.parse(ctx, batch)
 			}
 			ch <- parsed{batch, err}
 		}()
@@ -357,8 +357,10 @@ func (hp *hockeypuck) appliedIndex() eventlog.Index {
 
 // parse normalises the submissions of batch on the store's workers. The
 // events are handed out one at a time: one key can take a thousand times
-// longer than another.
-func (hp *hockeypuck) parse(batch []hpParsed) {
+// longer than another. A cancelled ctx stops the workers after the key each
+// is on (a batch of big keys takes many seconds: a stopping daemon must not
+// wait for it) and parse returns ctx's error.
+func (hp *hockeypuck) parse(ctx context.Context, batch []hpParsed) error {
 	workers := min(hp.s.cfg.Workers, len(batch))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -367,6 +369,9 @@ func (hp *hockeypuck) parse(batch []hpParsed) {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < len(batch); i = int(next.Add(1) - 1) {
+				if ctx.Err() != nil {
+					return
+				}
 				if batch[i].ev.Kind == eventlog.KindKeySubmitted {
 					batch[i].keys, batch[i].err = pgpkey.ReadHockeypuck(batch[i].ev.Key)
 				}
@@ -374,6 +379,7 @@ func (hp *hockeypuck) parse(batch []hpParsed) {
 		}()
 	}
 	wg.Wait()
+	return ctx.Err()
 }
 
 // hpApplier applies parsed events into one batch, with overlays of what
