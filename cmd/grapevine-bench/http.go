@@ -490,6 +490,12 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 		return nil, err
 	}
 	defer gv.stop()
+	hpWait, err := waitHockeypuck(ctx, c.grapevine, gvDir, 15*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "http: grapevine's Hockeypuck dataset caught up %v after the start\n", hpWait.Round(time.Second))
+	rows = append(rows, row{name: "Hockeypuck dataset caught up after serve starts on the imported store (s)", grapevine: hpWait.Seconds()})
 	sk, err := startSKS(ctx, c.sks, skDir)
 	if err != nil {
 		return nil, err
@@ -565,3 +571,35 @@ func checkAlive(s *server) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// waitHockeypuck waits until the grapevine daemon serving dir has brought
+// its Hockeypuck dataset (a projection that follows the log in the
+// background after an import, checking every self-signature) up to the
+// log, and returns how long that took. Measuring before it finishes would
+// time the daemon's start-up work, not its steady state.
+func waitHockeypuck(ctx context.Context, bin, dir string, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	abs, _ := filepath.Abs(bin)
+	for {
+		out, err := exec.CommandContext(ctx, abs, "stats", "--basedir", dir).Output()
+		if err == nil {
+			st := map[string]string{}
+			for _, l := range strings.Split(string(out), "\n") {
+				if k, v, ok := strings.Cut(l, ":"); ok {
+					st[strings.TrimSpace(k)] = strings.TrimSpace(v)
+				}
+			}
+			if hp, ok := st["applied_hockeypuck"]; !ok || hp == st["log_offset"] {
+				return time.Since(start), nil
+			}
+		}
+		if time.Since(start) > limit {
+			return 0, fmt.Errorf("%s: the Hockeypuck dataset did not catch up within %v (last stats error: %v)", dir, limit, err)
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}

@@ -215,6 +215,13 @@ func gvPair(ctx context.Context, c config, aDir, template, work string, want []s
 		return reconRun{}, err
 	}
 	defer b.stop()
+	// Both nodes first bring their Hockeypuck datasets up to their logs
+	// (start-up work after an import), so the session measures recon.
+	for _, dir := range []string{aDir, bDir} {
+		if _, err := waitHockeypuck(ctx, c.grapevine, dir, 15*time.Minute); err != nil {
+			return reconRun{}, err
+		}
+	}
 	tp, err := settleAndTap(ctx, c, tapPort[0], aRecon, []*server{a, b})
 	if err != nil {
 		return reconRun{}, err
