@@ -208,6 +208,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		row{name: "replay (keys/s)", grapevine: rate(c.keys, median(gvReplay).wall), higherBetter: true},
 		row{name: "dump (MB/s)", grapevine: float64(median(gvDump).bytes) / 1e6 / median(gvDump).wall.Seconds(), higherBetter: true},
 	)
+	// Recon first: the HTTP rows upload keys into both stores, which would
+	// add thousands of differences to the recon pairs built from them.
+	var reconRowsOut []row
+	if len(c.reconDiffs) > 0 || c.reconEmpty {
+		// Convergence by recon alone, on the stores of the last run.
+		rr, err := reconRows(ctx, c, gvDir, skDir, dumpDir)
+		if err != nil {
+			return fmt.Errorf("recon: %w", err)
+		}
+		reconRowsOut = rr
+	}
 	if c.http {
 		// One HTTP measurement, on the stores of the last run.
 		hr, err := httpRows(ctx, c, gvDir, skDir, dumpDir)
@@ -216,14 +227,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		rows = append(rows, hr...)
 	}
-	if len(c.reconDiffs) > 0 || c.reconEmpty {
-		// Convergence by recon alone, on the stores of the last run.
-		rr, err := reconRows(ctx, c, gvDir, skDir, dumpDir)
-		if err != nil {
-			return fmt.Errorf("recon: %w", err)
-		}
-		rows = append(rows, rr...)
-	}
+	rows = append(rows, reconRowsOut...)
 	report := format(c, rows, dumpBytes)
 	fmt.Fprint(stdout, report)
 	if c.write != "" {
