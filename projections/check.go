@@ -414,7 +414,6 @@ func describeKey(k []byte) string {
 // prefix order, and the hash index is keyed by the hash.
 func (c *checker) checkTree(ctx context.Context, snap *pebble.Snapshot) error {
 	cfg := c.s.cfg.Ptree
-	points := ptree.SamplePoints(cfg.NumSamples())
 	hc, err := newSKSHashCursor(snap, c)
 	if err != nil {
 		return err
@@ -450,6 +449,22 @@ func (c *checker) checkTree(ctx context.Context, snap *pebble.Snapshot) error {
 		}
 		c.find(CheckPtree, 0, "tree has %s but the hash index has no such SKS key", kh)
 	}
+	if err := c.walkTree(ctx, snap, cfg, CheckPtree, emit); err != nil {
+		return err
+	}
+	for hc.valid {
+		c.find(CheckPtree, 0, "hash index has %s (SKS set) but the tree does not", hc.h)
+		hc.next()
+	}
+	return hc.err
+}
+
+// walkTree checks the structure of the prefix tree cfg names in snap — every
+// node's element count and svalues against its subtree — recording what is
+// wrong under part, and calls emit for every leaf element in prefix order.
+// The SKS tree and the Hockeypuck dataset's tree share it.
+func (c *checker) walkTree(ctx context.Context, snap *pebble.Snapshot, cfg ptree.Config, part string, emit func(ptree.Zp)) error {
+	points := ptree.SamplePoints(cfg.NumSamples())
 	var visit func(p ptree.Prefix) (int, []ptree.Zp, bool, error)
 	visit = func(p ptree.Prefix) (int, []ptree.Zp, bool, error) {
 		if err := ctx.Err(); err != nil {
@@ -458,10 +473,10 @@ func (c *checker) checkTree(ctx context.Context, snap *pebble.Snapshot) error {
 		n, err := ptree.ReadNode(snap, cfg, p)
 		if err != nil {
 			if errors.Is(err, ptree.ErrCorrupt) || errors.Is(err, ptree.ErrNodeNotFound) {
-				c.find(CheckPtree, 0, "node %q: %v", p, err)
+				c.find(part, 0, "node %q: %v", p, err)
 				return 0, nil, false, nil
 			}
-			return 0, nil, false, fmt.Errorf("check: read prefix tree node %q: %w", p, err)
+			return 0, nil, false, fmt.Errorf("check: read %s node %q: %w", part, p, err)
 		}
 		var count int
 		var sv []ptree.Zp
@@ -492,21 +507,15 @@ func (c *checker) checkTree(ctx context.Context, snap *pebble.Snapshot) error {
 			return 0, nil, false, nil
 		}
 		if n.NumElements != count {
-			c.find(CheckPtree, 0, "node %q: holds %d elements, the subtree below it %d", p, n.NumElements, count)
+			c.find(part, 0, "node %q: holds %d elements, the subtree below it %d", p, n.NumElements, count)
 		}
 		if !equalZps(n.SValues, sv) {
-			c.find(CheckPtree, 0, "node %q: svalues differ from the product over its %d elements", p, count)
+			c.find(part, 0, "node %q: svalues differ from the product over its %d elements", p, count)
 		}
 		return n.NumElements, n.SValues, true, nil
 	}
-	if _, _, _, err := visit(ptree.Prefix{}); err != nil {
-		return err
-	}
-	for hc.valid {
-		c.find(CheckPtree, 0, "hash index has %s (SKS set) but the tree does not", hc.h)
-		hc.next()
-	}
-	return hc.err
+	_, _, _, err := visit(ptree.Prefix{})
+	return err
 }
 
 func equalZps(a, b []ptree.Zp) bool {

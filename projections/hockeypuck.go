@@ -596,56 +596,17 @@ func (s *Store) hockeypuckCheckLock(ctx context.Context, log *eventlog.Log, idx 
 func (c *checker) checkHockeypuck(ctx context.Context, snap *pebble.Snapshot) error {
 	const part = "Hockeypuck dataset"
 	cfg := c.s.hp.cfg
-	points := ptree.SamplePoints(cfg.NumSamples())
 	inTree := make(map[pgpkey.KeyHash]bool)
-	var visit func(p ptree.Prefix) (int, []ptree.Zp, bool, error)
-	visit = func(p ptree.Prefix) (int, []ptree.Zp, bool, error) {
-		if err := ctx.Err(); err != nil {
-			return 0, nil, false, err
+	err := c.walkTree(ctx, snap, cfg, part, func(z ptree.Zp) {
+		c.res.HockeypuckPtreeElements++
+		h, ok := z.KeyHash()
+		if !ok {
+			c.find(part, 0, "element %s is not a key hash", z)
+			return
 		}
-		n, err := ptree.ReadNode(snap, cfg, p)
-		if err != nil {
-			if errors.Is(err, ptree.ErrCorrupt) || errors.Is(err, ptree.ErrNodeNotFound) {
-				c.find(part, 0, "node %q: %v", p, err)
-				return 0, nil, false, nil
-			}
-			return 0, nil, false, fmt.Errorf("check: read Hockeypuck prefix tree node %q: %w", p, err)
-		}
-		var count int
-		var sv []ptree.Zp
-		if n.IsLeaf {
-			for _, z := range n.Elements {
-				c.res.HockeypuckPtreeElements++
-				h, ok := z.KeyHash()
-				if !ok {
-					c.find(part, 0, "element %s is not a key hash", z)
-					continue
-				}
-				inTree[pgpkey.KeyHash(h)] = true
-			}
-			count, sv = len(n.Elements), ptree.SValues(n.Elements, points)
-		} else {
-			sv = ptree.SValues(nil, points)
-			for _, ch := range n.Children {
-				cc, csv, ok, err := visit(ch)
-				if err != nil || !ok {
-					return 0, nil, false, err
-				}
-				count += cc
-				for i := range sv {
-					sv[i] = sv[i].Mul(csv[i])
-				}
-			}
-		}
-		if n.NumElements != count {
-			c.find(part, 0, "node %q: holds %d elements, the subtree below it %d", p, n.NumElements, count)
-		}
-		if !equalZps(n.SValues, sv) {
-			c.find(part, 0, "node %q: svalues differ from the product over its %d elements", p, count)
-		}
-		return n.NumElements, n.SValues, true, nil
-	}
-	if _, _, _, err := visit(ptree.Prefix{}); err != nil {
+		inTree[pgpkey.KeyHash(h)] = true
+	})
+	if err != nil {
 		return err
 	}
 	scan := func(prefix byte, fn func(h pgpkey.KeyHash, fpr []byte)) error {
@@ -667,7 +628,7 @@ func (c *checker) checkHockeypuck(ctx context.Context, snap *pebble.Snapshot) er
 		}
 		return it.Close()
 	}
-	err := scan(prefixHPHash, func(h pgpkey.KeyHash, fpr []byte) {
+	err = scan(prefixHPHash, func(h pgpkey.KeyHash, fpr []byte) {
 		c.res.HockeypuckHashes++
 		if rec, err := hpRecord(snap, fpr); err != nil || rec.Hash != h {
 			c.find(part, 0, "hash index %s: key %X does not have this hash", h, fpr)
