@@ -32,6 +32,9 @@ func hpFile(tb testing.TB, name string) []byte {
 	return b
 }
 
+// HPFile is hpFile for the external tests (package pgpkey_test).
+var HPFile = hpFile
+
 // TestHockeypuckParseDigest checks the hash of keys as Hockeypuck's parser
 // leaves them, before validation, against Hockeypuck's own tests
 // (openpgp/io_test.go TestSksDigest and TestSksDigestWithNoisyTrust): trust

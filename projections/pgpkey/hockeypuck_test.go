@@ -5,34 +5,13 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
-
-func hpKeyBytes(tb testing.TB, name string) []byte {
-	tb.Helper()
-	f, err := os.ReadFile(filepath.Join("testdata", "hockeypuck", name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	blk, err := armor.Decode(bytes.NewReader(f))
-	if err != nil {
-		tb.Fatalf("%s: %v", name, err)
-	}
-	b, err := io.ReadAll(blk.Body)
-	if err != nil {
-		tb.Fatalf("%s: %v", name, err)
-	}
-	return b
-}
 
 // TestHockeypuckVectors checks the Hockeypuck-filtered hash of Hockeypuck's
 // published test keys (keyhash.md §9 and §10.1) against the values
@@ -48,7 +27,7 @@ func TestHockeypuckVectors(t *testing.T) {
 		{"test-key-revoked.asc", "2d4b859915bf2213880748ae7c330458a06e162f", "d4bd66d47e1efccd7001f9d1f96e5eb6"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			keys, err := pgpkey.ReadHockeypuck(hpKeyBytes(t, tc.file))
+			keys, err := pgpkey.ReadHockeypuck(pgpkey.HPFile(t, tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,7 +169,7 @@ func TestHockeypuckRefusals(t *testing.T) {
 	if _, err := pgpkey.ReadHockeypuck(pgpkey.AppendPacket(nil, sig)); err == nil {
 		t.Error("bare signature accepted")
 	}
-	if _, err := pgpkey.ReadHockeypuck(hpKeyBytes(t, "test-key-revoke.asc")); err == nil {
+	if _, err := pgpkey.ReadHockeypuck(pgpkey.HPFile(t, "test-key-revoke.asc")); err == nil {
 		t.Error("Hockeypuck's bare revocation vector accepted")
 	}
 	if _, err := pgpkey.ReadHockeypuck([]byte{0x99, 0x01}); err == nil {
@@ -212,8 +191,8 @@ func TestHockeypuckMergeVectors(t *testing.T) {
 		{"alice_unsigned.asc", "alice_signed.asc"},
 	} {
 		t.Run(tc.incoming, func(t *testing.T) {
-			stored := hpOne(t, hpKeyBytes(t, tc.stored))
-			incoming := hpOne(t, hpKeyBytes(t, tc.incoming))
+			stored := hpOne(t, pgpkey.HPFile(t, tc.stored))
+			incoming := hpOne(t, pgpkey.HPFile(t, tc.incoming))
 			if stored.Hash() == incoming.Hash() {
 				t.Fatalf("%s and %s hash alike before the merge", tc.stored, tc.incoming)
 			}
@@ -231,7 +210,7 @@ func TestHockeypuckMergeVectors(t *testing.T) {
 // BenchmarkReadHockeypuck is the cost of the Hockeypuck dataset per
 // submission (it verifies every self-signature), next to SKS's parse.
 func BenchmarkReadHockeypuck(b *testing.B) {
-	data := hpKeyBytes(b, "gentoo-l1.asc")
+	data := pgpkey.HPFile(b, "gentoo-l1.asc")
 	b.Run("hockeypuck", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
