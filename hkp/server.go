@@ -310,11 +310,40 @@ func (s *Server) handle(fn func(http.ResponseWriter, *http.Request) error, metho
 			s.writeError(w, r, &httpError{http.StatusMethodNotAllowed, "Method not allowed", r.Method + " is not supported here; use " + allow})
 			return
 		}
-		if err := fn(w, r); err != nil {
+		sw := &startWriter{ResponseWriter: w}
+		if err := fn(sw, r); err != nil {
+			if sw.started {
+				// The status line is gone and part of the body may be too:
+				// an error page now would be glued to a half answer. Cut the
+				// connection so the client sees a truncated answer, not a
+				// complete-looking one (a client that hung up sees nothing).
+				s.log.Debug().Err(err).Str("path", r.URL.Path).Msg("answer failed after it started")
+				panic(http.ErrAbortHandler)
+			}
 			s.writeError(w, r, err)
 		}
 	})
 }
+
+// startWriter remembers whether a handler began its answer, so an error it
+// returns afterwards is not written as a second status line.
+type startWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (w *startWriter) WriteHeader(code int) {
+	w.started = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *startWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (w *startWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var he *httpError

@@ -260,7 +260,7 @@ func TestDaemonHostileHTTP(t *testing.T) {
 		t.Fatalf("after the abuse: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	if st := statsOf(t, dir); st["keys"] != "1" || st["log_offset"] != "1" {
+	if st := settledStatsOf(t, dir); st["keys"] != "1" || st["log_offset"] != "1" {
 		t.Fatalf("after the abuse: keys %s, log_offset %s, want 1 and 1", st["keys"], st["log_offset"])
 	}
 }

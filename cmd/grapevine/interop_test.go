@@ -449,8 +449,8 @@ func TestDumpAndStatsWhileServing(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	st := statsOf(t, dir)
-	if st["keys"] != "6" || st["log_offset"] != "6" {
+	st := settledStatsOf(t, dir)
+	if st["keys"] != "6" || st["log_offset"] != "6" || st["applied_keys"] != "6" {
 		t.Fatalf("stats through the daemon: %v", st)
 	}
 	if got := hashesOf(t, dir, "3"); len(got) != 3 {

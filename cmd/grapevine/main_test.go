@@ -62,6 +62,19 @@ func statsOf(t *testing.T, dir string) map[string]string {
 	return m
 }
 
+// settledStatsOf is statsOf once the key projection has applied the whole
+// log. A daemon answers an upload once it is durable in the log and applies
+// it a moment later; stats reports the projections as they are.
+func settledStatsOf(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	st := statsOf(t, dir)
+	for deadline := time.Now().Add(20 * time.Second); st["applied_keys"] != st["log_offset"] && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		st = statsOf(t, dir)
+	}
+	return st
+}
+
 // hashesOf returns the sorted SKS hashes of every key in a basedir, read
 // through a full dump.
 func hashesOf(t *testing.T, dir string, at string) []string {
