@@ -87,6 +87,9 @@ type batchApplier struct {
 	byOrigin map[eventlog.Origin]ApplyStats
 	// fprLists overlays the fingerprint index's record-ID lists.
 	fprLists map[string][]byte
+	// wordCounts holds the batch's changes of word posting counts,
+	// added to the stored counts at commit.
+	wordCounts map[string]int64
 }
 
 type writtenKey struct {
@@ -106,6 +109,7 @@ func (s *Store) newBatchApplier() *batchApplier {
 		suppressed: make(map[pgpkey.KeyHash]bool),
 		byOrigin:   make(map[eventlog.Origin]ApplyStats),
 		fprLists:   make(map[string][]byte),
+		wordCounts: make(map[string]int64),
 	}
 }
 
@@ -274,7 +278,7 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 	if err := a.indexIDs(merged, rid); err != nil {
 		return err
 	}
-	if err := a.indexWords(merged, oldKey, rid); err != nil {
+	if err := a.indexWords(merged, oldKey, rec, flags); err != nil {
 		return err
 	}
 	if isNew {
@@ -310,28 +314,77 @@ func (a *batchApplier) indexIDs(k *pgpkey.Key, rid []byte) error {
 	return nil
 }
 
-// indexWords adds the words and e-mail addresses of user IDs that old did
-// not have (a merge only ever adds user IDs).
-func (a *batchApplier) indexWords(k, old *pgpkey.Key, rid []byte) error {
-	had := make(map[string]bool)
+// indexWords writes the postings of every word of k's user IDs with the
+// new version's posting value (searchindex.go), counts the words old did
+// not have, and adds the e-mail addresses of user IDs old did not have (a
+// merge only ever adds user IDs).
+func (a *batchApplier) indexWords(k, old *pgpkey.Key, rec *Record, flags byte) error {
+	hadUID := make(map[string]bool)
+	hadWord := make(map[string]bool)
 	if old != nil {
+		oldWords, _ := keyWords(old.UserIDs())
+		for _, w := range oldWords {
+			hadWord[w] = true
+		}
 		for _, u := range old.UserIDs() {
-			had[u] = true
+			hadUID[u] = true
+		}
+	}
+	words, sig := keyWords(k.UserIDs())
+	posting := encodePosting(rec.Index, flags, rec.Hash, rec.Created, sig)
+	for _, w := range words {
+		if err := a.b.Set(wordKey(prefixWord, w, rec.RID), posting, nil); err != nil {
+			return err
+		}
+		if !hadWord[w] {
+			a.wordCounts[w]++
 		}
 	}
 	for _, u := range k.UserIDs() {
-		if had[u] {
+		if hadUID[u] {
 			continue
 		}
-		for _, w := range Words(u) {
-			if err := a.b.Set(wordKey(prefixWord, w, rid), nil, nil); err != nil {
+		if e := Email(u); e != "" {
+			if err := a.b.Set(wordKey(prefixEmail, e, rec.RID), nil, nil); err != nil {
 				return err
 			}
 		}
-		if e := Email(u); e != "" {
-			if err := a.b.Set(wordKey(prefixEmail, e, rid), nil, nil); err != nil {
-				return err
+	}
+	return nil
+}
+
+// commitWordCounts adds the batch's changes of word counts to the stored
+// counts; a count that reaches zero is removed, as a replay never writes
+// one.
+func (a *batchApplier) commitWordCounts() error {
+	for w, d := range a.wordCounts {
+		if d == 0 {
+			continue
+		}
+		k := wordCountKey(w)
+		var n uint64
+		v, closer, err := a.s.db.Get(k)
+		switch {
+		case err == nil:
+			n, err = decodeCount(v)
+			closer.Close()
+			if err != nil {
+				return fmt.Errorf("word %q: %w", w, err)
 			}
+		case !errors.Is(err, pebble.ErrNotFound):
+			return err
+		}
+		if d < 0 && uint64(-d) > n {
+			return fmt.Errorf("word %q: count %d would drop by %d: %w", w, n, -d, errBadRecord)
+		}
+		n = uint64(int64(n) + d)
+		if n == 0 {
+			err = a.b.Delete(k, nil)
+		} else {
+			err = a.b.Set(k, binary.AppendUvarint(nil, n), nil)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -373,6 +426,9 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 		}
 	}
 	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
+		return err
+	}
+	if err := a.commitWordCounts(); err != nil {
 		return err
 	}
 	if err := a.s.tree.Flush(b); err != nil {
@@ -544,12 +600,14 @@ func (a *batchApplier) deleteKey(idx eventlog.Index, rid []byte) error {
 			return err
 		}
 	}
-	for _, u := range key.UserIDs() {
-		for _, w := range Words(u) {
-			if err := del(wordKey(prefixWord, w, rid)); err != nil {
-				return err
-			}
+	words, _ := keyWords(key.UserIDs())
+	for _, w := range words {
+		if err := del(wordKey(prefixWord, w, rid)); err != nil {
+			return err
 		}
+		a.wordCounts[w]--
+	}
+	for _, u := range key.UserIDs() {
 		if e := Email(u); e != "" {
 			if err := del(wordKey(prefixEmail, e, rid)); err != nil {
 				return err

@@ -330,9 +330,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 				add(keyIDKey(uint64(bv.ids[i].KeyID), rid), nil),
 				add(shortIDKey(bv.ids[i].KeyID.Short(), rid), nil))
 		}
-		for _, t := range bv.terms {
-			err = errors.Join(err, add(wordKey(t[0], string(t[1:]), rid), nil))
-		}
+		err = errors.Join(err, addSearchTerms(add, bv.terms, rid, idx, flags, rec))
 		if err != nil {
 			it.close()
 			return total, err
@@ -393,6 +391,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		return err
 	}
 	var prevHash []byte
+	var words wordCounter // the word counts follow each word's postings
 	for {
 		k, v, ok, err := it.next()
 		if err != nil {
@@ -401,6 +400,10 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		}
 		if !ok {
 			break
+		}
+		if err := words.next(k, iw.add); err != nil {
+			it.close()
+			return total, err
 		}
 		if k[0] == prefixFpr {
 			g := k[:len(k)-8]
@@ -440,7 +443,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		}
 	}
 	it.close()
-	if err := flushFpr(); err != nil {
+	if err := errors.Join(flushFpr(), words.flush(iw.add)); err != nil {
 		return total, err
 	}
 

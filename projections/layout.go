@@ -17,7 +17,7 @@ const (
 	prefixKeyID    = 'I' // I<keyid BE8><len><rid>       → empty: 64-bit IDs of primaries and subkeys
 	prefixShortID  = 'S' // S<short BE4><len><rid>       → empty: 32-bit IDs of primaries and subkeys
 	prefixHash     = 'H' // H<hash16>                    → <len><rid>: SKS hash of every live record
-	prefixWord     = 'W' // W<word>\x00<len><rid>         → empty: search words of user IDs
+	prefixWord     = 'W' // W<word>\x00<len><rid>         → posting (searchindex.go): search words of user IDs; W<word>\x01 → count
 	prefixEmail    = 'E' // E<address>\x00<len><rid>      → empty: whole e-mail addresses of user IDs
 	prefixPtree    = 'P' // P...                         → recon prefix tree nodes (projections/ptree)
 	prefixCounters = 'c' // c<d|h><YYYYMMDD[HH]>         → <new BE8><updated BE8>: stats histograms
@@ -34,7 +34,10 @@ const (
 
 // schemaVersion names the layout above. A store written with another
 // version is rebuilt from the log (replay) rather than misread.
-const schemaVersion = 2 // 2: F holds a list of record IDs per fingerprint
+// 2: F holds a list of record IDs per fingerprint.
+// 3: W postings carry the key's hash, version, creation time and word
+// signature, and each word has a count (searchindex.go).
+const schemaVersion = 3
 
 // Projection names, as stored with their applied index and shown by stats.
 const (

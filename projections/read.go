@@ -186,43 +186,111 @@ type SearchLimits struct {
 // whole words, case-insensitive), newest primary key first, with SKS's
 // limits and errors. The words must come from Words. No words, or a word
 // nobody has, gives no result and no error.
-//
-// It reads one iterator per word from one snapshot: the rarest word's
-// postings are the candidates, and each other word's iterator seeks
-// forward to each candidate in turn (postings are sorted by record ID), so
-// a candidate costs a seek inside an open iterator — usually within the
-// block it is on — rather than a point Get that builds an iterator stack
-// over every level (that was 60 % of an e-mail search's CPU).
 func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error) {
-	if len(words) == 0 {
-		return nil, nil
-	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	cs, err := openPostings(snap, words)
-	defer closePostings(cs)
+	out, err := searchWords(snap, words, lim)
 	if err != nil {
 		return nil, err
 	}
-	best, err := rarestWord(cs, lim.MaxInternalMatches)
-	if err != nil || best < 0 {
+	for _, rec := range out {
+		if err := fillKey(snap, rec); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SearchWordsMeta is SearchWords without the key bytes: every field of the
+// records but Key (nil) comes from the word index itself, so a search reads
+// no record. FillKey reads a record's key when it is needed (op=index
+// answers most keys from entries cached by key hash).
+func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, error) {
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	return searchWords(snap, words, lim)
+}
+
+// FillKey reads the key bytes of rec's version into rec.Key. A version is
+// never rewritten, so it may be read after the search's snapshot is gone.
+func (s *Store) FillKey(rec *Record) error { return fillKey(s.db, rec) }
+
+func fillKey(r Reader, rec *Record) error {
+	full, err := version(r, rec.RID, rec.Index)
+	if err != nil {
+		return err
+	}
+	rec.Key = full.Key
+	return nil
+}
+
+// searchWords is SearchWords on r, without the keys.
+//
+// The per-word counts give the rarest word and SKS's "insufficiently
+// specific" decision with one point read per word. Its postings are the
+// candidates: each carries the candidate's word signature, which rejects
+// most candidates lacking another word with no read; one that passes is
+// checked exactly by seeking that word's postings (an iterator opened on
+// first use, seeking forward since candidates ascend), rarer words first.
+// A match's posting carries the rest of its Record.
+func searchWords(r Reader, words []string, lim SearchLimits) ([]*Record, error) {
+	if len(words) == 0 {
+		return nil, nil
+	}
+	counts := make([]uint64, len(words))
+	best := 0
+	for i, w := range words {
+		n, err := wordCount(r, w)
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		counts[i] = n
+		if n < counts[best] {
+			best = i
+		}
+	}
+	if lim.MaxInternalMatches < 0 || counts[best] > uint64(lim.MaxInternalMatches) {
+		return nil, ErrInsufficientlySpecific
+	}
+	others := make([]*posting, 0, len(words)-1)
+	for i, w := range words {
+		if i != best {
+			others = append(others, &posting{word: w, count: counts[i], bits: wordBits(w)})
+		}
+	}
+	sort.SliceStable(others, func(i, j int) bool { return others[i].count < others[j].count })
+	defer closePostings(others)
+	bc, err := openPosting(r, words[best])
+	if err != nil {
 		return nil, err
 	}
+	defer bc.it.Close()
 	var out []*Record
 	var target []byte
-	bc := cs[best]
 	for bc.it.First(); bc.it.Valid(); bc.it.Next() {
-		rid, ok := ridAt(bc.it.Key(), bc.n)
-		if !ok {
+		v := bc.it.Value()
+		if len(v) < postingFixed {
+			return nil, fmt.Errorf("posting %q: %w", bc.it.Key(), errBadRecord)
+		}
+		sig := postingSig(v)
+		all := true
+		for _, c := range others {
+			if !sig.hasBits(c.bits) {
+				all = false
+				break
+			}
+		}
+		if !all {
 			continue
 		}
-		all := true
-		for i, c := range cs {
-			if i == best {
-				continue
+		for _, c := range others {
+			if c.it == nil {
+				if err := c.open(r); err != nil {
+					return nil, err
+				}
 			}
-			// The posting of rid under word i, if any, is the first key at or
-			// after it. Candidates ascend, so every seek moves forward.
+			// The posting of this key under word c, if any, is the first
+			// key at or after it. Candidates ascend, so seeks move forward.
 			target = append(append(target[:0], c.prefix...), bc.it.Key()[bc.n:]...)
 			if !c.it.SeekGE(target) || !bytes.Equal(c.it.Key(), target) {
 				all = false
@@ -232,11 +300,12 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 		if !all {
 			continue
 		}
-		rec, err := latest(snap, rid)
-		if errors.Is(err, ErrNotFound) {
-			continue
+		rid, ok := ridAt(bc.it.Key(), bc.n)
+		if !ok {
+			return nil, fmt.Errorf("posting %q: %w", bc.it.Key(), errBadRecord)
 		}
-		if err != nil {
+		rec := &Record{RID: bytes.Clone(rid)}
+		if err := decodePosting(v, rec); err != nil {
 			return nil, err
 		}
 		out = append(out, rec)
@@ -244,13 +313,30 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 			return nil, ErrTooManyResponses
 		}
 	}
-	for _, c := range cs {
-		if err := c.it.Error(); err != nil {
-			return nil, err
+	if err := bc.it.Error(); err != nil {
+		return nil, err
+	}
+	for _, c := range others {
+		if c.it != nil {
+			if err := c.it.Error(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	sortNewestFirst(out)
 	return out, nil
+}
+
+func wordCount(r Reader, w string) (uint64, error) {
+	v, closer, err := r.Get(wordCountKey(w))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read count of word %q: %w", w, err)
+	}
+	defer closer.Close()
+	return decodeCount(v)
 }
 
 // SearchEmail returns the keys with a user ID whose address is exactly addr
@@ -433,58 +519,35 @@ func (s *Store) Blocked(fpr []byte) (bool, error) { return exists(s.db, blockedK
 
 // posting is an iterator over one word's postings, W<word>\x00<len><rid>.
 type posting struct {
+	word   string
+	count  uint64
+	bits   [3]uint // wordBits(word)
 	it     *pebble.Iterator
 	prefix []byte // W<word>\x00
 	n      int    // len(prefix): where <len><rid> starts
 }
 
-// openPostings opens an iterator per word, bounded to its postings. The
-// caller closes them with closePostings, also on error.
-func openPostings(r Reader, words []string) ([]*posting, error) {
-	cs := make([]*posting, 0, len(words))
-	for _, w := range words {
-		p := wordKey(prefixWord, w, nil)
-		p = p[:len(p)-1]
-		it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-		if err != nil {
-			return cs, err
-		}
-		cs = append(cs, &posting{it: it, prefix: p, n: len(p)})
+// openPosting opens an iterator over the postings of w, bounded to them.
+func openPosting(r Reader, w string) (*posting, error) {
+	c := &posting{word: w}
+	return c, c.open(r)
+}
+
+func (c *posting) open(r Reader) error {
+	p := wordKey(prefixWord, c.word, nil)
+	p = p[:len(p)-1]
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
 	}
-	return cs, nil
+	c.it, c.prefix, c.n = it, p, len(p)
+	return nil
 }
 
 func closePostings(cs []*posting) {
 	for _, c := range cs {
-		c.it.Close()
-	}
-}
-
-// rarestWord finds the word with the fewest postings by walking every
-// word's postings in lockstep until one runs out: the cost is the number
-// of words times the rarest word's count, however common the other words
-// are ("org" in an e-mail search is on nearly every key). It returns that
-// word's index, -1 when a word has no posting at all, or
-// ErrInsufficientlySpecific when every word has more than maxInternal.
-// It leaves the iterators anywhere.
-func rarestWord(cs []*posting, maxInternal int) (int, error) {
-	for _, c := range cs {
-		if !c.it.First() {
-			return -1, c.it.Error()
-		}
-	}
-	for count := 0; ; count++ {
-		if count > maxInternal {
-			return -1, ErrInsufficientlySpecific
-		}
-		for i, c := range cs {
-			if !c.it.Valid() {
-				if err := c.it.Error(); err != nil {
-					return -1, err
-				}
-				return i, nil
-			}
-			c.it.Next()
+		if c.it != nil {
+			c.it.Close()
 		}
 	}
 }
