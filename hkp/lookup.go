@@ -97,6 +97,11 @@ func (s *Server) writeMRIndex(w http.ResponseWriter, r *http.Request, q query, r
 	for _, rec := range recs {
 		e, sum := s.summaries.mr(rec.Hash)
 		if e == nil {
+			if rec.Key == nil { // from SearchWordsMeta
+				if err := s.store.FillKey(rec); err != nil {
+					return err
+				}
+			}
 			k, err := projections.ParseEventKey(rec.Key)
 			if err != nil {
 				s.log.Error().Err(err).Str("key_hash", rec.Hash.String()).Msg("stored key does not parse")
@@ -168,7 +173,13 @@ func (s *Server) find(q query) ([]*projections.Record, error) {
 	if len(words) == 0 {
 		return nil, nil
 	}
-	return s.store.SearchWords(words, projections.SearchLimits{MaxMatches: s.conf().MaxMatches, MaxInternalMatches: s.conf().MaxInternalMatches})
+	lim := projections.SearchLimits{MaxMatches: s.conf().MaxMatches, MaxInternalMatches: s.conf().MaxInternalMatches}
+	if q.op == "index" && q.mr {
+		// writeMRIndex answers most keys from entries cached by key hash
+		// and reads the key bytes of the others itself.
+		return s.store.SearchWordsMeta(words, lim)
+	}
+	return s.store.SearchWords(words, lim)
 }
 
 // mailbox returns the address of "addr", "<addr>" or "Name <addr>", or "".

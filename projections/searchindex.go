@@ -26,7 +26,7 @@ import (
 //
 //	[0]      flags (flagSKS), as in the latest pointer
 //	[1:17]   SKS key hash of the newest version
-//	[17:33]  word signature of the key (wordSig)
+//	[17:49]  word signature of the key (wordSig)
 //	then     index of the newest version (uvarint), primary key creation
 //	         time in Unix seconds (varint)
 //
@@ -36,25 +36,26 @@ import (
 // check` compares all of it with a replay and recounts the postings.
 
 const (
-	postingFixed = 1 + 16 + 16
-	wordSigBits  = 128
+	postingFixed = 1 + 16 + 32
+	wordSigBits  = 256
 )
 
-// wordSig is a 128-bit Bloom signature of all the words of a key's user
-// IDs (three bits per word). A search rejects most candidates of its rarest
+// wordSig is a 256-bit Bloom signature of all the words of a key's user
+// IDs (three bits per word: with 30 words, 2.7 % of the words a key does
+// not have pass). A search rejects most candidates of its rarest
 // word by testing the other words against the candidate's signature, with
 // no read; a candidate that passes is checked exactly against the postings.
-type wordSig [2]uint64
+type wordSig [4]uint64
 
 // wordBits returns the three bit positions of word: FNV-1a 64, cut into
-// 7-bit pieces. The function is on disk: changing it needs a schema bump.
+// 8-bit pieces. The function is on disk: changing it needs a schema bump.
 func wordBits(word string) [3]uint {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(word); i++ {
 		h ^= uint64(word[i])
 		h *= 1099511628211
 	}
-	return [3]uint{uint(h % wordSigBits), uint((h >> 7) % wordSigBits), uint((h >> 14) % wordSigBits)}
+	return [3]uint{uint(h % wordSigBits), uint((h >> 8) % wordSigBits), uint((h >> 16) % wordSigBits)}
 }
 
 func (s *wordSig) add(word string) {
@@ -101,8 +102,9 @@ func encodePosting(idx eventlog.Index, flags byte, h pgpkey.KeyHash, created tim
 	v := make([]byte, postingFixed, postingFixed+2*binary.MaxVarintLen64)
 	v[0] = flags
 	copy(v[1:17], h[:])
-	binary.BigEndian.PutUint64(v[17:25], sig[0])
-	binary.BigEndian.PutUint64(v[25:33], sig[1])
+	for i, w := range sig {
+		binary.BigEndian.PutUint64(v[17+8*i:], w)
+	}
 	v = binary.AppendUvarint(v, uint64(idx))
 	return binary.AppendVarint(v, created.Unix())
 }
@@ -128,7 +130,11 @@ func decodePosting(v []byte, rec *Record) error {
 }
 
 func postingSig(v []byte) wordSig {
-	return wordSig{binary.BigEndian.Uint64(v[17:25]), binary.BigEndian.Uint64(v[25:33])}
+	var s wordSig
+	for i := range s {
+		s[i] = binary.BigEndian.Uint64(v[17+8*i:])
+	}
+	return s
 }
 
 func decodeCount(v []byte) (uint64, error) {
