@@ -189,7 +189,7 @@ type SearchLimits struct {
 func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error) {
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	out, err := searchWords(snap, words, lim)
+	out, err := searchWords(snap, &s.facts, words, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +208,7 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, error) {
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	return searchWords(snap, words, lim)
+	return searchWords(snap, &s.facts, words, lim)
 }
 
 // FillKey reads the key bytes of rec's version into rec.Key. A version is
@@ -232,8 +232,9 @@ func fillKey(r Reader, rec *Record) error {
 // most candidates lacking another word with no read; one that passes is
 // checked exactly by seeking that word's postings (an iterator opened on
 // first use, seeking forward since candidates ascend), rarer words first.
-// A match's posting carries the rest of its Record.
-func searchWords(r Reader, words []string, lim SearchLimits) ([]*Record, error) {
+// What a seek finds about a version is kept in facts, so repeated
+// searches need no seek. A match's posting carries the rest of its Record.
+func searchWords(r Reader, facts *wordFacts, words []string, lim SearchLimits) ([]*Record, error) {
 	if len(words) == 0 {
 		return nil, nil
 	}
@@ -266,7 +267,7 @@ func searchWords(r Reader, words []string, lim SearchLimits) ([]*Record, error) 
 	}
 	defer bc.it.Close()
 	var out []*Record
-	var target []byte
+	var target, fk []byte
 	for bc.it.First(); bc.it.Valid(); bc.it.Next() {
 		v := bc.it.Value()
 		if len(v) < postingFixed {
@@ -283,16 +284,34 @@ func searchWords(r Reader, words []string, lim SearchLimits) ([]*Record, error) 
 		if !all {
 			continue
 		}
+		rid, ok := ridAt(bc.it.Key(), bc.n)
+		if !ok {
+			return nil, fmt.Errorf("posting %q: %w", bc.it.Key(), errBadRecord)
+		}
+		rec := &Record{}
+		if err := decodePosting(v, rec); err != nil {
+			return nil, err
+		}
 		for _, c := range others {
-			if c.it == nil {
-				if err := c.open(r); err != nil {
+			fk = appendFactKey(fk[:0], rid, rec.Index, c.word)
+			has, known := facts.lookup(fk)
+			if !known {
+				if c.it == nil {
+					if err := c.open(r); err != nil {
+						return nil, err
+					}
+				}
+				// The posting of this key under word c, if any, is the
+				// first key at or after it. Candidates ascend, so seeks
+				// move forward.
+				target = append(append(target[:0], c.prefix...), bc.it.Key()[bc.n:]...)
+				has = c.it.SeekGE(target) && bytes.Equal(c.it.Key(), target)
+				if err := c.it.Error(); err != nil {
 					return nil, err
 				}
+				facts.put(fk, has)
 			}
-			// The posting of this key under word c, if any, is the first
-			// key at or after it. Candidates ascend, so seeks move forward.
-			target = append(append(target[:0], c.prefix...), bc.it.Key()[bc.n:]...)
-			if !c.it.SeekGE(target) || !bytes.Equal(c.it.Key(), target) {
+			if !has {
 				all = false
 				break
 			}
@@ -300,14 +319,7 @@ func searchWords(r Reader, words []string, lim SearchLimits) ([]*Record, error) 
 		if !all {
 			continue
 		}
-		rid, ok := ridAt(bc.it.Key(), bc.n)
-		if !ok {
-			return nil, fmt.Errorf("posting %q: %w", bc.it.Key(), errBadRecord)
-		}
-		rec := &Record{RID: bytes.Clone(rid)}
-		if err := decodePosting(v, rec); err != nil {
-			return nil, err
-		}
+		rec.RID = bytes.Clone(rid)
 		out = append(out, rec)
 		if lim.MaxMatches > 0 && len(out) >= lim.MaxMatches {
 			return nil, ErrTooManyResponses

@@ -104,7 +104,9 @@ func TestSearchWordsMatchesScan(t *testing.T) {
 		queries = append(queries, slices.Compact(q))
 	}
 	hits := 0
-	for _, q := range queries {
+	// Twice: the second pass answers from what the first learnt about
+	// each version's words (wordfacts.go), with no seek.
+	for i, q := range append(slices.Clone(queries), queries...) {
 		got, err := ts.store.SearchWords(q, projections.SearchLimits{MaxMatches: 100000, MaxInternalMatches: 100000})
 		if err != nil {
 			t.Fatalf("SearchWords(%q): %v", q, err)
@@ -116,7 +118,7 @@ func TestSearchWordsMatchesScan(t *testing.T) {
 		if w := want(q); !slices.Equal(gotHashes, w) {
 			t.Errorf("SearchWords(%q) = %v, want %v", q, gotHashes, w)
 		}
-		if len(got) > 0 {
+		if len(got) > 0 && i < len(queries) {
 			hits++
 		}
 	}
