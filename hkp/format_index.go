@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
@@ -61,6 +62,48 @@ type mrEntry struct {
 	sum     pgpkey.Summary // PrimarySummary: no Subkeys
 	revoked bool           // keyRevoked
 	order   []int          // uidOrder without attributes
+	// text is the entry's lines as last written, kept for as long as no
+	// expiry date is crossed (the only thing that depends on the time).
+	text atomic.Pointer[mrText]
+}
+
+// mrText is an entry's rendered lines and the times between which they
+// stay the same: from (inclusive) is the latest expiry date at or before
+// the time they were rendered, until (exclusive; zero: none) the earliest
+// after it.
+type mrText struct {
+	b           []byte
+	from, until time.Time
+}
+
+// appendText appends the entry's lines at now to dst, rendering them only
+// when now is outside the range the last rendering holds for.
+func (e *mrEntry) appendText(dst []byte, now time.Time) []byte {
+	if t := e.text.Load(); t != nil && !now.Before(t.from) && (t.until.IsZero() || now.Before(t.until)) {
+		return append(dst, t.b...)
+	}
+	var b strings.Builder
+	appendMREntry(&b, e, now)
+	t := &mrText{b: []byte(b.String())}
+	// isExpiredAt(exp, now) is exp <= now: the "e" flags stay as they are
+	// for every time in [latest exp <= now, earliest exp > now).
+	exps := []time.Time{e.sum.Expires}
+	for _, u := range e.sum.UIDs {
+		exps = append(exps, u.Expires)
+	}
+	for _, exp := range exps {
+		switch {
+		case exp.IsZero():
+		case !exp.After(now):
+			if exp.After(t.from) {
+				t.from = exp
+			}
+		case t.until.IsZero() || exp.Before(t.until):
+			t.until = exp
+		}
+	}
+	e.text.Store(t)
+	return append(dst, t.b...)
 }
 
 func newMREntry(k *pgpkey.Key) *mrEntry {
@@ -77,15 +120,22 @@ func newMREntry(k *pgpkey.Key) *mrEntry {
 // writeMREntries writes "info:1:N" and the entries; N counts the entries
 // written (not those without an id).
 func writeMREntries(w io.Writer, entries []*mrEntry, now time.Time) error {
-	var body strings.Builder
 	n := 0
 	for _, e := range entries {
 		if e.id != "" {
-			appendMREntry(&body, e, now)
 			n++
 		}
 	}
-	_, err := io.WriteString(w, "info:1:"+strconv.Itoa(n)+"\n"+body.String())
+	b := make([]byte, 0, 16+160*n)
+	b = append(b, "info:1:"...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, '\n')
+	for _, e := range entries {
+		if e.id != "" {
+			b = e.appendText(b, now)
+		}
+	}
+	_, err := w.Write(b)
 	return err
 }
 
