@@ -227,7 +227,7 @@ func fillKey(r Reader, rec *Record) error {
 // searchWords is SearchWords on r, without the keys.
 //
 // The per-word counts give the rarest word and SKS's "insufficiently
-// specific" decision with one point read per word. Its postings are the
+// specific" decision with one seek per word. Its postings are the
 // candidates: each carries the candidate's word signature, which rejects
 // most candidates lacking another word with no read; one that passes is
 // checked exactly by seeking that word's postings (an iterator opened on
@@ -238,12 +238,26 @@ func searchWords(r Reader, facts *wordFacts, words []string, lim SearchLimits) (
 	if len(words) == 0 {
 		return nil, nil
 	}
+	// One iterator over the word index reads every count and then walks
+	// the rarest word's postings: seeks inside an open iterator cost less
+	// than a point read each.
+	wp := []byte{prefixWord}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: wp, UpperBound: prefixEnd(wp)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
 	counts := make([]uint64, len(words))
 	best := 0
+	var ck []byte
 	for i, w := range words {
-		n, err := wordCount(r, w)
-		if err != nil || n == 0 {
-			return nil, err
+		ck = append(append(append(ck[:0], prefixWord), w...), 1)
+		if !it.SeekGE(ck) || !bytes.Equal(it.Key(), ck) {
+			return nil, it.Error() // a word nobody has
+		}
+		n, err := decodeCount(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("word %q: %w", w, err)
 		}
 		counts[i] = n
 		if n < counts[best] {
@@ -261,14 +275,12 @@ func searchWords(r Reader, facts *wordFacts, words []string, lim SearchLimits) (
 	}
 	sort.SliceStable(others, func(i, j int) bool { return others[i].count < others[j].count })
 	defer closePostings(others)
-	bc, err := openPosting(r, words[best])
-	if err != nil {
-		return nil, err
-	}
-	defer bc.it.Close()
+	bp := append(ck[:0], prefixWord)
+	bp = append(append(bp, words[best]...), 0)
+	bc := &posting{word: words[best], it: it, prefix: bp, n: len(bp)}
 	var out []*Record
 	var target, fk []byte
-	for bc.it.First(); bc.it.Valid(); bc.it.Next() {
+	for bc.it.SeekGE(bp); bc.it.Valid() && bytes.HasPrefix(bc.it.Key(), bp); bc.it.Next() {
 		v := bc.it.Value()
 		if len(v) < postingFixed {
 			return nil, fmt.Errorf("posting %q: %w", bc.it.Key(), errBadRecord)
@@ -337,18 +349,6 @@ func searchWords(r Reader, facts *wordFacts, words []string, lim SearchLimits) (
 	}
 	sortNewestFirst(out)
 	return out, nil
-}
-
-func wordCount(r Reader, w string) (uint64, error) {
-	v, closer, err := r.Get(wordCountKey(w))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read count of word %q: %w", w, err)
-	}
-	defer closer.Close()
-	return decodeCount(v)
 }
 
 // SearchEmail returns the keys with a user ID whose address is exactly addr
@@ -537,12 +537,6 @@ type posting struct {
 	it     *pebble.Iterator
 	prefix []byte // W<word>\x00
 	n      int    // len(prefix): where <len><rid> starts
-}
-
-// openPosting opens an iterator over the postings of w, bounded to them.
-func openPosting(r Reader, w string) (*posting, error) {
-	c := &posting{word: w}
-	return c, c.open(r)
 }
 
 func (c *posting) open(r Reader) error {
