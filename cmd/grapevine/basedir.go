@@ -62,6 +62,27 @@ func newLogger(w io.Writer) zerolog.Logger {
 // createIfMissing false, a directory without a log is an error (a typo in
 // --basedir should not silently make an empty keyserver).
 func openBasedir(dir string, logger zerolog.Logger, createIfMissing bool) (*basedir, error) {
+	b, err := openBasedirLog(dir, logger, createIfMissing)
+	if err != nil {
+		return nil, err
+	}
+	scfg := projections.DefaultConfig()
+	scfg.Logger = logger
+	if b.store, err = projections.Open(filepath.Join(dir, dbDir), scfg); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("basedir %s: %w", dir, err)
+	}
+	if applied, last := b.store.Applied(), b.log.LastIndex(); applied > last {
+		b.Close()
+		return nil, fmt.Errorf("basedir %s: projections applied index %d is past the log's last index %d (log truncated?); run grapevine replay", dir, applied, last)
+	}
+	return b, nil
+}
+
+// openBasedirLog locks dir and opens the log only: replay rebuilds the
+// projections without reading them, also when they were written by another
+// schema version (projections.ErrSchemaChanged).
+func openBasedirLog(dir string, logger zerolog.Logger, createIfMissing bool) (*basedir, error) {
 	if dir == "" {
 		return nil, usagef("--basedir must not be empty")
 	}
@@ -90,16 +111,6 @@ func openBasedir(dir string, logger zerolog.Logger, createIfMissing bool) (*base
 	if b.log, err = eventlog.Open(filepath.Join(dir, logDir), lcfg); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("basedir %s: %w", dir, err)
-	}
-	scfg := projections.DefaultConfig()
-	scfg.Logger = logger
-	if b.store, err = projections.Open(filepath.Join(dir, dbDir), scfg); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("basedir %s: %w", dir, err)
-	}
-	if applied, last := b.store.Applied(), b.log.LastIndex(); applied > last {
-		b.Close()
-		return nil, fmt.Errorf("basedir %s: projections applied index %d is past the log's last index %d (log truncated?); run grapevine replay", dir, applied, last)
 	}
 	return b, nil
 }

@@ -20,7 +20,7 @@ func (e *env) replayCmd(ctx context.Context, args []string) error {
 		return usagef("replay: unexpected argument %q", rest[0])
 	}
 	logger := newLogger(e.stderr)
-	b, err := openBasedir(*basedirFlag, logger, false)
+	b, err := openBasedirLog(*basedirFlag, logger, false)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
@@ -33,10 +33,6 @@ func (e *env) replayCmd(ctx context.Context, args []string) error {
 	if err := os.RemoveAll(fresh); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	if err := b.store.Close(); err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	b.store = nil
 	cfg := projections.DefaultConfig()
 	cfg.Logger = logger
 	store, err := projections.Open(fresh, cfg)
