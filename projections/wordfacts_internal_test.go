@@ -10,7 +10,9 @@ import (
 // used for two generations is gone.
 func TestWordFactsBounded(t *testing.T) {
 	var f wordFacts
-	key := func(i int) []byte { return appendFactKey(nil, []byte{byte(i), byte(i >> 8), byte(i >> 16)}, 7, fmt.Sprint("w", i)) }
+	key := func(i int) []byte {
+		return appendFactKey(nil, []byte{byte(i), byte(i >> 8), byte(i >> 16)}, 7, fmt.Sprint("w", i))
+	}
 	f.put(key(-1), true)
 	f.put(key(-2), false)
 	for i := 0; i < wordFactsPerGeneration; i++ {
