@@ -51,3 +51,38 @@ func TestIteratorTailAllocatesLittle(t *testing.T) {
 		t.Errorf("a read of the 2 newest entries allocated %d bytes, want under 32 KiB", perRead)
 	}
 }
+
+// A reader following the log finds the offsets of newly appended entries
+// in memory (the writer notes them): it neither opens nor rescans the
+// segment file for them, with a 64 KiB read buffer each time.
+func TestFollowingReaderAllocatesLittle(t *testing.T) {
+	cfg := testConfig(t, nil)
+	cfg.SegmentSize = 4 << 20
+	l := mustOpen(t, t.TempDir(), cfg)
+	defer l.Close()
+	for n := range 20 {
+		mustAppend(t, l, keyEvent(n))
+	}
+	round := func(n int) {
+		last := mustAppend(t, l, keyEvent(n))
+		it := l.NewIterator(last, last+1)
+		defer it.Close()
+		idx, e, err := it.Next()
+		if err != nil || idx != last || string(e.Key) != string(keyEvent(n).Key) {
+			t.Fatalf("read back %d: index %d, %v", last, idx, err)
+		}
+	}
+	round(20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const rounds = 20
+	for n := range rounds {
+		round(21 + n)
+	}
+	runtime.ReadMemStats(&after)
+	perRound := (after.TotalAlloc - before.TotalAlloc) / rounds
+	t.Logf("%d bytes allocated per append and read", perRound)
+	if perRound > 32<<10 {
+		t.Errorf("an append and a read of it allocated %d bytes, want under 32 KiB", perRound)
+	}
+}
