@@ -50,6 +50,9 @@ type hockeypuck struct {
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
 	notify  chan struct{}
+
+	gather  time.Duration // see gatherEvents; tests change it
+	batches atomic.Uint64 // batches committed since Open
 }
 
 func hpRecordKey(fpr []byte) []byte   { return appendRID([]byte{prefixHPRecord}, fpr) }
@@ -69,7 +72,7 @@ func openHockeypuck(s *Store) (*hockeypuck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Hockeypuck prefix tree: %w", err)
 	}
-	return &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{})}, nil
+	return &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather}, nil
 }
 
 // HockeypuckApplied returns the log index the Hockeypuck dataset has
@@ -238,6 +241,17 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 		backoff := 100 * time.Millisecond
 		for {
 			notify := log.Notify()
+			if s.HockeypuckApplied() >= log.LastIndex() {
+				select {
+				case <-notify:
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
+			if !s.hp.gatherEvents(ctx, log) {
+				return
+			}
 			if err := s.CatchUpHockeypuck(ctx, log, log.LastIndex()); err != nil {
 				if ctx.Err() != nil {
 					return
@@ -252,17 +266,40 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 				continue
 			}
 			backoff = 100 * time.Millisecond
-			if s.HockeypuckApplied() < log.LastIndex() {
-				continue
-			}
-			select {
-			case <-notify:
-			case <-ctx.Done():
-				return
-			}
 		}
 	}()
 	return wg.Wait
+}
+
+// hpGather is how long the Hockeypuck dataset waits, after the log grows,
+// for more events before applying them (gatherEvents).
+const hpGather = 20 * time.Millisecond
+
+// gatherEvents lets a stream of uploads (a group commit every millisecond
+// or so) gather into one batch: it waits until a whole batch of events is
+// unapplied or hp.gather has passed. Each batch costs a log read,
+// goroutines, a prefix tree flush and a Pebble commit. Nothing answers an
+// upload after this dataset, so only its own lag grows. It returns false
+// when ctx is done.
+func (hp *hockeypuck) gatherEvents(ctx context.Context, log *eventlog.Log) bool {
+	if hp.gather <= 0 {
+		return true
+	}
+	timer := time.NewTimer(hp.gather)
+	defer timer.Stop()
+	for {
+		notify := log.Notify()
+		if log.LastIndex()-hp.appliedIndex() >= eventlog.Index(hp.s.cfg.BatchEvents) {
+			return true
+		}
+		select {
+		case <-notify:
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // CatchUpHockeypuck applies the log to the Hockeypuck dataset from its
@@ -425,6 +462,7 @@ func (hp *hockeypuck) applyBatch(batch []hpParsed) error {
 		return fail(fmt.Errorf("commit Hockeypuck batch up to index %d: %w", last, err))
 	}
 	a.b.Close()
+	hp.batches.Add(1)
 	hp.setApplied(last)
 	return nil
 }
