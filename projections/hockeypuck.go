@@ -53,6 +53,14 @@ type hockeypuck struct {
 
 	gather  time.Duration // see gatherEvents; tests change it
 	batches atomic.Uint64 // batches committed since Open
+
+	// blocked (fingerprints, as hpBlockedKey strings) and suppressed
+	// mirror the b and x key spaces as committed, so that applying a key
+	// costs no Pebble lookups for them (each is a memtable search per
+	// uploaded key; the sets are a few admin actions long). Loaded at
+	// open; changed only by applyBatch after its commit, under applyMu.
+	blocked    map[string]bool
+	suppressed map[pgpkey.KeyHash]bool
 }
 
 func hpRecordKey(fpr []byte) []byte   { return appendRID([]byte{prefixHPRecord}, fpr) }
@@ -72,7 +80,35 @@ func openHockeypuck(s *Store) (*hockeypuck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Hockeypuck prefix tree: %w", err)
 	}
-	return &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather}, nil
+	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather,
+		blocked: make(map[string]bool), suppressed: make(map[pgpkey.KeyHash]bool)}
+	err = scanKeys(s.db, prefixHPBlocked, func(k []byte) { hp.blocked[string(k)] = true })
+	if err == nil {
+		err = scanKeys(s.db, prefixHPSuppress, func(k []byte) {
+			var h pgpkey.KeyHash
+			if len(k) == 1+len(h) {
+				copy(h[:], k[1:])
+				hp.suppressed[h] = true
+			}
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open Hockeypuck dataset: %w", err)
+	}
+	return hp, nil
+}
+
+// scanKeys calls fn with every key of db that starts with prefix.
+func scanKeys(db *pebble.DB, prefix byte, fn func(k []byte)) error {
+	p := []byte{prefix}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		fn(it.Key())
+	}
+	return it.Close()
 }
 
 // HockeypuckApplied returns the log index the Hockeypuck dataset has
@@ -462,6 +498,20 @@ func (hp *hockeypuck) applyBatch(batch []hpParsed) error {
 		return fail(fmt.Errorf("commit Hockeypuck batch up to index %d: %w", last, err))
 	}
 	a.b.Close()
+	for fpr, v := range a.blocked {
+		if k := string(hpBlockedKey([]byte(fpr))); v {
+			hp.blocked[k] = true
+		} else {
+			delete(hp.blocked, k)
+		}
+	}
+	for h, v := range a.suppressed {
+		if v {
+			hp.suppressed[h] = true
+		} else {
+			delete(hp.suppressed, h)
+		}
+	}
 	hp.batches.Add(1)
 	hp.setApplied(last)
 	return nil
@@ -500,14 +550,14 @@ func (a *hpApplier) isBlocked(fpr []byte) (bool, error) {
 	if v, ok := a.blocked[string(fpr)]; ok {
 		return v, nil
 	}
-	return exists(a.hp.s.db, hpBlockedKey(fpr))
+	return a.hp.blocked[string(hpBlockedKey(fpr))], nil
 }
 
 func (a *hpApplier) isSuppressed(h pgpkey.KeyHash) (bool, error) {
 	if v, ok := a.suppressed[h]; ok {
 		return v, nil
 	}
-	return exists(a.hp.s.db, hpSuppressKey(h))
+	return a.hp.suppressed[h], nil
 }
 
 func (a *hpApplier) hashTaken(h pgpkey.KeyHash) (bool, error) {

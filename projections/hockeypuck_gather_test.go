@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -70,5 +71,99 @@ func TestHockeypuckGathersUploads(t *testing.T) {
 	}
 	if got := s.hp.batches.Load(); got != 1 {
 		t.Errorf("Hockeypuck dataset applied %d uploads in %d batches, want 1", n, got)
+	}
+}
+
+// TestHockeypuckBlockSurvivesReopen: the Hockeypuck dataset keeps its
+// blocked fingerprints and suppressed hashes in memory; reopened, it must
+// still refuse a blocked key and keep a deleted key's hash suppressed.
+func TestHockeypuckBlockSurvivesReopen(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: 2, Seed: 11}); err != nil {
+		t.Fatal(err)
+	}
+	r := pgpkey.NewReader(&buf)
+	var raws [][]byte
+	var fprs [][]byte
+	for range 2 {
+		raw, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := pgpkey.ParseKey(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws, fprs = append(raws, raw.Raw), append(fprs, k.Fingerprint().Bytes())
+	}
+	dir := t.TempDir()
+	lcfg := eventlog.DefaultConfig()
+	lcfg.NoSync = true
+	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	scfg := DefaultConfig()
+	scfg.Logger = lcfg.Logger
+	open := func() (*eventlog.Log, *Store) {
+		log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(filepath.Join(dir, "db"), scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return log, s
+	}
+	ctx := context.Background()
+	appendAndApply := func(log *eventlog.Log, s *Store, evs ...*eventlog.Event) {
+		t.Helper()
+		if _, err := log.Append(ctx, evs...); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CatchUpHockeypuck(ctx, log, log.LastIndex()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(b []byte) *eventlog.Event {
+		return &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: b}
+	}
+	admin := func(kind eventlog.Kind, fpr []byte) *eventlog.Event {
+		return &eventlog.Event{Kind: kind, Origin: eventlog.OriginAdmin, Target: fpr, Reason: "test", Time: time.Now()}
+	}
+
+	log, s := open()
+	appendAndApply(log, s, key(raws[1]))
+	h1, err := HockeypuckHash(raws[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HockeypuckByHash(h1); err != nil {
+		t.Fatalf("key 1 before deletion: %v", err)
+	}
+	elems := s.HockeypuckPtreeElements()
+	// Key 0 blocked before it ever arrives; key 1 deleted (blocked, its
+	// hash suppressed in the tree).
+	appendAndApply(log, s, admin(eventlog.KindKeyBlocked, fprs[0]), admin(eventlog.KindKeyDeleted, fprs[1]))
+	s.Close()
+	log.Close()
+
+	log, s = open()
+	defer log.Close()
+	defer s.Close()
+	appendAndApply(log, s, key(raws[0]))
+	h0, err := HockeypuckHash(raws[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HockeypuckByHash(h0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("blocked key stored after reopen: %v", err)
+	}
+	// Unblocked and back with the same content: the suppressed hash is
+	// reused, not inserted a second time.
+	appendAndApply(log, s, admin(eventlog.KindKeyUnblocked, fprs[1]), key(raws[1]))
+	if _, err := s.HockeypuckByHash(h1); err != nil {
+		t.Errorf("key 1 back after unblocking: %v", err)
+	}
+	if got := s.HockeypuckPtreeElements(); got != elems {
+		t.Errorf("tree has %d elements, want %d (the suppressed hash reused)", got, elems)
 	}
 }
