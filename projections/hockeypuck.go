@@ -51,7 +51,9 @@ type hockeypuck struct {
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
 	notify  chan struct{}
 
-	gather  time.Duration // see gatherEvents; tests change it
+	gather time.Duration // see gatherEvents; tests change it
+	// rest pauses the follower (restWhileBusy); tests replace it.
+	rest    func(ctx context.Context, d time.Duration) bool
 	batches atomic.Uint64 // batches committed since Open
 
 	// blocked (fingerprints, as hpBlockedKey strings) and suppressed
@@ -80,7 +82,7 @@ func openHockeypuck(s *Store) (*hockeypuck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Hockeypuck prefix tree: %w", err)
 	}
-	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather,
+	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather, rest: sleepCtx,
 		blocked: make(map[string]bool), suppressed: make(map[pgpkey.KeyHash]bool)}
 	err = scanKeys(s.db, prefixHPBlocked, func(k []byte) { hp.blocked[string(k)] = true })
 	if err == nil {
@@ -288,7 +290,15 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 			if !s.hp.gatherEvents(ctx, log) {
 				return
 			}
-			if err := s.CatchUpHockeypuck(ctx, log, log.LastIndex()); err != nil {
+			to, start := log.LastIndex(), time.Now()
+			err := s.CatchUpHockeypuck(ctx, log, to)
+			if err == nil {
+				rest := restWhileBusy(time.Since(start), log.LastIndex()-to, log.LastIndex()-s.HockeypuckApplied())
+				if rest > 0 && !s.hp.rest(ctx, rest) {
+					return
+				}
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -305,6 +315,39 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 		}
 	}()
 	return wg.Wait
+}
+
+// While the log keeps growing, the Hockeypuck dataset works at most one
+// part in hpDuty of the time, unless it is hpMaxBusyLag events behind.
+const (
+	hpDuty       = 4
+	hpMaxBusyLag = 100_000
+)
+
+// restWhileBusy is how long the follower rests after a catch-up that took
+// worked, during which grew events arrived, leaving it lag behind. Only
+// Hockeypuck peers read this dataset, and recon waits for it; its
+// signature checks (a third of an upload's CPU on two cores) would
+// otherwise compete with the uploads and recon fetches that make the log
+// grow. When the log stops growing it catches up at full speed; a burst
+// that never ends is bounded by hpMaxBusyLag.
+func restWhileBusy(worked time.Duration, grew, lag eventlog.Index) time.Duration {
+	if grew == 0 || lag >= hpMaxBusyLag {
+		return 0
+	}
+	return min((hpDuty-1)*worked, time.Second)
+}
+
+// sleepCtx sleeps for d; it returns false when ctx is done first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // hpGather is how long the Hockeypuck dataset waits, after the log grows,

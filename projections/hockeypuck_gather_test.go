@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +166,97 @@ func TestHockeypuckBlockSurvivesReopen(t *testing.T) {
 	}
 	if got := s.HockeypuckPtreeElements(); got != elems {
 		t.Errorf("tree has %d elements, want %d (the suppressed hash reused)", got, elems)
+	}
+}
+
+// TestHockeypuckRestsWhileLogGrows: while uploads keep arriving, the
+// Hockeypuck dataset rests three times as long as it worked after each
+// catch-up (so its signature checks leave the cores to the uploads), and
+// catches up with all of them once they stop.
+func TestHockeypuckRestsWhileLogGrows(t *testing.T) {
+	const n = 40
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: 9}); err != nil {
+		t.Fatal(err)
+	}
+	r := pgpkey.NewReader(&buf)
+	dir := t.TempDir()
+	lcfg := eventlog.DefaultConfig()
+	lcfg.NoSync = true
+	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	scfg := DefaultConfig()
+	scfg.Logger = lcfg.Logger
+	s, err := Open(filepath.Join(dir, "db"), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.hp.gather = 0
+	var mu sync.Mutex
+	var rests []time.Duration
+	s.hp.rest = func(ctx context.Context, d time.Duration) bool {
+		mu.Lock()
+		rests = append(rests, d)
+		mu.Unlock()
+		return sleepCtx(ctx, time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Follow(ctx, log) }()
+	defer func() { cancel(); <-done }()
+
+	// Each upload waits until the Hockeypuck dataset has started on the
+	// previous ones, so the log grows during every catch-up.
+	var last eventlog.Index
+	for i := 0; i < n; i++ {
+		raw, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err = log.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: raw.Raw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s.hp.batches.Load() == 0 && i > 0 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer wcancel()
+	if err := s.WaitHockeypuckApplied(wctx, last); err != nil {
+		t.Fatalf("the Hockeypuck dataset did not catch up once the uploads stopped: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rests) == 0 {
+		t.Fatalf("the Hockeypuck dataset never rested while %d uploads arrived in %d batches", n, s.hp.batches.Load())
+	}
+	for _, d := range rests {
+		if d <= 0 || d > time.Second {
+			t.Errorf("rest of %v: want (0, 1s]", d)
+		}
+	}
+}
+
+func TestRestWhileBusy(t *testing.T) {
+	for _, c := range []struct {
+		worked    time.Duration
+		grew, lag eventlog.Index
+		want      time.Duration
+	}{
+		{10 * time.Millisecond, 0, 0, 0},                     // the log stood still: catch up at full speed
+		{10 * time.Millisecond, 5, 5, 30 * time.Millisecond}, // uploads arrived: a quarter of the time
+		{time.Minute, 5, 5, time.Second},                     // never more than a second
+		{10 * time.Millisecond, 5, hpMaxBusyLag, 0},          // too far behind: no rest
+		{10 * time.Millisecond, 5, hpMaxBusyLag - 1, 30 * time.Millisecond},
+	} {
+		if got := restWhileBusy(c.worked, c.grew, c.lag); got != c.want {
+			t.Errorf("restWhileBusy(%v, %d, %d) = %v, want %v", c.worked, c.grew, c.lag, got, c.want)
+		}
 	}
 }
