@@ -496,7 +496,10 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	built := time.Now()
 	// One ingest: every file, and with them the applied indexes, become
 	// visible together or not at all.
-	if err := s.db.Ingest(paths); err != nil {
+	s.counts.begin() // the word counts change (countcache.go)
+	err = s.db.Ingest(paths)
+	s.counts.end()
+	if err != nil {
 		return total, fmt.Errorf("bulk: ingest: %w", err)
 	}
 	s.keys = keys

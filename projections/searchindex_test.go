@@ -196,3 +196,56 @@ func TestSearchRejectsSignatureFalsePositives(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchCountsFollowCommits: searches cache word counts between
+// writes, and a commit that changes a count must not leave the old one in
+// use: "insufficiently specific" is decided on the count as it is now.
+func TestSearchCountsFollowCommits(t *testing.T) {
+	keys := fixtureKeys(t)
+	ts := openTestStore(t, t.TempDir(), 8)
+	var parsed []*pgpkey.Key
+	for _, raw := range keys {
+		k, err := pgpkey.ParseKey(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(strings.Fields(strings.ToLower(strings.Join(k.UserIDs(), " "))), "quuxcount") {
+			t.Fatal("fixture already has the test word")
+		}
+		parsed = append(parsed, k)
+	}
+	uidKey := func(k *pgpkey.Key) []byte {
+		g := pgpkey.Group{Packet: pgpkey.Packet{Tag: pgpkey.TagUserID, Body: []byte("Quuxcount <q@count.test>")}}
+		return (&pgpkey.Key{Primary: k.Primary, UIDs: append(slices.Clone(k.UIDs), g)}).Marshal()
+	}
+	submit(t, ts, uidKey(parsed[0]), uidKey(parsed[1]))
+	catchUp(t, ts)
+	lim := projections.SearchLimits{MaxMatches: 500, MaxInternalMatches: 2}
+	for i := 0; i < 2; i++ { // the second search answers the count from the cache
+		if recs, err := ts.store.SearchWordsMeta([]string{"quuxcount"}, lim); err != nil || len(recs) != 2 {
+			t.Fatalf("two keys at a limit of 2: %d, %v", len(recs), err)
+		}
+	}
+	submit(t, ts, uidKey(parsed[2]))
+	catchUp(t, ts)
+	if _, err := ts.store.SearchWordsMeta([]string{"quuxcount"}, lim); !errors.Is(err, projections.ErrInsufficientlySpecific) {
+		t.Fatalf("three keys at a limit of 2: %v; want insufficiently specific (a stale cached count?)", err)
+	}
+	if _, err := ts.log.Append(t.Context(), &eventlog.Event{Kind: eventlog.KindKeyDeleted, Origin: eventlog.OriginAdmin, Target: parsed[2].Fingerprint().Bytes(), Reason: "test", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	catchUp(t, ts)
+	if recs, err := ts.store.SearchWordsMeta([]string{"quuxcount"}, lim); err != nil || len(recs) != 2 {
+		t.Fatalf("after deleting the third key: %d, %v", len(recs), err)
+	}
+	// A word nobody had, cached as such, is found once a key has it.
+	if recs, _ := ts.store.SearchWordsMeta([]string{"quuxlater"}, lim); len(recs) != 0 {
+		t.Fatal("a word nobody has found keys")
+	}
+	g := pgpkey.Group{Packet: pgpkey.Packet{Tag: pgpkey.TagUserID, Body: []byte("Quuxlater")}}
+	submit(t, ts, (&pgpkey.Key{Primary: parsed[3].Primary, UIDs: append(slices.Clone(parsed[3].UIDs), g)}).Marshal())
+	catchUp(t, ts)
+	if recs, err := ts.store.SearchWordsMeta([]string{"quuxlater"}, lim); err != nil || len(recs) != 1 {
+		t.Fatalf("a word added after it was searched: %d, %v", len(recs), err)
+	}
+}
