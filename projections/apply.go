@@ -354,15 +354,13 @@ func (a *batchApplier) indexWords(k, old *pgpkey.Key, rec *Record, flags byte) e
 }
 
 // commitWordCounts adds the batch's changes of word counts to the stored
-// counts and reports whether any changed; a count that reaches zero is
-// removed, as a replay never writes one.
-func (a *batchApplier) commitWordCounts() (bool, error) {
-	changed := false
+// counts; a count that reaches zero is removed, as a replay never writes
+// one.
+func (a *batchApplier) commitWordCounts() error {
 	for w, d := range a.wordCounts {
 		if d == 0 {
 			continue
 		}
-		changed = true
 		k := wordCountKey(w)
 		var n uint64
 		v, closer, err := a.s.db.Get(k)
@@ -371,13 +369,13 @@ func (a *batchApplier) commitWordCounts() (bool, error) {
 			n, err = decodeCount(v)
 			closer.Close()
 			if err != nil {
-				return false, fmt.Errorf("word %q: %w", w, err)
+				return fmt.Errorf("word %q: %w", w, err)
 			}
 		case !errors.Is(err, pebble.ErrNotFound):
-			return false, err
+			return err
 		}
 		if d < 0 && uint64(-d) > n {
-			return false, fmt.Errorf("word %q: count %d would drop by %d: %w", w, n, -d, errBadRecord)
+			return fmt.Errorf("word %q: count %d would drop by %d: %w", w, n, -d, errBadRecord)
 		}
 		n = uint64(int64(n) + d)
 		if n == 0 {
@@ -386,10 +384,10 @@ func (a *batchApplier) commitWordCounts() (bool, error) {
 			err = a.b.Set(k, binary.AppendUvarint(nil, n), nil)
 		}
 		if err != nil {
-			return false, err
+			return err
 		}
 	}
-	return changed, nil
+	return nil
 }
 
 // count feeds the stats page's daily and hourly histograms of new and
@@ -430,8 +428,7 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
 		return err
 	}
-	countsChanged, err := a.commitWordCounts()
-	if err != nil {
+	if err := a.commitWordCounts(); err != nil {
 		return err
 	}
 	if err := a.s.tree.Flush(b); err != nil {
@@ -442,10 +439,6 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 		if err := b.Set(appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(applied)), nil); err != nil {
 			return err
 		}
-	}
-	if countsChanged {
-		a.s.counts.begin() // searches must not cache counts meanwhile (countcache.go)
-		defer a.s.counts.end()
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		a.s.tree.Reset()

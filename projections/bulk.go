@@ -496,10 +496,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	built := time.Now()
 	// One ingest: every file, and with them the applied indexes, become
 	// visible together or not at all.
-	s.counts.begin() // the word counts change (countcache.go)
-	err = s.db.Ingest(paths)
-	s.counts.end()
-	if err != nil {
+	if err := s.db.Ingest(paths); err != nil {
 		return total, fmt.Errorf("bulk: ingest: %w", err)
 	}
 	s.keys = keys

@@ -187,9 +187,9 @@ type SearchLimits struct {
 // limits and errors. The words must come from Words. No words, or a word
 // nobody has, gives no result and no error.
 func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error) {
-	snap, cc := s.searchSnapshot()
+	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	out, err := searchWords(snap, cc, words, lim)
+	out, err := searchWords(snap, &s.facts, words, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -206,29 +206,9 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 // no record. FillKey reads a record's key when it is needed (op=index
 // answers most keys from entries cached by key hash).
 func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, error) {
-	snap, cc := s.searchSnapshot()
-	defer snap.Close()
-	return searchWords(snap, cc, words, lim)
-}
-
-// searchCaches is what a search may use besides its snapshot: the facts
-// about versions' words (always), and the word counts of the generation
-// its snapshot shows, when that is known (countcache.go).
-type searchCaches struct {
-	facts  *wordFacts
-	counts *countCache // nil: read every count from the snapshot
-	gen    uint64
-}
-
-// searchSnapshot takes a snapshot for a search, with the caches it may use.
-func (s *Store) searchSnapshot() (*pebble.Snapshot, searchCaches) {
-	cc := searchCaches{facts: &s.facts}
-	g1 := s.counts.gen.Load()
 	snap := s.db.NewSnapshot()
-	if g2 := s.counts.gen.Load(); g1 == g2 && g1%2 == 0 {
-		cc.counts, cc.gen = &s.counts, g1
-	}
-	return snap, cc
+	defer snap.Close()
+	return searchWords(snap, &s.facts, words, lim)
 }
 
 // FillKey reads the key bytes of rec's version into rec.Key. A version is
@@ -254,7 +234,7 @@ func fillKey(r Reader, rec *Record) error {
 // first use, seeking forward since candidates ascend), rarer words first.
 // What a seek finds about a version is kept in facts, so repeated
 // searches need no seek. A match's posting carries the rest of its Record.
-func searchWords(r Reader, cc searchCaches, words []string, lim SearchLimits) ([]*Record, error) {
+func searchWords(r Reader, facts *wordFacts, words []string, lim SearchLimits) ([]*Record, error) {
 	if len(words) == 0 {
 		return nil, nil
 	}
@@ -271,25 +251,13 @@ func searchWords(r Reader, cc searchCaches, words []string, lim SearchLimits) ([
 	best := 0
 	var ck []byte
 	for i, w := range words {
-		n, ok := uint64(0), false
-		if cc.counts != nil {
-			n, ok = cc.counts.lookup(cc.gen, w)
+		ck = append(append(append(ck[:0], prefixWord), w...), 1)
+		if !it.SeekGE(ck) || !bytes.Equal(it.Key(), ck) {
+			return nil, it.Error() // a word nobody has
 		}
-		if !ok {
-			ck = append(append(append(ck[:0], prefixWord), w...), 1)
-			if it.SeekGE(ck) && bytes.Equal(it.Key(), ck) {
-				if n, err = decodeCount(it.Value()); err != nil {
-					return nil, fmt.Errorf("word %q: %w", w, err)
-				}
-			} else if err := it.Error(); err != nil {
-				return nil, err
-			}
-			if cc.counts != nil {
-				cc.counts.put(cc.gen, w, n)
-			}
-		}
-		if n == 0 {
-			return nil, nil // a word nobody has
+		n, err := decodeCount(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("word %q: %w", w, err)
 		}
 		counts[i] = n
 		if n < counts[best] {
@@ -307,8 +275,8 @@ func searchWords(r Reader, cc searchCaches, words []string, lim SearchLimits) ([
 	}
 	sort.SliceStable(others, func(i, j int) bool { return others[i].count < others[j].count })
 	defer closePostings(others)
-	bp := append([]byte{prefixWord}, words[best]...)
-	bp = append(bp, 0)
+	bp := append(ck[:0], prefixWord)
+	bp = append(append(bp, words[best]...), 0)
 	bc := &posting{word: words[best], it: it, prefix: bp, n: len(bp)}
 	var out []*Record
 	var target, fk []byte
@@ -338,7 +306,7 @@ func searchWords(r Reader, cc searchCaches, words []string, lim SearchLimits) ([
 		}
 		for _, c := range others {
 			fk = appendFactKey(fk[:0], rid, rec.Index, c.word)
-			has, known := cc.facts.lookup(fk)
+			has, known := facts.lookup(fk)
 			if !known {
 				if c.it == nil {
 					if err := c.open(r); err != nil {
@@ -353,7 +321,7 @@ func searchWords(r Reader, cc searchCaches, words []string, lim SearchLimits) ([
 				if err := c.it.Error(); err != nil {
 					return nil, err
 				}
-				cc.facts.put(fk, has)
+				facts.put(fk, has)
 			}
 			if !has {
 				all = false

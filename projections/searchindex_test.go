@@ -197,9 +197,9 @@ func TestSearchRejectsSignatureFalsePositives(t *testing.T) {
 	}
 }
 
-// TestSearchCountsFollowCommits: searches cache word counts between
-// writes, and a commit that changes a count must not leave the old one in
-// use: "insufficiently specific" is decided on the count as it is now.
+// TestSearchCountsFollowCommits: "insufficiently specific" is decided on
+// the stored count as it is now, through additions, deletions and words
+// nobody had when first searched for.
 func TestSearchCountsFollowCommits(t *testing.T) {
 	keys := fixtureKeys(t)
 	ts := openTestStore(t, t.TempDir(), 8)
@@ -221,7 +221,7 @@ func TestSearchCountsFollowCommits(t *testing.T) {
 	submit(t, ts, uidKey(parsed[0]), uidKey(parsed[1]))
 	catchUp(t, ts)
 	lim := projections.SearchLimits{MaxMatches: 500, MaxInternalMatches: 2}
-	for i := 0; i < 2; i++ { // the second search answers the count from the cache
+	for i := 0; i < 2; i++ {
 		if recs, err := ts.store.SearchWordsMeta([]string{"quuxcount"}, lim); err != nil || len(recs) != 2 {
 			t.Fatalf("two keys at a limit of 2: %d, %v", len(recs), err)
 		}

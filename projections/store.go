@@ -104,8 +104,6 @@ type Store struct {
 	bulkLast eventlog.Index
 	// facts caches what word searches learnt about versions (wordfacts.go).
 	facts wordFacts
-	// counts caches word counts between writes (countcache.go).
-	counts countCache
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
