@@ -198,3 +198,107 @@ func TestBulkInterruptedLeavesStoreEmpty(t *testing.T) {
 	}
 	compareDBs(t, inc.store, bulk.store)
 }
+
+// TestFollowBulkEqualsIncremental appends a log (distinct keys, repeats, a
+// key that does not parse, admin events) piece by piece while FollowBulk
+// reads it, as a bulk import does, then catches up the rest: every Pebble
+// entry must equal event-by-event application. It also checks that fewer
+// events than BulkMinEvents leave the store untouched and that a cancelled
+// follower ingests nothing.
+func TestFollowBulkEqualsIncremental(t *testing.T) {
+	keys := append(fixtureKeys(t), debianKeys(t, 200)...)
+	rng := rand.New(rand.NewSource(4))
+	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	inc := openStoreBulk(t, t.TempDir(), 0)
+	distinct := len(keys) * 2 / 3
+	var raws [][]byte
+	for _, k := range keys[:distinct] {
+		raws = append(raws, k.Raw)
+	}
+	raws = append(raws, []byte("\x99\x00\x01garbage"))
+	submit(t, inc, raws...)
+	raws = raws[:0]
+	for i := 0; i < 20; i++ {
+		raws = append(raws, keys[rng.Intn(distinct)].Raw)
+	}
+	for _, k := range keys[distinct:] {
+		raws = append(raws, k.Raw)
+	}
+	submit(t, inc, raws...)
+	victim, err := pgpkey.ParseKey(keys[5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin(t, inc, eventlog.KindKeyDeleted, victim.Fingerprint())
+	submit(t, inc, keys[5].Raw)
+	catchUp(t, inc)
+	last := inc.log.LastIndex()
+
+	follow := func(bulk *testStore, ctx context.Context, pieces eventlog.Index) (projections.ApplyStats, error) {
+		wake := make(chan struct{}, 1)
+		type result struct {
+			st  projections.ApplyStats
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			st, err := bulk.store.FollowBulk(ctx, bulk.log, wake)
+			done <- result{st, err}
+		}()
+		step := (last + pieces - 1) / pieces
+		for from := eventlog.Index(1); from <= last; from += step {
+			copyLog(t, inc, bulk, from, min(from+step, last+1))
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+		close(wake)
+		r := <-done
+		return r.st, r.err
+	}
+
+	t.Run("followed", func(t *testing.T) {
+		bulk := openStoreBulk(t, t.TempDir(), 1)
+		st, err := follow(bulk, context.Background(), 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bulk.store.BulkApplied(); got < eventlog.Index(distinct) || got >= last {
+			t.Fatalf("bulk path applied up to %d, want the %d distinct keys and not past the first repeat", got, distinct)
+		}
+		if st.Added != int64(distinct) || st.Rejected != 1 {
+			t.Fatalf("follower stats %+v: want %d added, 1 rejected", st, distinct)
+		}
+		st2 := catchUp(t, bulk)
+		if st2.Deleted != 1 {
+			t.Fatalf("catch-up after the follower: %+v, want the deletion", st2)
+		}
+		compareDBs(t, inc.store, bulk.store)
+		if inc.store.PtreeElements() != bulk.store.PtreeElements() {
+			t.Fatal("prefix trees differ in size")
+		}
+	})
+	t.Run("fewer than BulkMinEvents", func(t *testing.T) {
+		bulk := openStoreBulk(t, t.TempDir(), int(last)+1)
+		st, err := follow(bulk, context.Background(), 3)
+		if err != nil || st != (projections.ApplyStats{}) || bulk.store.Applied() != 0 {
+			t.Fatalf("follower below BulkMinEvents: %+v, %v, applied %d; want nothing done", st, err, bulk.store.Applied())
+		}
+		catchUp(t, bulk)
+		compareDBs(t, inc.store, bulk.store)
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		bulk := openStoreBulk(t, t.TempDir(), 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := follow(bulk, ctx, 3); err == nil {
+			t.Fatal("cancelled follower reported success")
+		}
+		if bulk.store.Applied() != 0 || len(dumpDB(t, bulk.store)) != len(dumpDB(t, openStoreBulk(t, t.TempDir(), 1).store)) {
+			t.Fatalf("cancelled follower left applied %d", bulk.store.Applied())
+		}
+		catchUp(t, bulk)
+		compareDBs(t, inc.store, bulk.store)
+	})
+}
