@@ -180,48 +180,6 @@ func ridOfRecordKey(k []byte) ([]byte, eventlog.Index, bool) {
 // leading part it can build exactly) into the empty store and ingests
 // them. It returns errBulkFallback, with nothing changed, when it cannot.
 func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlog.Index) (ApplyStats, error) {
-	return s.bulkBuild(ctx, log, func(context.Context) (eventlog.Index, bool, error) { return target, true, nil }, 0)
-}
-
-// FollowBulk builds the projections of an empty store by the bulk path
-// while the log is still being appended to (a bulk import): it reads the
-// events appended so far, waits on wake for more, and when wake is closed
-// reads up to the log's last index and builds and ingests what it read. So
-// the reading and preparing of events (a third of the bulk path) overlaps
-// the import's parsing and appending. The caller sends on wake without
-// blocking (a buffered channel of one) after each append.
-//
-// The result is what CatchUp would build from the same log: the same
-// events, read from the log, through the same code. When the bulk path
-// does not apply (a store that is not empty, fewer than BulkMinEvents
-// events, a hash collision) it returns with nothing changed; after a
-// repeated key or an admin event it has built only the events before
-// them. Either way the caller then runs CatchUp for the rest.
-func (s *Store) FollowBulk(ctx context.Context, log *eventlog.Log, wake <-chan struct{}) (ApplyStats, error) {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	var st ApplyStats
-	var err error
-	if s.cfg.BulkMinEvents > 0 {
-		st, err = s.bulkBuild(ctx, log, func(ctx context.Context) (eventlog.Index, bool, error) {
-			select {
-			case _, ok := <-wake:
-				return log.LastIndex(), !ok, nil
-			case <-ctx.Done():
-				return 0, true, ctx.Err()
-			}
-		}, eventlog.Index(s.cfg.BulkMinEvents))
-	}
-	if errors.Is(err, errBulkFallback) {
-		return st, nil
-	}
-	return st, err
-}
-
-// bulkBuild is bulkApply reading the log in ranges [1, a], [a+1, b], ...
-// as upTo reports them (final: the last range); it falls back when the
-// events read number fewer than minEvents.
-func (s *Store) bulkBuild(ctx context.Context, log *eventlog.Log, upTo func(context.Context) (eventlog.Index, bool, error), minEvents eventlog.Index) (ApplyStats, error) {
 	var total ApplyStats
 	if s.Applied() != 0 || s.keys != 0 || !slices.Equal(Projections, bulkProjections) {
 		return total, errBulkFallback
@@ -242,14 +200,14 @@ func (s *Store) bulkBuild(ctx context.Context, log *eventlog.Log, upTo func(cont
 	// The record keys alone, to find the cutoff without reading the
 	// records twice.
 	rids := newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8))
-	cutoff := eventlog.Index(0) // 0: the end of what was read
+	cutoff := target + 1
 	type aside struct {
 		idx    eventlog.Index
 		origin eventlog.Origin
 		bad    bool
 	}
 	var others []aside // rejected and unknown-kind events, counted if before the cutoff
-	target, err := s.bulkScan(ctx, log, upTo, func(p *bulkPrep) (bool, error) {
+	err := s.bulkScan(ctx, log, target, func(p *bulkPrep) (bool, error) {
 		switch {
 		case p.kind == eventlog.KindKeyBlocked || p.kind == eventlog.KindKeyUnblocked || p.kind == eventlog.KindKeyDeleted:
 			cutoff = p.idx
@@ -265,12 +223,6 @@ func (s *Store) bulkBuild(ctx context.Context, log *eventlog.Log, upTo func(cont
 	})
 	if err != nil {
 		return total, err
-	}
-	if cutoff == 0 {
-		cutoff = target + 1
-	}
-	if cutoff-1 < minEvents {
-		return total, errBulkFallback
 	}
 	scanned := time.Now()
 
@@ -565,81 +517,57 @@ func (s *Store) bulkBuild(ctx context.Context, log *eventlog.Log, upTo func(cont
 	return total, nil
 }
 
-// bulkScan reads events from 1 on in the ranges upTo reports, prepares
-// each batch on cfg.Workers goroutines and hands the results to fn in log
-// order until fn returns false. It returns the last index of the ranges
-// read.
-func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, upTo func(context.Context) (eventlog.Index, bool, error), fn func(*bulkPrep) (bool, error)) (eventlog.Index, error) {
+// bulkScan reads events [1, target] in batches, prepares each batch on
+// cfg.Workers goroutines and hands the results to fn in log order until fn
+// returns false.
+func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog.Index, fn func(*bulkPrep) (bool, error)) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan []bulkPrep, 2)
 	var readErr error
-	var read eventlog.Index // the last index of the ranges read
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(batches)
-		for final := false; !final; {
-			var to eventlog.Index
-			var err error
-			if to, final, err = upTo(ctx); err != nil {
-				if ctx.Err() == nil {
-					readErr = err
-				}
-				return
-			}
-			if to <= read {
-				continue
-			}
-			it := log.NewIterator(read+1, to+1)
-			got := read
-			for done := false; !done; {
-				idxs := make([]eventlog.Index, 0, s.cfg.BatchEvents)
-				evs := make([]*eventlog.Event, 0, s.cfg.BatchEvents)
-				for len(evs) < s.cfg.BatchEvents {
-					idx, ev, err := it.Next()
-					if err == io.EOF {
-						done = true
-						break
-					}
-					if err != nil {
-						readErr = fmt.Errorf("bulk: read log: %w", err)
-						return
-					}
-					got = idx
-					idxs = append(idxs, idx)
-					evs = append(evs, ev)
-				}
-				if len(evs) == 0 {
+		it := log.NewIterator(1, target+1)
+		for {
+			idxs := make([]eventlog.Index, 0, s.cfg.BatchEvents)
+			evs := make([]*eventlog.Event, 0, s.cfg.BatchEvents)
+			for len(evs) < s.cfg.BatchEvents {
+				idx, ev, err := it.Next()
+				if err == io.EOF {
 					break
 				}
-				out := make([]bulkPrep, len(evs))
-				workers := min(s.cfg.Workers, len(evs))
-				var pw sync.WaitGroup
-				for w := 0; w < workers; w++ {
-					pw.Add(1)
-					go func(w int) {
-						defer pw.Done()
-						for i := w; i < len(evs); i += workers {
-							out[i] = prepareBulk(idxs[i], evs[i])
-						}
-					}(w)
-				}
-				pw.Wait()
-				select {
-				case batches <- out:
-				case <-ctx.Done():
-					it.Close()
+				if err != nil {
+					readErr = fmt.Errorf("bulk: read log: %w", err)
 					return
 				}
+				idxs = append(idxs, idx)
+				evs = append(evs, ev)
 			}
-			if got != to {
-				readErr = fmt.Errorf("bulk: read log: events %d to %d, found up to %d", read+1, to, got)
+			if len(evs) == 0 {
 				return
 			}
-			read = to
+			out := make([]bulkPrep, len(evs))
+			workers := min(s.cfg.Workers, len(evs))
+			var pw sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				pw.Add(1)
+				go func(w int) {
+					defer pw.Done()
+					for i := w; i < len(evs); i += workers {
+						out[i] = prepareBulk(idxs[i], evs[i])
+					}
+				}(w)
+			}
+			pw.Wait()
+			select {
+			case batches <- out:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}()
 	var err error
@@ -657,10 +585,10 @@ scan:
 	}
 	wg.Wait()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if readErr != nil {
-		return 0, readErr
+		return readErr
 	}
-	return read, parent.Err()
+	return parent.Err()
 }

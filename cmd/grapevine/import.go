@@ -95,10 +95,6 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 	im.prog.totalBytes = total
 	im.totalBytes = total
 	start := time.Now()
-	if im.bulk {
-		im.startFollow(ctx)
-		defer im.stopFollow()
-	}
 	for _, f := range files {
 		if err := im.importFile(ctx, f); err != nil {
 			im.prog.finish()
@@ -193,67 +189,6 @@ type importer struct {
 	// skip counts keys already in the log from a killed bulk run that the
 	// progress file does not record yet.
 	skip int64
-	// follow: the bulk build reading the log while it is appended to
-	// (projections.Store.FollowBulk), woken after each append.
-	follow struct {
-		wake   chan struct{}
-		cancel context.CancelFunc
-		done   chan struct{}
-		stats  projections.ApplyStats
-		err    error
-	}
-}
-
-// startFollow starts the bulk build of the projections beside the appends:
-// it reads and prepares each chunk from the log while the next one is
-// parsed and appended, and builds and ingests once index closes wake.
-func (im *importer) startFollow(ctx context.Context) {
-	f := &im.follow
-	f.wake = make(chan struct{}, 1)
-	f.done = make(chan struct{})
-	ctx, f.cancel = context.WithCancel(ctx)
-	go func() {
-		defer close(f.done)
-		f.stats, f.err = im.b.store.FollowBulk(ctx, im.b.log, f.wake)
-	}()
-}
-
-// wakeFollow tells the bulk build that the log grew; it never blocks.
-func (im *importer) wakeFollow() {
-	if im.follow.wake == nil {
-		return
-	}
-	select {
-	case im.follow.wake <- struct{}{}:
-	default:
-	}
-}
-
-// finishFollow waits for the bulk build to read the whole log, build and
-// ingest, and returns its outcome.
-func (im *importer) finishFollow() (projections.ApplyStats, error) {
-	f := &im.follow
-	if f.wake == nil {
-		return projections.ApplyStats{}, nil
-	}
-	close(f.wake)
-	<-f.done
-	f.wake = nil
-	f.cancel()
-	return f.stats, f.err
-}
-
-// stopFollow abandons the bulk build (an import that failed): nothing it
-// has not ingested is kept.
-func (im *importer) stopFollow() {
-	f := &im.follow
-	if f.wake == nil {
-		return
-	}
-	f.cancel()
-	close(f.wake)
-	<-f.done
-	f.wake = nil
 }
 
 type statsAcc struct{ Added, Updated, Unchanged int64 }
@@ -578,7 +513,6 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 		}
 		im.resume.LogIndex = uint64(last)
 		if im.bulk {
-			im.wakeFollow()
 			im.appended += int64(len(events))
 			im.prog.update(im.keys, im.bytes, im.rejected)
 			return nil
@@ -603,33 +537,26 @@ func (im *importer) reject(f inputFile, offset int64, err error) {
 	im.b.logger.Warn().Str("file", f.path).Int64("offset", offset).Err(err).Msg("rejected key")
 }
 
-// index finishes the projections of a bulk import: the bulk build that
-// followed the appends, then CatchUp for whatever it did not cover.
+// index builds the projections of a bulk import from the log (the bulk
+// path of projections.Store.CatchUp when the store is empty).
 func (im *importer) index(ctx context.Context) error {
 	b := im.b
-	st, err := im.finishFollow()
+	behind := b.log.LastIndex() - b.store.Applied()
+	if behind == 0 {
+		return nil
+	}
+	p := newProgress(im.stderr, b.logger, "indexing", int64(behind), "events")
+	base := b.store.Applied()
+	st, err := b.store.CatchUp(ctx, b.log, func(pr projections.Progress) {
+		p.update(int64(pr.Applied-base), 0, pr.Stats.Rejected)
+	})
+	p.finish()
 	if err != nil {
 		return fmt.Errorf("indexing: %w", err)
 	}
 	im.stats.Added += st.Added
 	im.stats.Updated += st.Updated
 	im.stats.Unchanged += st.Unchanged
-	// What the bulk build did not cover (keys after the first repeated
-	// one, or everything when it did not apply) is applied as usual.
-	if behind := b.log.LastIndex() - b.store.Applied(); behind > 0 {
-		p := newProgress(im.stderr, b.logger, "indexing", int64(behind), "events")
-		base := b.store.Applied()
-		st, err := b.store.CatchUp(ctx, b.log, func(pr projections.Progress) {
-			p.update(int64(pr.Applied-base), 0, pr.Stats.Rejected)
-		})
-		p.finish()
-		if err != nil {
-			return fmt.Errorf("indexing: %w", err)
-		}
-		im.stats.Added += st.Added
-		im.stats.Updated += st.Updated
-		im.stats.Unchanged += st.Unchanged
-	}
 	im.resume.Bulk = false
 	return im.saveResume()
 }
