@@ -72,9 +72,11 @@ func (s *sorter) add(k, v []byte) error {
 			s.buf = make([]byte, 0, max(s.limit, need))
 		}
 		if s.ents == nil {
-			// Entries take at most the budget again over 3 (24 bytes
-			// each, for pairs of at least 72 bytes on average).
-			s.ents = make([]sortEntry, 0, max(1, s.limit/72))
+			// Entries take at most half the budget again (24 bytes
+			// each, for pairs of at least 48 bytes on average; index
+			// entries are ~35 bytes, so their runs end when the
+			// entries are full).
+			s.ents = make([]sortEntry, 0, max(1, s.limit/48))
 		}
 	}
 	ko := len(s.buf)
