@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble"
 
@@ -25,10 +26,15 @@ type Ref struct {
 
 // FingerprintRefs returns the newest live versions of the keys whose
 // primary key or a subkey has this fingerprint (16, 20 or 32 bytes), in
-// the order ByFingerprint returns them. It reads the fingerprint entry and
-// one latest pointer per key, but no key: a lookup that has the answer
-// cached for a version skips the record read (Version).
+// the order ByFingerprint returns them; the caller must not modify the
+// slice. It reads the fingerprint entry and one latest pointer per key, or
+// nothing when refCache holds the answer, and no key: a lookup that has
+// the answer cached for a version skips the record read (Version).
 func (s *Store) FingerprintRefs(fpr []byte) ([]Ref, error) {
+	if refs, ok := s.refs.get(fpr); ok {
+		return refs, nil
+	}
+	epoch := s.refs.current()
 	v, closer, err := s.db.Get(fprKey(fpr))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -49,6 +55,7 @@ func (s *Store) FingerprintRefs(fpr []byte) ([]Ref, error) {
 			out = append(out, ref)
 		}
 	}
+	s.refs.put(epoch, fpr, out)
 	return out, nil
 }
 
@@ -76,3 +83,115 @@ func latestRef(r Reader, rid []byte) (ref Ref, ok bool, err error) {
 // Version returns the version ref names, or ErrNotFound if it is a
 // deletion. The Record owns its memory.
 func (s *Store) Version(ref Ref) (*Record, error) { return version(s.db, ref.RID, ref.Index) }
+
+// refCache keeps FingerprintRefs answers, so that a repeated op=get reads
+// nothing from Pebble (its two point reads were a quarter of a get's CPU).
+// It is exact: every batch the projections commit calls invalidate with
+// the record IDs it wrote and the fingerprints whose lists it changed,
+// after the commit, and that drops every cached answer naming one of them.
+// A lookup that read the database while a commit was landing does not
+// cache what it read: each invalidation moves the epoch, and put refuses
+// an answer read under an older one. Bounded by entries, dropped in map
+// order when full. Safe for concurrent use; the zero value is ready.
+type refCache struct {
+	mu    sync.Mutex
+	max   int // entries; 0 means refCacheEntries
+	epoch uint64
+	byFpr map[string][]Ref
+	// byRID lists the fingerprints cached with an answer naming the
+	// record, to find them when the record changes.
+	byRID map[string][]string
+}
+
+// refCacheEntries bounds refCache: at about 200 bytes an entry, 20 MB.
+const refCacheEntries = 100000
+
+func (c *refCache) get(fpr []byte) ([]Ref, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	refs, ok := c.byFpr[string(fpr)]
+	return refs, ok
+}
+
+// current returns the epoch to pass to put for what is read from now on.
+func (c *refCache) current() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// put caches refs as fpr's answer if nothing was committed since epoch.
+func (c *refCache) put(epoch uint64, fpr []byte, refs []Ref) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
+	if c.byFpr == nil {
+		c.byFpr = make(map[string][]Ref)
+		c.byRID = make(map[string][]string)
+	}
+	max := c.max
+	if max <= 0 {
+		max = refCacheEntries
+	}
+	for f := range c.byFpr {
+		if len(c.byFpr) < max {
+			break
+		}
+		c.drop(f)
+	}
+	f := string(fpr)
+	c.byFpr[f] = refs
+	for _, r := range refs {
+		c.byRID[string(r.RID)] = append(c.byRID[string(r.RID)], f)
+	}
+}
+
+// drop forgets fpr's answer and its entries in byRID.
+func (c *refCache) drop(fpr string) {
+	refs, ok := c.byFpr[fpr]
+	if !ok {
+		return
+	}
+	delete(c.byFpr, fpr)
+	for _, r := range refs {
+		fprs := c.byRID[string(r.RID)]
+		for i, f := range fprs {
+			if f == fpr {
+				fprs = append(fprs[:i], fprs[i+1:]...)
+				break
+			}
+		}
+		if len(fprs) == 0 {
+			delete(c.byRID, string(r.RID))
+		} else {
+			c.byRID[string(r.RID)] = fprs
+		}
+	}
+}
+
+// invalidate drops every answer naming one of rids or about one of fprs
+// (map keys: string record IDs and fingerprints), and moves the epoch.
+// Call it after the batch that changed them is committed.
+func invalidateRefs[W, F any](c *refCache, rids map[string]W, fprs map[string]F) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	for f := range fprs {
+		c.drop(f)
+	}
+	for rid := range rids {
+		for _, f := range append([]string(nil), c.byRID[rid]...) {
+			c.drop(f)
+		}
+	}
+}
+
+// reset drops everything and moves the epoch (after a bulk ingest).
+func (c *refCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	c.byFpr, c.byRID = nil, nil
+}

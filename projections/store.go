@@ -101,6 +101,8 @@ type Store struct {
 	lastBatchStats ApplyStats
 	// bulkLast is the last index the bulk path applied since Open (0: none).
 	bulkLast eventlog.Index
+	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
+	refs refCache
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
