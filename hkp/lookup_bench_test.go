@@ -21,23 +21,25 @@ import (
 
 // BenchmarkLookup answers lookups through the handler (no network) on the
 // fixture keys, after one warm-up request: op=get by fingerprint (with the
-// armor cache, which the warm-up fills, and without: what a get of a key
-// not asked for lately costs) and the machine-readable index by a word
-// every fixture key carries.
+// armor and fingerprint caches, which the warm-up fills, and without: what
+// a get of a key not asked for lately costs) and the machine-readable index
+// by a word every fixture key carries.
 func BenchmarkLookup(b *testing.B) {
 	const get = "/pks/lookup?op=get&options=mr&search=0x3B03A965A519A6CAE8B09425CED1786732CA2E5C"
 	for _, c := range []struct {
 		name, path string
-		armorCache int
+		uncached   bool
 	}{
-		{"get", get, hkp.DefaultConfig().ArmorCacheBytes},
-		{"get-uncached", get, 0},
-		{"index-mr", "/pks/lookup?op=index&options=mr&search=example", hkp.DefaultConfig().ArmorCacheBytes},
+		{"get", get, false},
+		{"get-uncached", get, true},
+		{"index-mr", "/pks/lookup?op=index&options=mr&search=example", false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			cfg := hkp.DefaultConfig()
-			cfg.ArmorCacheBytes = c.armorCache
-			ts := newBenchServer(b, cfg)
+			cfg, scfg := hkp.DefaultConfig(), projections.DefaultConfig()
+			if c.uncached {
+				cfg.ArmorCacheBytes, scfg.FingerprintCacheEntries = 0, 0
+			}
+			ts := newBenchServer(b, cfg, scfg)
 			req := httptest.NewRequest(http.MethodGet, c.path, nil)
 			req.RemoteAddr = "127.0.0.1:1234"
 			w := httptest.NewRecorder()
@@ -57,7 +59,7 @@ func BenchmarkLookup(b *testing.B) {
 
 // newBenchServer is newTestServer for benchmarks: the fixture keys
 // uploaded and applied.
-func newBenchServer(b *testing.B, cfg hkp.Config) *testServer {
+func newBenchServer(b *testing.B, cfg hkp.Config, scfg projections.Config) *testServer {
 	dir := b.TempDir()
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = zerolog.Nop()
@@ -65,7 +67,7 @@ func newBenchServer(b *testing.B, cfg hkp.Config) *testServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := projections.Open(filepath.Join(dir, "db"), projections.DefaultConfig())
+	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		b.Fatal(err)
 	}

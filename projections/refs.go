@@ -92,19 +92,16 @@ func (s *Store) Version(ref Ref) (*Record, error) { return version(s.db, ref.RID
 // A lookup that read the database while a commit was landing does not
 // cache what it read: each invalidation moves the epoch, and put refuses
 // an answer read under an older one. Bounded by entries, dropped in map
-// order when full. Safe for concurrent use; the zero value is ready.
+// order when full. Safe for concurrent use; the zero value caches nothing.
 type refCache struct {
 	mu    sync.Mutex
-	max   int // entries; 0 means refCacheEntries
+	max   int // entries (Config.FingerprintCacheEntries); 0: off
 	epoch uint64
 	byFpr map[string][]Ref
 	// byRID lists the fingerprints cached with an answer naming the
 	// record, to find them when the record changes.
 	byRID map[string][]string
 }
-
-// refCacheEntries bounds refCache: at about 200 bytes an entry, 20 MB.
-const refCacheEntries = 100000
 
 func (c *refCache) get(fpr []byte) ([]Ref, bool) {
 	c.mu.Lock()
@@ -124,19 +121,15 @@ func (c *refCache) current() uint64 {
 func (c *refCache) put(epoch uint64, fpr []byte, refs []Ref) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if epoch != c.epoch {
+	if epoch != c.epoch || c.max <= 0 {
 		return
 	}
 	if c.byFpr == nil {
 		c.byFpr = make(map[string][]Ref)
 		c.byRID = make(map[string][]string)
 	}
-	max := c.max
-	if max <= 0 {
-		max = refCacheEntries
-	}
 	for f := range c.byFpr {
-		if len(c.byFpr) < max {
+		if len(c.byFpr) < c.max {
 			break
 		}
 		c.drop(f)

@@ -9,7 +9,7 @@ import (
 // cached; invalidating a record drops every fingerprint naming it; the
 // cache stays within its bound.
 func TestRefCacheEpochAndBound(t *testing.T) {
-	var c refCache
+	c := refCache{max: 100}
 	e := c.current()
 	invalidateRefs(&c, map[string]bool{"other": true}, map[string]bool{})
 	c.put(e, []byte("f1"), []Ref{{RID: []byte("r1"), Index: 1}})
@@ -41,5 +41,10 @@ func TestRefCacheEpochAndBound(t *testing.T) {
 		if len(c.byFpr) > c.max || len(c.byRID) > c.max {
 			t.Fatalf("after %d puts: %d answers, %d records; bound %d", i+1, len(c.byFpr), len(c.byRID), c.max)
 		}
+	}
+	off := refCache{}
+	off.put(off.current(), []byte("f"), nil)
+	if _, ok := off.get([]byte("f")); ok {
+		t.Error("a cache with no bound cached an answer")
 	}
 }
