@@ -13,7 +13,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math/rand"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -375,7 +374,7 @@ func TestHostileRandomBytes(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 
 	start := time.Now()
-	answered := randomByteConnections(t, hs.addr, n, 1)
+	answered := testenv.RandomByteConnections(t, hs.addr, n, 1)
 	took := time.Since(start)
 	hs.mustAnswer(t)
 
@@ -401,63 +400,6 @@ func TestHostileRandomBytes(t *testing.T) {
 }
 
 func soak() bool { return !testing.Short() && os.Getenv("GRAPEVINE_SOAK") == "1" }
-
-// randomByteConnections opens n connections to addr from 8 workers, each
-// sending random bytes, half-closing and reading the answer. It returns
-// how many answers started with "HTTP/".
-func randomByteConnections(t *testing.T, addr string, n int, seed int64) int {
-	t.Helper()
-	prefixes := []string{
-		"", "GET /pks/lookup?", "POST /pks/add HTTP/1.1\r\nContent-Length: ", "POST /pks/hashquery HTTP/1.0\r\ncontent-length: 24\r\n\r\n",
-		"GET /pks/lookup?op=get&search=", "POST /pks/add HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=",
-		"GET / HTTP/1.1\r\nHost: ", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", // a TLS ClientHello
-	}
-	jobs := make(chan int64)
-	var mu sync.Mutex
-	answered := 0
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for s := range jobs {
-				rng := rand.New(rand.NewSource(s))
-				msg := []byte(prefixes[rng.Intn(len(prefixes))])
-				junk := make([]byte, rng.Intn(4096))
-				rng.Read(junk)
-				if rng.Intn(4) == 0 { // printable junk parses further
-					for i := range junk {
-						junk[i] = " \r\n:=&%0aZ"[int(junk[i])%10]
-					}
-				}
-				msg = append(msg, junk...)
-				conn, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Errorf("dial: %v", err)
-					return
-				}
-				conn.SetDeadline(time.Now().Add(15 * time.Second))
-				conn.Write(msg)
-				conn.(*net.TCPConn).CloseWrite()
-				head := make([]byte, 5)
-				k, _ := io.ReadFull(conn, head)
-				io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
-				conn.Close()
-				if k == 5 && string(head) == "HTTP/" {
-					mu.Lock()
-					answered++
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		jobs <- seed*1_000_000 + int64(i)
-	}
-	close(jobs)
-	wg.Wait()
-	return answered
-}
 
 // TestHostileHalfClosedUpload: an HTTP/1.0 client that half-closes its
 // write side after sending the body (pksd-era clients did shutdown(SHUT_WR))

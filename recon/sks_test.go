@@ -106,7 +106,9 @@ func (s *sksPeer) run(args ...string) string {
 // sync makes SKS start a recon with its (only) member now.
 func (s *sksPeer) sync() { s.run("sync") }
 
-// waitCount waits until SKS holds at least n keys.
+// waitCount waits until SKS holds at least n keys. timeout only guards
+// against a hang: SKS fetches 100 keys at a time with a pause of seconds
+// between batches, and on a loaded machine 1,000 keys took over 90 s.
 func (s *sksPeer) waitCount(n int, timeout time.Duration) {
 	s.t.Helper()
 	s.run("wait-count", "--count", strconv.Itoa(n), "--timeout", strconv.Itoa(int(timeout.Seconds())))
@@ -186,7 +188,7 @@ func TestInteropSKS(t *testing.T) {
 		t.Errorf("grapevine holds %d keys, want %d", len(g.hashes()), len(want))
 	}
 	start = time.Now()
-	s.waitCount(911, 60*time.Second)
+	s.waitCount(911, 180*time.Second)
 	t.Logf("SKS (acceptor) had all 911 keys %v later", time.Since(start).Round(time.Millisecond))
 
 	// 2. SKS dials: we walk our tree (the requester). SKS fetches what
@@ -195,7 +197,7 @@ func TestInteropSKS(t *testing.T) {
 	g.add(kc)
 	start = time.Now()
 	s.sync()
-	s.waitCount(912, 60*time.Second)
+	s.waitCount(912, 180*time.Second)
 	t.Logf("SKS initiates: SKS had our new key %v after sync", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 10*time.Second, "our acceptor session to be logged", func() bool {
 		return strings.Contains(g.logs.String(), `"role":"acceptor"`)
@@ -263,7 +265,7 @@ func TestInteropSKSEmpty1000(t *testing.T) {
 	// our Elements go out in messages of at most 200.
 	start := time.Now()
 	s.sync()
-	s.waitCount(1000, 90*time.Second)
+	s.waitCount(1000, 300*time.Second)
 	t.Logf("empty SKS had all 1000 keys %v after sync", time.Since(start).Round(time.Millisecond))
 
 	// An empty grapevine dials that SKS, as soon as SKS's tree holds them.

@@ -9,17 +9,17 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"math/rand"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
 // raiseFileLimit lifts the soft RLIMIT_NOFILE to the hard limit when it is
@@ -234,7 +234,7 @@ func TestDaemonHostileHTTP(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	goroutines := runtime.NumGoroutine()
 	start := time.Now()
-	answered := sendRandomBytes(t, addr, n)
+	answered := testenv.RandomByteConnections(t, addr, n, 2)
 	took := time.Since(start)
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > goroutines+5 && time.Now().Before(deadline) {
@@ -285,63 +285,6 @@ func rawExchange(t *testing.T, addr, req string) []byte {
 	c.(*net.TCPConn).CloseWrite()
 	out, _ := io.ReadAll(io.LimitReader(c, 1<<20))
 	return out
-}
-
-// sendRandomBytes opens n connections from 8 workers, each sending up to
-// 4 KiB of seeded random bytes (sometimes behind a plausible request
-// line), and returns how many were answered with "HTTP/".
-func sendRandomBytes(t *testing.T, addr string, n int) int {
-	t.Helper()
-	prefixes := []string{
-		"", "GET /pks/lookup?", "POST /pks/add HTTP/1.1\r\nContent-Length: ",
-		"POST /pks/hashquery HTTP/1.0\r\ncontent-length: 24\r\n\r\n",
-		"GET /pks/lookup?op=index&search=", "POST /pks/add HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=",
-		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-	}
-	jobs := make(chan int64)
-	var mu sync.Mutex
-	answered := 0
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seed := range jobs {
-				rng := rand.New(rand.NewSource(seed))
-				msg := []byte(prefixes[rng.Intn(len(prefixes))])
-				junk := make([]byte, rng.Intn(4096))
-				rng.Read(junk)
-				if rng.Intn(4) == 0 {
-					for i := range junk {
-						junk[i] = " \r\n:=&%0aZ"[int(junk[i])%10]
-					}
-				}
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Errorf("dial: %v", err)
-					return
-				}
-				c.SetDeadline(time.Now().Add(15 * time.Second))
-				c.Write(append(msg, junk...))
-				c.(*net.TCPConn).CloseWrite()
-				head := make([]byte, 5)
-				k, _ := io.ReadFull(c, head)
-				io.Copy(io.Discard, io.LimitReader(c, 1<<20))
-				c.Close()
-				if k == 5 && string(head) == "HTTP/" {
-					mu.Lock()
-					answered++
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		jobs <- int64(i)
-	}
-	close(jobs)
-	wg.Wait()
-	return answered
 }
 
 // TestDaemonRateLimitsForwardedClients: the sksconf rate options reach the

@@ -20,8 +20,12 @@ import (
 )
 
 // trimmedFile remembers the SKS hashes of keys the limits changed or
-// refused, so that recon does not fetch them from a peer again.
-const trimmedFile = "grapevine/trimmed-hashes"
+// refused, so that recon does not fetch them from a peer again;
+// hpTrimmedFile the same for the Hockeypuck dataset's hashes.
+const (
+	trimmedFile   = "grapevine/trimmed-hashes"
+	hpTrimmedFile = "grapevine/trimmed-hockeypuck-hashes"
+)
 
 // keyLimits returns the abuse limits from the grapevine_max_* options.
 func (c *SKSConf) keyLimits() pgpkey.Limits {
@@ -51,6 +55,7 @@ type reconKeys struct {
 	store *projections.Store
 	lim   pgpkey.Limits
 	mem   *hashMemory
+	hpMem *hashMemory // Hockeypuck hashes; see Hockeypuck
 	log   interface {
 		Append(ctx context.Context, events ...*eventlog.Event) (eventlog.Index, error)
 	}
@@ -61,13 +66,18 @@ var (
 	_ recon.Appender = (*reconKeys)(nil)
 )
 
-// newReconKeys opens the trimmed-hash memory of b.
+// newReconKeys opens the trimmed-hash memories of b.
 func newReconKeys(b *basedir, lim pgpkey.Limits) (*reconKeys, error) {
 	mem, err := openHashMemory(filepath.Join(b.dir, trimmedFile), 1_000_000)
 	if err != nil {
 		return nil, err
 	}
-	return &reconKeys{store: b.store, lim: lim, mem: mem, log: b.log}, nil
+	hpMem, err := openHashMemory(filepath.Join(b.dir, hpTrimmedFile), 1_000_000)
+	if err != nil {
+		mem.Close()
+		return nil, err
+	}
+	return &reconKeys{store: b.store, lim: lim, mem: mem, hpMem: hpMem, log: b.log}, nil
 }
 
 // ByHash returns the stored key with hash h, or, for a hash the limits
@@ -134,8 +144,73 @@ func (r *reconKeys) Append(ctx context.Context, events ...*eventlog.Event) (even
 	return r.log.Append(ctx, out...)
 }
 
-// Close closes the memory file.
-func (r *reconKeys) Close() error { return r.mem.Close() }
+// Close closes the memory files.
+func (r *reconKeys) Close() error { return errors.Join(r.mem.Close(), r.hpMem.Close()) }
+
+// Hockeypuck returns the Keys of the Hockeypuck dataset behind the same
+// limits: a flooded key fetched from a Hockeypuck peer is trimmed on
+// append (Append above), and its Hockeypuck hash — which the peer keeps
+// advertising, since it holds the untrimmed key — is remembered durably
+// and reported as held. Without this only recon's negative cache stopped
+// the refetch, and only for NegativeTTL.
+func (r *reconKeys) Hockeypuck() recon.Keys {
+	return hockeypuckReconKeys{r: r, Keys: recon.HockeypuckKeys(r.store)}
+}
+
+type hockeypuckReconKeys struct {
+	r *reconKeys
+	recon.Keys
+}
+
+var _ recon.KeyHasher = hockeypuckReconKeys{}
+
+// ByHash reports a remembered hash as held: a bare record, as the
+// Hockeypuck dataset holds the trimmed key under another hash.
+func (k hockeypuckReconKeys) ByHash(h pgpkey.KeyHash) (*projections.Record, error) {
+	rec, err := k.Keys.ByHash(h)
+	if !errors.Is(err, projections.ErrNotFound) {
+		return rec, err
+	}
+	if rid, ok := k.r.hpMem.get(h); ok {
+		return &projections.Record{RID: rid, Hash: h}, nil
+	}
+	return nil, err
+}
+
+// KeyHash applies the limits before asking the Hockeypuck dataset: a key
+// they change is remembered under the peer's hash, and is novel only when
+// what is left of it is.
+func (k hockeypuckReconKeys) KeyHash(raw []byte, key *pgpkey.Key) (pgpkey.KeyHash, bool, error) {
+	kh := k.Keys.(recon.KeyHasher)
+	if key == nil {
+		return kh.KeyHash(raw, nil)
+	}
+	h, err := projections.HockeypuckHash(raw)
+	if err != nil {
+		return h, false, err
+	}
+	ad, err := k.r.store.Admit(key, k.r.lim)
+	if errors.Is(err, pgpkey.ErrTooLarge) {
+		return h, false, k.r.hpMem.add(h, projections.RecordID(key))
+	}
+	if err != nil {
+		return h, false, err
+	}
+	if !ad.Trim.Changed() {
+		return kh.KeyHash(raw, key)
+	}
+	if err := k.r.hpMem.add(h, projections.RecordID(key)); err != nil {
+		return h, false, err
+	}
+	_, novel, err := kh.KeyHash(ad.Key.Marshal(), ad.Key)
+	return h, novel, err
+}
+
+// Novel is KeyHash's answer for a parsed key.
+func (k hockeypuckReconKeys) Novel(key *pgpkey.Key) (bool, error) {
+	_, novel, err := k.KeyHash(key.Marshal(), key)
+	return novel, err
+}
 
 // hashMemory is a durable set of key hashes, each with the record ID of the
 // key it belongs to: an append-only file of records <hash16><len><rid>,

@@ -24,6 +24,7 @@ import (
 	"github.com/grapevine-keyserver/grapevine/mailsync"
 	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/recon"
 	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
@@ -353,4 +354,77 @@ func TestFloodedKeyReconWithSKS(t *testing.T) {
 	}
 	defer b.Close()
 	checkTrimmed(t, "recon from SKS", storedKey(t, b, clean), clean, pgpkey.DefaultLimitCertsPerUID)
+}
+
+// TestFloodedKeyFromHockeypuckPeer: a flooded key fetched for the
+// Hockeypuck dataset is stored trimmed, and the peer's Hockeypuck hash of
+// the untrimmed key is remembered durably as held, so no later round — in
+// this process or the next — fetches it again.
+func TestFloodedKeyFromHockeypuckPeer(t *testing.T) {
+	const max = 100
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte("grapevine_max_certs_per_uid: "+strconv.Itoa(max)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flooded, clean := floodedKeyBytes(t, 300, 3000)
+	peerHash, err := projections.HockeypuckHash(flooded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk, err := projections.ParseEventKey(flooded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	b, err := openBasedir(dir, zerolog.Nop(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := newReconKeys(b, b.keyLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hk := rk.Hockeypuck().(recon.KeyHasher)
+	h, novel, err := hk.KeyHash(flooded, fk)
+	if err != nil || !novel || h != peerHash {
+		t.Fatalf("first fetch: KeyHash = %x, %v, %v; want %x, true", h, novel, err, peerHash)
+	}
+	if _, err := rk.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginRecon, Peer: "hockeypuck", Key: flooded}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.catchUp(ctx, io.Discard, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.CatchUpHockeypuck(ctx, b.log, b.log.LastIndex()); err != nil {
+		t.Fatal(err)
+	}
+	checkTrimmed(t, "recon from Hockeypuck", storedKey(t, b, clean), clean, max)
+	if got, limit := maxLogKeyBytes(t, b.log), len(flooded)/5; got > limit {
+		t.Errorf("an event holds a key of %d bytes: the flooded key (%d bytes) reached the log", got, len(flooded))
+	}
+	rk.Close()
+	b.Close()
+
+	// A new process: only the durable memory can know.
+	b, err = openBasedir(dir, zerolog.Nop(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rk, err = newReconKeys(b, b.keyLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rk.Close()
+	hks := rk.Hockeypuck()
+	if _, err := hks.ByHash(peerHash); err != nil {
+		t.Errorf("the peer's Hockeypuck hash of the flooded key is not held: %v", err)
+	}
+	if _, novel, err := hks.(recon.KeyHasher).KeyHash(flooded, fk); err != nil || novel {
+		t.Errorf("fetched again: KeyHash novel = %v, %v; want false", novel, err)
+	}
+	if novel, err := hks.Novel(fk); err != nil || novel {
+		t.Errorf("Novel = %v, %v; want false", novel, err)
+	}
 }

@@ -130,12 +130,13 @@ const (
 // grapevine_recon_mode, the default first: the SKS dataset (SKS 1.1.6's
 // filters and rules) and the Hockeypuck 2.3 dataset (its filters, its
 // Config rules, its hashes; projections/hockeypuck.go). sksKeys is the SKS
-// dataset's Keys: the store behind the abuse limits (limits.go).
-func reconDatasets(conf *SKSConf, store *projections.Store, sksKeys recon.Keys) []recon.Dataset {
+// dataset's Keys and rk.Hockeypuck() the Hockeypuck dataset's: the store
+// behind the abuse limits (limits.go).
+func reconDatasets(conf *SKSConf, store *projections.Store, rk *reconKeys) []recon.Dataset {
 	sks := recon.Dataset{Name: "sks", Filters: wire.DefaultFilters,
-		Tree: recon.PebbleTree(store.DB(), store.PtreeConfig()), Keys: sksKeys}
+		Tree: recon.PebbleTree(store.DB(), store.PtreeConfig()), Keys: rk}
 	hp := recon.Dataset{Name: "hockeypuck", Filters: pgpkey.HockeypuckFilters, HockeypuckRules: true,
-		Tree: recon.PebbleTree(store.DB(), store.HockeypuckPtreeConfig()), Keys: recon.HockeypuckKeys(store)}
+		Tree: recon.PebbleTree(store.DB(), store.HockeypuckPtreeConfig()), Keys: rk.Hockeypuck()}
 	switch conf.ReconMode {
 	case ReconModeSKS:
 		return []recon.Dataset{sks}
