@@ -556,7 +556,7 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 			stall[i] = max(stall[i], r.max)
 			fmt.Fprintf(os.Stderr, "      %.0f req/s, p50 %v, p99 %v, max %v, %d errors of %d\n", r.rps, r.p50, r.p99, r.max, r.errors, r.requests)
 		}
-		name := "HTTP get by fingerprint, every key (no cache helps), 64 conn"
+		name := "HTTP get by fingerprint, all keys cycled, 64 conn"
 		rows = append(rows,
 			row{name: name + " (req/s)", grapevine: res[0].rps, sk: res[1].rps, higherBetter: true},
 			row{name: name + " p99 (ms)", grapevine: ms(res[0].p99), sk: ms(res[1].p99), prec: 2},
