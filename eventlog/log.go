@@ -79,8 +79,9 @@ type Log struct {
 	// Owned by the writer goroutine once Open returns.
 	w         *wal.Log
 	batch     wal.Batch
-	tailBytes int64 // size of the tail segment, mirroring tidwall/wal's
-	lastTime  int64 // Unix ns of the last entry
+	tailBytes int64    // size of the tail segment, mirroring tidwall/wal's
+	offs      []uint32 // commit's scratch: offsets of the batch's records
+	lastTime  int64    // Unix ns of the last entry
 
 	roMu  sync.Mutex // serialises refresh in read-only mode
 	roSeg int        // read-only: index into segs of the segment being followed
@@ -539,6 +540,9 @@ func (l *Log) commit(reqs []*appendReq) {
 		newSegs, tail = append(newSegs, last+1), 0
 	}
 	var bytes uint64
+	// Where the records land in the tail segment, for readers (noteWritten).
+	startTail := tail
+	offs := l.offs[:0]
 	l.batch.Clear()
 	for _, r := range reqs {
 		start := 0
@@ -557,6 +561,7 @@ func (l *Log) commit(reqs []*appendReq) {
 			idx++
 			l.batch.Write(uint64(idx), rec)
 			bytes += uint64(len(rec))
+			offs = append(offs, uint32(tail))
 			tail += int64(uvarintLen(uint64(len(rec))) + len(rec))
 			if tail >= segSize {
 				newSegs, tail = append(newSegs, idx+1), 0
@@ -578,6 +583,11 @@ func (l *Log) commit(reqs []*appendReq) {
 		l.fail(err, reqs)
 		return
 	}
+	if len(newSegs) == 0 && l.tailBytes == tail {
+		segs := l.segments()
+		segs[len(segs)-1].noteWritten(startTail, offs, tail)
+	}
+	l.offs = offs[:0]
 	l.lastTime = lastTime
 	l.last.Store(uint64(idx))
 	l.nEvents.Add(uint64(idx - last))

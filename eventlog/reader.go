@@ -258,8 +258,12 @@ func (it *Iterator) openSegment() error {
 	it.seg, it.segEnd, it.f = s, segEnd, f
 	it.off, it.size = off, fi.Size()
 	sr := io.NewSectionReader(f, off, it.size-off)
-	if it.r == nil {
-		it.r = bufio.NewReaderSize(sr, iterBufBytes)
+	// No bigger than what is there to read: a projection following the
+	// log opens an iterator for every group commit, a few KiB, and a
+	// fresh 256 KiB buffer each time (cleared, then garbage) cost more
+	// CPU than the upload handler itself.
+	if want := int(min(iterBufBytes, max(it.size-off, 16))); it.r == nil || it.r.Size() < want {
+		it.r = bufio.NewReaderSize(sr, want)
 	} else {
 		it.r.Reset(sr)
 	}
@@ -284,7 +288,8 @@ func (it *Iterator) readFrame() ([]byte, error) {
 		rec = make([]byte, size)
 	} else {
 		if uint64(len(it.slab)) < size {
-			it.slab = make([]byte, slabBytes)
+			// Likewise no bigger than the rest of the segment file.
+			it.slab = make([]byte, max(int64(size), min(slabBytes, it.size-it.off)))
 		}
 		rec, it.slab = it.slab[:size:size], it.slab[size:]
 	}

@@ -179,6 +179,20 @@ func (s *segment) offset(i Index) (int64, error) {
 	return int64(s.offsets[k]), nil
 }
 
+// noteWritten indexes entries the writer has just written wholly, at
+// offsets offs, from byte start to end, when s is indexed up to start:
+// readers following the log then find them without opening and scanning
+// the file again (once per group commit).
+func (s *segment) noteWritten(start int64, offs []uint32, end int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.end != start {
+		return // not indexed that far: offset() scans when asked
+	}
+	s.offsets = append(s.offsets, offs...)
+	s.end = end
+}
+
 // count returns the number of entries indexed in s so far.
 func (s *segment) count() int {
 	s.mu.Lock()

@@ -81,6 +81,7 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 	var novelKeys []*pgpkey.Key
 	var novelRIDs [][]byte
 	var existed []bool
+	lim := s.conf().KeyLimits
 	now := time.Now()
 	for _, raw := range raws {
 		k, err := pgpkey.ParseKey(raw)
@@ -96,20 +97,20 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 		}
 		rid := projections.RecordID(k)
 		s.awaitKey(ctx, rid) // an earlier upload of it, answered, not yet applied
-		if blocked, err := s.store.Blocked(k.Fingerprint().Bytes()); err != nil {
-			return res, err
-		} else if blocked {
-			s.log.Info().Str("fpr", k.Fingerprint().String()).Msg("refused upload of a blocked key")
-			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
-			continue
-		}
 		// The abuse limits apply before anything is stored (pgpkey.Limits).
-		ad, err := s.store.Admit(k, s.conf().KeyLimits)
+		// Admit also reads whether the key is blocked and stored: one
+		// lookup each per key, not two.
+		ad, err := s.store.Admit(k, lim)
 		if errors.Is(err, pgpkey.ErrTooLarge) {
 			res.Failed = append(res.Failed, err.Error())
 			continue
 		} else if err != nil {
 			return res, err
+		}
+		if ad.Blocked {
+			s.log.Info().Str("fpr", k.Fingerprint().String()).Msg("refused upload of a blocked key")
+			res.Failed = append(res.Failed, "key "+k.Fingerprint().String()+" is blocked on this server")
+			continue
 		}
 		if !ad.Novel {
 			res.Unchanged = append(res.Unchanged, k.Fingerprint().String())
@@ -125,8 +126,7 @@ func (s *Server) ingest(ctx context.Context, raws []*pgpkey.RawKey, release func
 		})
 		novelKeys = append(novelKeys, k)
 		novelRIDs = append(novelRIDs, rid)
-		_, err = s.store.Latest(rid)
-		existed = append(existed, err == nil)
+		existed = append(existed, ad.Stored)
 	}
 	if len(events) == 0 && len(res.Unchanged) == 0 {
 		return res, &httpError{http.StatusUnprocessableEntity, "Add failed", "no usable key: " + strings.Join(res.Failed, "; ")}

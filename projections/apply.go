@@ -414,14 +414,14 @@ func (a *batchApplier) isBlocked(fpr []byte) (bool, error) {
 	if v, ok := a.blocked[string(fpr)]; ok {
 		return v, nil
 	}
-	return exists(a.s.db, blockedKey(fpr))
+	return a.s.admin.isBlocked(fpr), nil
 }
 
 func (a *batchApplier) isSuppressed(h pgpkey.KeyHash) (bool, error) {
 	if v, ok := a.suppressed[h]; ok {
 		return v, nil
 	}
-	return exists(a.s.db, suppressKey(h))
+	return a.s.admin.isSuppressed(h), nil
 }
 
 func exists(r Reader, key []byte) (bool, error) {

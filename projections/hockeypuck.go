@@ -50,6 +50,19 @@ type hockeypuck struct {
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
 	notify  chan struct{}
+
+	gather time.Duration // see gatherEvents; tests change it
+	// rest pauses the follower (restWhileBusy); tests replace it.
+	rest    func(ctx context.Context, d time.Duration) bool
+	batches atomic.Uint64 // batches committed since Open
+
+	// blocked (fingerprints, as hpBlockedKey strings) and suppressed
+	// mirror the b and x key spaces as committed, so that applying a key
+	// costs no Pebble lookups for them (each is a memtable search per
+	// uploaded key; the sets are a few admin actions long). Loaded at
+	// open; changed only by applyBatch after its commit, under applyMu.
+	blocked    map[string]bool
+	suppressed map[pgpkey.KeyHash]bool
 }
 
 func hpRecordKey(fpr []byte) []byte   { return appendRID([]byte{prefixHPRecord}, fpr) }
@@ -69,7 +82,35 @@ func openHockeypuck(s *Store) (*hockeypuck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Hockeypuck prefix tree: %w", err)
 	}
-	return &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{})}, nil
+	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather, rest: sleepCtx,
+		blocked: make(map[string]bool), suppressed: make(map[pgpkey.KeyHash]bool)}
+	err = scanKeys(s.db, prefixHPBlocked, func(k []byte) { hp.blocked[string(k)] = true })
+	if err == nil {
+		err = scanKeys(s.db, prefixHPSuppress, func(k []byte) {
+			var h pgpkey.KeyHash
+			if len(k) == 1+len(h) {
+				copy(h[:], k[1:])
+				hp.suppressed[h] = true
+			}
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open Hockeypuck dataset: %w", err)
+	}
+	return hp, nil
+}
+
+// scanKeys calls fn with every key of db that starts with prefix.
+func scanKeys(db *pebble.DB, prefix byte, fn func(k []byte)) error {
+	p := []byte{prefix}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		fn(it.Key())
+	}
+	return it.Close()
 }
 
 // HockeypuckApplied returns the log index the Hockeypuck dataset has
@@ -238,7 +279,26 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 		backoff := 100 * time.Millisecond
 		for {
 			notify := log.Notify()
-			if err := s.CatchUpHockeypuck(ctx, log, log.LastIndex()); err != nil {
+			if s.HockeypuckApplied() >= log.LastIndex() {
+				select {
+				case <-notify:
+				case <-ctx.Done():
+					return
+				}
+				continue
+			}
+			if !s.hp.gatherEvents(ctx, log) {
+				return
+			}
+			to, start := log.LastIndex(), time.Now()
+			err := s.CatchUpHockeypuck(ctx, log, to)
+			if err == nil {
+				rest := restWhileBusy(time.Since(start), log.LastIndex()-to, log.LastIndex()-s.HockeypuckApplied())
+				if rest > 0 && !s.hp.rest(ctx, rest) {
+					return
+				}
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -252,17 +312,73 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 				continue
 			}
 			backoff = 100 * time.Millisecond
-			if s.HockeypuckApplied() < log.LastIndex() {
-				continue
-			}
-			select {
-			case <-notify:
-			case <-ctx.Done():
-				return
-			}
 		}
 	}()
 	return wg.Wait
+}
+
+// While the log keeps growing, the Hockeypuck dataset works at most one
+// part in hpDuty of the time, unless it is hpMaxBusyLag events behind.
+const (
+	hpDuty       = 4
+	hpMaxBusyLag = 100_000
+)
+
+// restWhileBusy is how long the follower rests after a catch-up that took
+// worked, during which grew events arrived, leaving it lag behind. Only
+// Hockeypuck peers read this dataset, and recon waits for it; its
+// signature checks (a third of an upload's CPU on two cores) would
+// otherwise compete with the uploads and recon fetches that make the log
+// grow. When the log stops growing it catches up at full speed; a burst
+// that never ends is bounded by hpMaxBusyLag.
+func restWhileBusy(worked time.Duration, grew, lag eventlog.Index) time.Duration {
+	if grew == 0 || lag >= hpMaxBusyLag {
+		return 0
+	}
+	return min((hpDuty-1)*worked, time.Second)
+}
+
+// sleepCtx sleeps for d; it returns false when ctx is done first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// hpGather is how long the Hockeypuck dataset waits, after the log grows,
+// for more events before applying them (gatherEvents).
+const hpGather = 20 * time.Millisecond
+
+// gatherEvents lets a stream of uploads (a group commit every millisecond
+// or so) gather into one batch: it waits until a whole batch of events is
+// unapplied or hp.gather has passed. Each batch costs a log read,
+// goroutines, a prefix tree flush and a Pebble commit. Nothing answers an
+// upload after this dataset, so only its own lag grows. It returns false
+// when ctx is done.
+func (hp *hockeypuck) gatherEvents(ctx context.Context, log *eventlog.Log) bool {
+	if hp.gather <= 0 {
+		return true
+	}
+	timer := time.NewTimer(hp.gather)
+	defer timer.Stop()
+	for {
+		notify := log.Notify()
+		if log.LastIndex()-hp.appliedIndex() >= eventlog.Index(hp.s.cfg.BatchEvents) {
+			return true
+		}
+		select {
+		case <-notify:
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // CatchUpHockeypuck applies the log to the Hockeypuck dataset from its
@@ -425,6 +541,21 @@ func (hp *hockeypuck) applyBatch(batch []hpParsed) error {
 		return fail(fmt.Errorf("commit Hockeypuck batch up to index %d: %w", last, err))
 	}
 	a.b.Close()
+	for fpr, v := range a.blocked {
+		if k := string(hpBlockedKey([]byte(fpr))); v {
+			hp.blocked[k] = true
+		} else {
+			delete(hp.blocked, k)
+		}
+	}
+	for h, v := range a.suppressed {
+		if v {
+			hp.suppressed[h] = true
+		} else {
+			delete(hp.suppressed, h)
+		}
+	}
+	hp.batches.Add(1)
 	hp.setApplied(last)
 	return nil
 }
@@ -462,14 +593,14 @@ func (a *hpApplier) isBlocked(fpr []byte) (bool, error) {
 	if v, ok := a.blocked[string(fpr)]; ok {
 		return v, nil
 	}
-	return exists(a.hp.s.db, hpBlockedKey(fpr))
+	return a.hp.blocked[string(hpBlockedKey(fpr))], nil
 }
 
 func (a *hpApplier) isSuppressed(h pgpkey.KeyHash) (bool, error) {
 	if v, ok := a.suppressed[h]; ok {
 		return v, nil
 	}
-	return exists(a.hp.s.db, hpSuppressKey(h))
+	return a.hp.suppressed[h], nil
 }
 
 func (a *hpApplier) hashTaken(h pgpkey.KeyHash) (bool, error) {

@@ -17,6 +17,12 @@ type Admission struct {
 	Novel bool
 	// Trim says what the limits dropped.
 	Trim pgpkey.Trim
+	// Blocked reports that the key's fingerprint is blocked on this
+	// server (then Novel is false).
+	Blocked bool
+	// Stored reports that the store holds a live version of the key (an
+	// upload of it is an update, not an addition).
+	Stored bool
 }
 
 // Admit applies the abuse limits (pgpkey.Limits.Apply, the flooded-key
@@ -29,11 +35,14 @@ type Admission struct {
 // error is the store's. A blocked key is never novel (see Novel).
 func (s *Store) Admit(k *pgpkey.Key, lim pgpkey.Limits) (Admission, error) {
 	ad := Admission{Key: k}
-	if blocked, err := s.Blocked(k.Fingerprint().Bytes()); err != nil || blocked {
+	blocked, err := s.Blocked(k.Fingerprint().Bytes())
+	if err != nil || blocked {
+		ad.Blocked = blocked
 		return ad, err
 	}
 	var stored *pgpkey.Key
 	rec, err := s.Latest(RecordID(k))
+	ad.Stored = err == nil
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:

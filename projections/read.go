@@ -424,7 +424,7 @@ func (s *Store) Histogram(granularity string, since time.Time) ([]HistogramBin, 
 
 // Blocked reports whether the operator blocked (or deleted) the key with
 // this primary fingerprint.
-func (s *Store) Blocked(fpr []byte) (bool, error) { return exists(s.db, blockedKey(fpr)) }
+func (s *Store) Blocked(fpr []byte) (bool, error) { return s.admin.isBlocked(fpr), nil }
 
 // posting is an iterator over one word's postings, W<word>\x00<len><rid>.
 type posting struct {

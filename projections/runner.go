@@ -162,6 +162,7 @@ func (s *Store) applyBatch(batch []parsedEvent) error {
 	if err := a.commit(last); err != nil {
 		return err
 	}
+	s.admin.update(a.blocked, a.suppressed)
 	s.lastBatchStats = a.stats
 	s.mu.Lock()
 	if s.totals == nil {

@@ -104,6 +104,7 @@ type Store struct {
 	applyMu sync.Mutex
 	tree    *ptree.Tree
 	hp      *hockeypuck // the Hockeypuck dataset, with its own applied index (hockeypuck.go)
+	admin   adminSets   // blocked fingerprints and suppressed hashes, in memory (adminsets.go)
 	keys    int64       // live records; Invariant: equals the number of L entries not deleted
 	// lastBatchStats are the counts of the batch applyBatch committed last.
 	lastBatchStats ApplyStats
@@ -217,6 +218,9 @@ func (s *Store) load() error {
 		return fmt.Errorf("open prefix tree: %w", err)
 	}
 	s.tree = tree
+	if err := s.admin.load(s); err != nil {
+		return fmt.Errorf("load blocked fingerprints: %w", err)
+	}
 	if s.hp, err = openHockeypuck(s); err != nil {
 		return err
 	}

@@ -1,0 +1,262 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
+)
+
+// TestHockeypuckGathersUploads: uploads arriving one by one (each applied
+// to the SKS dataset before the next comes) reach the Hockeypuck dataset
+// in one batch once a batch's worth is waiting, not in one batch each.
+func TestHockeypuckGathersUploads(t *testing.T) {
+	const n = 6
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	r := pgpkey.NewReader(&buf)
+	dir := t.TempDir()
+	lcfg := eventlog.DefaultConfig()
+	lcfg.NoSync = true
+	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	scfg := DefaultConfig()
+	scfg.BatchEvents = n
+	scfg.Logger = lcfg.Logger
+	s, err := Open(filepath.Join(dir, "db"), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Without a batch's worth waiting, it would wait for ever: only the
+	// count of events can end the gathering here.
+	s.hp.gather = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Follow(ctx, log) }()
+	defer func() { cancel(); <-done }()
+
+	var last eventlog.Index
+	for i := 0; i < n; i++ {
+		raw, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err = log.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: raw.Raw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitApplied(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer wcancel()
+	if err := s.WaitHockeypuckApplied(wctx, last); err != nil {
+		t.Fatalf("Hockeypuck dataset did not apply %d events once a batch's worth waited: %v", n, err)
+	}
+	if got := s.hp.batches.Load(); got != 1 {
+		t.Errorf("Hockeypuck dataset applied %d uploads in %d batches, want 1", n, got)
+	}
+}
+
+// TestHockeypuckBlockSurvivesReopen: the Hockeypuck dataset keeps its
+// blocked fingerprints and suppressed hashes in memory; reopened, it must
+// still refuse a blocked key and keep a deleted key's hash suppressed.
+func TestHockeypuckBlockSurvivesReopen(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: 2, Seed: 11}); err != nil {
+		t.Fatal(err)
+	}
+	r := pgpkey.NewReader(&buf)
+	var raws [][]byte
+	var fprs [][]byte
+	for range 2 {
+		raw, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := pgpkey.ParseKey(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws, fprs = append(raws, raw.Raw), append(fprs, k.Fingerprint().Bytes())
+	}
+	dir := t.TempDir()
+	lcfg := eventlog.DefaultConfig()
+	lcfg.NoSync = true
+	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	scfg := DefaultConfig()
+	scfg.Logger = lcfg.Logger
+	open := func() (*eventlog.Log, *Store) {
+		log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(filepath.Join(dir, "db"), scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return log, s
+	}
+	ctx := context.Background()
+	appendAndApply := func(log *eventlog.Log, s *Store, evs ...*eventlog.Event) {
+		t.Helper()
+		if _, err := log.Append(ctx, evs...); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CatchUpHockeypuck(ctx, log, log.LastIndex()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(b []byte) *eventlog.Event {
+		return &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: b}
+	}
+	admin := func(kind eventlog.Kind, fpr []byte) *eventlog.Event {
+		return &eventlog.Event{Kind: kind, Origin: eventlog.OriginAdmin, Target: fpr, Reason: "test", Time: time.Now()}
+	}
+
+	log, s := open()
+	appendAndApply(log, s, key(raws[1]))
+	h1, err := HockeypuckHash(raws[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HockeypuckByHash(h1); err != nil {
+		t.Fatalf("key 1 before deletion: %v", err)
+	}
+	elems := s.HockeypuckPtreeElements()
+	// Key 0 blocked before it ever arrives; key 1 deleted (blocked, its
+	// hash suppressed in the tree).
+	appendAndApply(log, s, admin(eventlog.KindKeyBlocked, fprs[0]), admin(eventlog.KindKeyDeleted, fprs[1]))
+	s.Close()
+	log.Close()
+
+	log, s = open()
+	defer log.Close()
+	defer s.Close()
+	appendAndApply(log, s, key(raws[0]))
+	h0, err := HockeypuckHash(raws[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HockeypuckByHash(h0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("blocked key stored after reopen: %v", err)
+	}
+	// Unblocked and back with the same content: the suppressed hash is
+	// reused, not inserted a second time.
+	appendAndApply(log, s, admin(eventlog.KindKeyUnblocked, fprs[1]), key(raws[1]))
+	if _, err := s.HockeypuckByHash(h1); err != nil {
+		t.Errorf("key 1 back after unblocking: %v", err)
+	}
+	if got := s.HockeypuckPtreeElements(); got != elems {
+		t.Errorf("tree has %d elements, want %d (the suppressed hash reused)", got, elems)
+	}
+}
+
+// TestHockeypuckRestsWhileLogGrows: while uploads keep arriving, the
+// Hockeypuck dataset rests three times as long as it worked after each
+// catch-up (so its signature checks leave the cores to the uploads), and
+// catches up with all of them once they stop.
+func TestHockeypuckRestsWhileLogGrows(t *testing.T) {
+	const n = 40
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: 9}); err != nil {
+		t.Fatal(err)
+	}
+	r := pgpkey.NewReader(&buf)
+	dir := t.TempDir()
+	lcfg := eventlog.DefaultConfig()
+	lcfg.NoSync = true
+	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	scfg := DefaultConfig()
+	scfg.Logger = lcfg.Logger
+	s, err := Open(filepath.Join(dir, "db"), scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.hp.gather = 0
+	var mu sync.Mutex
+	var rests []time.Duration
+	s.hp.rest = func(ctx context.Context, d time.Duration) bool {
+		mu.Lock()
+		rests = append(rests, d)
+		mu.Unlock()
+		return sleepCtx(ctx, time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Follow(ctx, log) }()
+	defer func() { cancel(); <-done }()
+
+	// Each upload waits until the Hockeypuck dataset has started on the
+	// previous ones, so the log grows during every catch-up.
+	var last eventlog.Index
+	for i := 0; i < n; i++ {
+		raw, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err = log.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: raw.Raw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s.hp.batches.Load() == 0 && i > 0 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer wcancel()
+	if err := s.WaitHockeypuckApplied(wctx, last); err != nil {
+		t.Fatalf("the Hockeypuck dataset did not catch up once the uploads stopped: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(rests) == 0 {
+		t.Fatalf("the Hockeypuck dataset never rested while %d uploads arrived in %d batches", n, s.hp.batches.Load())
+	}
+	for _, d := range rests {
+		if d <= 0 || d > time.Second {
+			t.Errorf("rest of %v: want (0, 1s]", d)
+		}
+	}
+}
+
+func TestRestWhileBusy(t *testing.T) {
+	for _, c := range []struct {
+		worked    time.Duration
+		grew, lag eventlog.Index
+		want      time.Duration
+	}{
+		{10 * time.Millisecond, 0, 0, 0},                     // the log stood still: catch up at full speed
+		{10 * time.Millisecond, 5, 5, 30 * time.Millisecond}, // uploads arrived: a quarter of the time
+		{time.Minute, 5, 5, time.Second},                     // never more than a second
+		{10 * time.Millisecond, 5, hpMaxBusyLag, 0},          // too far behind: no rest
+		{10 * time.Millisecond, 5, hpMaxBusyLag - 1, 30 * time.Millisecond},
+	} {
+		if got := restWhileBusy(c.worked, c.grew, c.lag); got != c.want {
+			t.Errorf("restWhileBusy(%v, %d, %d) = %v, want %v", c.worked, c.grew, c.lag, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+// Command uploadprof measures the CPU an upload costs (issue 4,
+// docs/benchmarks.md "Uploads"): it starts grapevine serve on a copy of an
+// imported basedir (with GRAPEVINE_PPROF=1 and a metrics listener),
+// uploads -warm keys, waits for both projections, then uploads -n fresh
+// keys of a second corpus (seed 1001) from -c clients, one armored key per
+// POST /pks/add, and prints the daemon's utime+stime per key (until both
+// projections have applied the last upload), the client's, and fsyncs per
+// key; -prof writes a 30 s CPU profile of the daemon. Wall-clock keys/s is
+// printed too but means little on a loaded machine.
+//
+//	go run ./testdata/uploadprof -bin ./grapevine -dir store -mkstore 20000
+//	go run ./testdata/uploadprof -bin ./grapevine -dir store -prof cpu.prof
+//
+// It writes sksconf into -dir and adds keys to it: run it on a copy.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
+)
+
+func main() {
+	bin := flag.String("bin", "./grapevine", "")
+	dir := flag.String("dir", "", "basedir (imported)")
+	mk := flag.Int("mkstore", 0, "generate+import a store of N keys into dir and exit")
+	n := flag.Int("n", 3000, "keys to upload")
+	off := flag.Int("off", 0, "skip keys of the upload corpus")
+	clients := flag.Int("c", 8, "")
+	prof := flag.String("prof", "", "write CPU profile here")
+	warm := flag.Int("warm", 500, "keys uploaded before measuring")
+	flag.Parse()
+	ctx := context.Background()
+	if *mk > 0 {
+		dump := *dir + ".dump"
+		if err := os.MkdirAll(dump, 0o755); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := corpus.GenerateDump(ctx, dump, corpus.Options{N: *mk, Seed: 1}, 15000); err != nil {
+			log.Fatal(err)
+		}
+		c := exec.Command(*bin, "import", "--basedir", *dir, dump)
+		c.Stdout, c.Stderr = os.Stdout, os.Stderr
+		if err := c.Run(); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(ctx, &buf, corpus.Options{N: *off + *warm + *n, Seed: 1001}); err != nil {
+		log.Fatal(err)
+	}
+	bodies, err := armorKeys(buf.Bytes())
+	if err != nil {
+		log.Fatal(err)
+	}
+	bodies = bodies[*off:]
+	p := freePorts(3)
+	conf := fmt.Sprintf("hostname: 127.0.0.254\nhkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\ndontgossip:\ngrapevine_metrics_address: 127.0.0.1:%d\n", p[0], p[1], p[2])
+	if err := os.WriteFile(filepath.Join(*dir, "sksconf"), []byte(conf), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	abs, _ := filepath.Abs(*bin)
+	cmd := exec.Command(abs, "serve", "--basedir", *dir)
+	cmd.Dir = *dir
+	cmd.Env = append(os.Environ(), "GRAPEVINE_PPROF=1")
+	lf, err := os.Create(*dir + ".serve.log")
+	if err != nil {
+		log.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	base := fmt.Sprintf("http://127.0.0.1:%d", p[0])
+	mbase := fmt.Sprintf("http://127.0.0.1:%d", p[2])
+	for {
+		m := metrics(mbase)
+		if m != nil && m[`grapevine_projection_lag_events{projection="hockeypuck"}`] == 0 && m[`grapevine_projection_lag_events{projection="sks"}`] == 0 {
+			if _, err := http.Get(base + "/pks/lookup?op=stats"); err == nil {
+				break
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	upload(base, bodies[:*warm], *clients)
+	bodies = bodies[*warm:]
+	for {
+		m := metrics(mbase)
+		if m[`grapevine_projection_lag_events{projection="hockeypuck"}`] == 0 && m[`grapevine_projection_lag_events{projection="sks"}`] == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1 * time.Second)
+	m0 := metrics(mbase)
+	c0 := procCPU(pid)
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	profDone := make(chan []byte, 1)
+	if *prof != "" {
+		go func() {
+			resp, err := http.Get(mbase + "/debug/pprof/profile?seconds=30")
+			if err != nil {
+				log.Print(err)
+				profDone <- nil
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			profDone <- b
+		}()
+		time.Sleep(200 * time.Millisecond)
+	}
+	start := time.Now()
+	keys, errs := upload(base, bodies, *clients)
+	wall := time.Since(start)
+	c1 := procCPU(pid)
+	var ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	// wait for projections to finish the async work
+	for {
+		m := metrics(mbase)
+		if m[`grapevine_projection_lag_events{projection="hockeypuck"}`] == 0 && m[`grapevine_projection_lag_events{projection="sks"}`] == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c2 := procCPU(pid)
+	m1 := metrics(mbase)
+	cl := (tv(ru1.Utime) + tv(ru1.Stime)) - (tv(ru0.Utime) + tv(ru0.Stime))
+	fs := m1["grapevine_log_fsyncs_total"] - m0["grapevine_log_fsyncs_total"]
+	ev := m1["grapevine_log_appended_events_total"] - m0["grapevine_log_appended_events_total"]
+	fmt.Printf("keys %d errors %d wall %.2fs keys/s %.0f | server CPU during %.0f us/key, incl. catch-up %.0f us/key, client %.0f us/key | total %.0f us/key | events %v fsyncs %v (%.3f/key) | load %s\n",
+		keys, errs, wall.Seconds(), float64(keys)/wall.Seconds(),
+		(c1-c0)/float64(keys)*1e6, (c2-c0)/float64(keys)*1e6, cl/float64(keys)*1e6, (c2-c0+cl)/float64(keys)*1e6,
+		ev, fs, fs/float64(keys), loadavg())
+	if *prof != "" {
+		// The profile runs its fixed 30 s.
+		if err := os.WriteFile(*prof, <-profDone, 0o644); err != nil {
+			log.Fatal(err)
+		}
+	}
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
+}
+
+func metrics(base string) map[string]float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(l[i+1:], 64)
+		m[l[:i]] = v
+	}
+	return m
+}
+
+func freePorts(n int) []int {
+	var out []int
+	var ls []net.Listener
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+func armorKeys(data []byte) ([][]byte, error) {
+	r := pgpkey.NewReader(bytes.NewReader(data))
+	var out [][]byte
+	for {
+		raw, err := r.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var b bytes.Buffer
+		w, _ := armor.Encode(&b, "PGP PUBLIC KEY BLOCK", nil)
+		w.Write(raw.Raw)
+		w.Close()
+		out = append(out, []byte("keytext="+url.QueryEscape(b.String())))
+	}
+}
+
+func upload(base string, bodies [][]byte, clients int) (int, int) {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, DisableCompression: true}
+	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
+	next := make(chan []byte)
+	go func() {
+		for _, b := range bodies {
+			next <- b
+		}
+		close(next)
+	}()
+	var mu sync.Mutex
+	keys, errs := 0, 0
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for body := range next {
+				req, _ := http.NewRequest(http.MethodPost, base+"/pks/add", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := client.Do(req)
+				ok := false
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					ok = resp.StatusCode/100 == 2
+				}
+				mu.Lock()
+				keys++
+				if !ok {
+					errs++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return keys, errs
+}
