@@ -498,6 +498,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	if err := s.db.Ingest(paths); err != nil {
 		return total, fmt.Errorf("bulk: ingest: %w", err)
 	}
+	s.refs.reset()
 	s.keys = keys
 	s.tree.Reset()
 	s.mu.Lock()
