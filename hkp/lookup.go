@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,8 +40,17 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		recs = []*projections.Record{rec}
-	} else if recs, err = s.find(q); err != nil {
-		return err
+	} else {
+		id, err := classifySearch(q.search)
+		if err != nil {
+			return err
+		}
+		if q.op == "get" && id != nil && id.hexDigits >= 32 {
+			return s.getByFingerprint(w, r, q, id.raw)
+		}
+		if recs, err = s.find(q, id); err != nil {
+			return err
+		}
 	}
 	recs, hidden := s.legacyRecords(q, recs)
 	if len(recs) == 0 && hidden > 0 {
@@ -141,12 +151,9 @@ func writeBody(w http.ResponseWriter, r *http.Request, body []byte) error {
 	return nil
 }
 
-// find resolves a search (hkp.md §4) to records.
-func (s *Server) find(q query) ([]*projections.Record, error) {
-	id, err := classifySearch(q.search)
-	if err != nil {
-		return nil, err
-	}
+// find resolves a search (hkp.md §4), classified as id (nil for a word
+// search), to records.
+func (s *Server) find(q query, id *idSearch) ([]*projections.Record, error) {
 	if id != nil {
 		switch id.hexDigits {
 		case 8:
@@ -207,6 +214,55 @@ func (s *Server) parseRecords(recs []*projections.Record) []*pgpkey.Key {
 	return keys
 }
 
+// getByFingerprint answers op=get by fingerprint (hkp.md §5), the lookup
+// clients make most. It reads the keys' latest pointers first and the key
+// bytes only when the armored answer of that version is not cached
+// (armorCache): records stand in for the pointers, without Key, until
+// loadKeys reads them.
+func (s *Server) getByFingerprint(w http.ResponseWriter, r *http.Request, q query, fpr []byte) error {
+	refs, err := s.store.FingerprintRefs(fpr)
+	if err != nil {
+		return err
+	}
+	recs := make([]*projections.Record, len(refs))
+	stubs := make([]projections.Record, len(refs))
+	for i, ref := range refs {
+		stubs[i] = projections.Record{RID: ref.RID, Index: ref.Index, Hash: ref.Hash, SKS: ref.SKS}
+		recs[i] = &stubs[i]
+	}
+	recs, hidden := s.legacyRecords(q, recs)
+	if len(recs) == 0 && hidden > 0 {
+		return errLegacyHidden()
+	}
+	if len(recs) == 1 && q.limit != 0 {
+		if armor := s.armors.get(recs[0]); armor != nil {
+			return s.writeArmored(w, r, q, 1, s.withArmorHeaders(armor))
+		}
+	}
+	if recs, err = s.loadKeys(recs); err != nil {
+		return err
+	}
+	return s.writeGet(w, r, q, recs)
+}
+
+// loadKeys replaces the stand-ins of getByFingerprint with the stored
+// versions they name. A version is never removed, so each is there; only
+// a deletion version (which a live pointer never names) is left out.
+func (s *Server) loadKeys(refs []*projections.Record) ([]*projections.Record, error) {
+	recs := refs[:0]
+	for _, ref := range refs {
+		rec, err := s.store.Version(projections.Ref{RID: ref.RID, Index: ref.Index})
+		if err == projections.ErrNotFound {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
 // writeGet answers op=get and op=hget (hkp.md §5): the stored keys, which
 // are already in SKS's serialised canonical form, in one armor block. No
 // parsing on this path: it is the one clients hit hardest.
@@ -218,11 +274,13 @@ func (s *Server) writeGet(w http.ResponseWriter, r *http.Request, q query, recs 
 	if q.limit >= 0 && q.limit < len(recs) {
 		recs = recs[:q.limit]
 	}
+	return s.writeArmored(w, r, q, total, s.armorRecords(recs))
+}
+
+// writeArmored writes an op=get answer of total keys: the armor itself
+// (options=mr) or the HTML page that shows it.
+func (s *Server) writeArmored(w http.ResponseWriter, r *http.Request, q query, total int, armored []byte) error {
 	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(total))
-	armored, err := s.armorRecords(recs)
-	if err != nil {
-		return err
-	}
 	if q.mr {
 		w.Header().Set("Content-Type", "application/pgp-keys; charset=UTF-8")
 		w.Header().Set("Content-Disposition", "attachment; filename=gpgkey.asc")
@@ -237,19 +295,55 @@ func (s *Server) writeGet(w http.ResponseWriter, r *http.Request, q query, recs 
 }
 
 // armorRecords writes the stored keys in one armor block with a CRC and a
-// final newline (hkp.md §5.1).
-func (s *Server) armorRecords(recs []*projections.Record) ([]byte, error) {
-	var headers []string
-	if s.conf().Hostname != "" {
-		headers = []string{"Comment: Hostname: " + truncate(s.conf().Hostname, 53)}
+// final newline (hkp.md §5.1). The armor of a single key is cached by its
+// version, without the header lines, which the configuration may change.
+func (s *Server) armorRecords(recs []*projections.Record) []byte {
+	if len(recs) == 1 && s.armors != nil {
+		armor := s.armors.get(recs[0])
+		if armor == nil {
+			armor = appendArmor(nil, nil, recs)
+			s.armors.put(recs[0], armor)
+		}
+		return s.withArmorHeaders(armor)
 	}
+	var headers []string
+	if host := s.conf().Hostname; host != "" {
+		headers = []string{"Comment: Hostname: " + truncate(host, 53)}
+	}
+	return appendArmor(nil, headers, recs)
+}
+
+// appendArmor appends the armor of the keys with these header lines.
+func appendArmor(dst []byte, headers []string, recs []*projections.Record) []byte {
 	keys := make([][]byte, len(recs))
 	size := 128
 	for i, rec := range recs {
 		keys[i] = rec.Key
 		size += len(rec.Key)*4/3 + len(rec.Key)/48 + 4
 	}
-	return pgpkey.AppendArmor(make([]byte, 0, size), headers, keys...), nil
+	return pgpkey.AppendArmor(slices.Grow(dst, size), headers, keys...)
+}
+
+// armorBegin is the first line of every armor AppendArmor writes; the
+// header lines follow it.
+const armorBegin = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n"
+
+// withArmorHeaders returns armor (written without header lines) with this
+// server's: the Comment naming the host (hkp.md §5.1). Without a hostname
+// it is armor itself, which the caller must not modify.
+func (s *Server) withArmorHeaders(armor []byte) []byte {
+	host := s.conf().Hostname
+	if host == "" {
+		return slices.Clip(armor)
+	}
+	const comment = "Comment: Hostname: "
+	host = truncate(host, 53)
+	out := make([]byte, 0, len(armor)+len(comment)+len(host)+1)
+	out = append(out, armorBegin...)
+	out = append(out, comment...)
+	out = append(out, host...)
+	out = append(out, '\n')
+	return append(out, armor[len(armorBegin):]...)
 }
 
 func truncate(s string, n int) string {

@@ -20,15 +20,26 @@ import (
 )
 
 // BenchmarkLookup answers lookups through the handler (no network) on the
-// fixture keys, after one warm-up request: op=get by fingerprint and the
-// machine-readable index by a word every fixture key carries.
+// fixture keys, after one warm-up request: op=get by fingerprint (with the
+// armor and fingerprint caches, which the warm-up fills, and without: what
+// a get of a key not asked for lately costs) and the machine-readable index
+// by a word every fixture key carries.
 func BenchmarkLookup(b *testing.B) {
-	for _, c := range []struct{ name, path string }{
-		{"get", "/pks/lookup?op=get&options=mr&search=0x3B03A965A519A6CAE8B09425CED1786732CA2E5C"},
-		{"index-mr", "/pks/lookup?op=index&options=mr&search=example"},
+	const get = "/pks/lookup?op=get&options=mr&search=0x3B03A965A519A6CAE8B09425CED1786732CA2E5C"
+	for _, c := range []struct {
+		name, path string
+		uncached   bool
+	}{
+		{"get", get, false},
+		{"get-uncached", get, true},
+		{"index-mr", "/pks/lookup?op=index&options=mr&search=example", false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			ts := newBenchServer(b)
+			cfg, scfg := hkp.DefaultConfig(), projections.DefaultConfig()
+			if c.uncached {
+				cfg.ArmorCacheBytes, scfg.FingerprintCacheEntries = 0, 0
+			}
+			ts := newBenchServer(b, cfg, scfg)
 			req := httptest.NewRequest(http.MethodGet, c.path, nil)
 			req.RemoteAddr = "127.0.0.1:1234"
 			w := httptest.NewRecorder()
@@ -48,7 +59,7 @@ func BenchmarkLookup(b *testing.B) {
 
 // newBenchServer is newTestServer for benchmarks: the fixture keys
 // uploaded and applied.
-func newBenchServer(b *testing.B) *testServer {
+func newBenchServer(b *testing.B, cfg hkp.Config, scfg projections.Config) *testServer {
 	dir := b.TempDir()
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = zerolog.Nop()
@@ -56,12 +67,12 @@ func newBenchServer(b *testing.B) *testServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store, err := projections.Open(filepath.Join(dir, "db"), projections.DefaultConfig())
+	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { store.Close(); log.Close() })
-	srv, err := hkp.New(hkp.DefaultConfig(), store, log, nil)
+	srv, err := hkp.New(cfg, store, log, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

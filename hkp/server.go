@@ -76,6 +76,10 @@ type Config struct {
 	// data for index pages) kept in memory, a few hundred bytes each.
 	// Default 100000.
 	SummaryCacheKeys int
+	// ArmorCacheBytes bounds the armored op=get answers kept in memory,
+	// by key version (armorCache); 0 turns the cache off. Default 32 MiB,
+	// about 10,000 typical keys.
+	ArmorCacheBytes int
 	// MaxBodies bounds the request bodies (/pks/add, /pks/hashquery) read
 	// and parsed at once, so memory stays below about MaxBodies × 2 ×
 	// MaxPostBytes whatever the number of clients. A request waits up to
@@ -130,6 +134,7 @@ func DefaultConfig() Config {
 		RateLimit:          10,
 		RateBurst:          100,
 		SummaryCacheKeys:   100000,
+		ArmorCacheBytes:    32 << 20,
 		BodyWait:           5 * time.Second,
 		ApplyWait:          5 * time.Second,
 		ReadHeaderTimeout:  10 * time.Second,
@@ -150,6 +155,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("hkp: MaxMatches %d / MaxInternalMatches %d: must be positive", c.MaxMatches, c.MaxInternalMatches)
 	case c.SummaryCacheKeys < 1:
 		return fmt.Errorf("hkp: SummaryCacheKeys %d: must be positive", c.SummaryCacheKeys)
+	case c.ArmorCacheBytes < 0:
+		return fmt.Errorf("hkp: ArmorCacheBytes %d: must not be negative", c.ArmorCacheBytes)
 	case c.MaxBodies < 1 || c.BodyWait <= 0:
 		return fmt.Errorf("hkp: MaxBodies %d / BodyWait %v: must be positive", c.MaxBodies, c.BodyWait)
 	case c.MaxHashqueryHashes < 1:
@@ -174,6 +181,8 @@ type Server struct {
 	bodies chan struct{}
 	// summaries caches what index pages show about each key.
 	summaries *summaryCache
+	// armors caches armored op=get answers by key version (nil: off).
+	armors *armorCache
 	// limiter holds nil when rate limiting is off.
 	limiter atomic.Pointer[rateLimiter]
 	// unapplied is the log index of the newest upload answered before the
@@ -189,7 +198,7 @@ func (s *Server) conf() *Config { return s.config.Load() }
 
 // Reload applies a new configuration to a running Server: search limits,
 // body size, access logging, rate limits and the stats page's settings
-// take effect at once. MaxBodies, BodyWait and SummaryCacheKeys keep their
+// take effect at once. MaxBodies, BodyWait, SummaryCacheKeys and ArmorCacheBytes keep their
 // values until restart, as do the timeouts of listeners already serving.
 // Rate-limit buckets start afresh when the rate changes.
 func (s *Server) Reload(cfg Config) error {
@@ -197,7 +206,7 @@ func (s *Server) Reload(cfg Config) error {
 		return err
 	}
 	old := s.conf()
-	cfg.MaxBodies, cfg.BodyWait, cfg.SummaryCacheKeys = old.MaxBodies, old.BodyWait, old.SummaryCacheKeys
+	cfg.MaxBodies, cfg.BodyWait, cfg.SummaryCacheKeys, cfg.ArmorCacheBytes = old.MaxBodies, old.BodyWait, old.SummaryCacheKeys, old.ArmorCacheBytes
 	if cfg.RateLimit != old.RateLimit || cfg.RateBurst != old.RateBurst || !slices.Equal(cfg.TrustedProxies, old.TrustedProxies) {
 		s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies))
 	}
@@ -218,6 +227,7 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 		mux:       http.NewServeMux(),
 		bodies:    make(chan struct{}, cfg.MaxBodies),
 		summaries: newSummaryCache(cfg.SummaryCacheKeys),
+		armors:    newArmorCache(cfg.ArmorCacheBytes),
 	}
 	s.config.Store(&cfg)
 	s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies))

@@ -444,6 +444,7 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 		a.s.tree.Reset()
 		return fmt.Errorf("commit batch up to index %d: %w", applied, err)
 	}
+	invalidateRefs(&a.s.refs, a.written, a.fprLists)
 	a.s.keys = a.keys
 	return b.Close()
 }

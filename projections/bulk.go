@@ -87,7 +87,9 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
 		Key:     key.Marshal(),
 	}
 	p.recKey = recordKey(rid, idx)
-	v := make([]byte, 0, 64+len(rec.Key))
+	// Room for the IDs, terms and record header of most keys: growing v
+	// copied every key once more (10 % of this function).
+	v := make([]byte, 0, 512+len(rec.Key))
 	v = append(v, byte(ev.Origin))
 	v = binary.BigEndian.AppendUint64(v, uint64(ev.Time.UnixNano()))
 	ids := append([]pgpkey.SubkeyID{{Fingerprint: key.Fingerprint(), KeyID: key.KeyID()}}, key.SubkeyIDs()...)
@@ -499,6 +501,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	if err := s.db.Ingest(paths); err != nil {
 		return total, fmt.Errorf("bulk: ingest: %w", err)
 	}
+	s.refs.reset()
 	s.keys = keys
 	s.tree.Reset()
 	s.mu.Lock()

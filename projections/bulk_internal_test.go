@@ -1,7 +1,9 @@
 package projections
 
 import (
+	"bytes"
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,5 +63,59 @@ func TestBulkFallsBackForUnknownProjection(t *testing.T) {
 	}
 	if applied["test-extra"] != eventlog.Index(len(evs)) {
 		t.Fatalf("extra projection applied %d, want %d", applied["test-extra"], len(evs))
+	}
+}
+
+// The sort compares the first 8 key bytes as an integer first: keys that
+// tie there (shorter than 8 bytes and zero-padded, or sharing 8 bytes) must
+// still come out in bytes.Compare order, in memory and merged from runs.
+func TestSorterOrder(t *testing.T) {
+	var keys [][]byte
+	for _, k := range []string{"", "\x00", "a", "ab", "ab\x00", "ab\x00\x00", "ab\x00\x01", "abcdefgh", "abcdefgh\x00",
+		"abcdefghi", "abcdefgg\xff", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00", "abcdefgha"} {
+		keys = append(keys, []byte(k))
+	}
+	// A pair larger than a run reader's buffer (1 MiB) is copied out, the
+	// others are read in place.
+	keys = append(keys, bytes.Repeat([]byte("z"), 3<<19))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 300 {
+		k := make([]byte, rng.IntN(12))
+		for i := range k {
+			k[i] = "ab\x00\xff"[rng.IntN(4)]
+		}
+		keys = append(keys, k)
+	}
+	for _, limit := range []int{1 << 20, 256} { // in memory; spilled runs
+		s := newSorter(t.TempDir(), "t", limit)
+		for _, k := range keys {
+			if err := s.add(k, append([]byte("v"), k...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		it, err := s.iter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][]byte
+		for {
+			k, v, ok, err := it.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			if !bytes.Equal(v, append([]byte("v"), k...)) {
+				t.Fatalf("limit %d: key %.20q carries value %.20q", limit, k, v)
+			}
+			got = append(got, bytes.Clone(k))
+		}
+		it.close()
+		want := slices.Clone(keys)
+		slices.SortFunc(want, bytes.Compare)
+		if !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Fatalf("limit %d (%d runs): order differs from bytes.Compare", limit, len(s.runs))
+		}
 	}
 }

@@ -95,18 +95,13 @@ func (s *Store) ByHash(h pgpkey.KeyHash) (*Record, error) {
 // ByFingerprint returns the keys whose primary key or a subkey has this
 // fingerprint (16, 20 or 32 bytes).
 func (s *Store) ByFingerprint(fpr []byte) ([]*Record, error) {
-	v, closer, err := s.db.Get(fprKey(fpr))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, nil
-	}
+	refs, err := s.FingerprintRefs(fpr)
 	if err != nil {
-		return nil, fmt.Errorf("read fingerprint index: %w", err)
+		return nil, err
 	}
-	rids := ridList(bytes.Clone(v))
-	closer.Close()
 	var out []*Record
-	for _, rid := range rids {
-		rec, err := s.Latest(rid)
+	for _, ref := range refs {
+		rec, err := s.Version(ref)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}

@@ -48,6 +48,10 @@ type Config struct {
 	// BulkSortBytes is the buffer of each external sort of the bulk path
 	// (two at once, each using up to 1.5 times this). Default 32 MiB.
 	BulkSortBytes int
+	// FingerprintCacheEntries bounds the fingerprint lookups answered from
+	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
+	// Default 32768.
+	FingerprintCacheEntries int
 }
 
 // DefaultConfig returns the configuration used by the daemon.
@@ -61,6 +65,8 @@ func DefaultConfig() Config {
 		Ptree:         ptree.DefaultConfig(),
 		BulkMinEvents: 256,
 		BulkSortBytes: 32 << 20,
+
+		FingerprintCacheEntries: 32768,
 	}
 }
 
@@ -75,6 +81,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: CacheBytes %d: must be at least 1 MiB", c.CacheBytes)
 	case c.BulkMinEvents > 0 && c.BulkSortBytes < 1:
 		return fmt.Errorf("projections: BulkSortBytes %d: must be positive", c.BulkSortBytes)
+	case c.FingerprintCacheEntries < 0:
+		return fmt.Errorf("projections: FingerprintCacheEntries %d: must not be negative", c.FingerprintCacheEntries)
 	case c.MemTableBytes < 1<<20:
 		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
 	}
@@ -104,6 +112,8 @@ type Store struct {
 	bulkLast eventlog.Index
 	// facts caches what word searches learnt about versions (wordfacts.go).
 	facts wordFacts
+	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
+	refs refCache
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
@@ -157,6 +167,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		opts:   opts,
 		notify: make(chan struct{}),
 	}
+	s.refs.max = cfg.FingerprintCacheEntries
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err

@@ -163,6 +163,8 @@ func startSKS(ctx context.Context, bin, dir string) (*server, error) {
 // queries are the lookup paths, one list per kind, sampled from the corpus.
 type queries struct {
 	fingerprints, emails, words []string
+	// allFingerprints is a get path for every sampled-from key.
+	allFingerprints []string
 }
 
 var emailRE = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
@@ -243,6 +245,9 @@ func sampleQueries(dumpDir string, n int) (queries, error) {
 		fingerprints: pick(fprs, "/pks/lookup?op=get&options=mr&search="),
 		emails:       pick(emails, "/pks/lookup?op=index&options=mr&search="),
 		words:        pick(words, "/pks/lookup?op=index&options=mr&search="),
+	}
+	for _, f := range fprs {
+		q.allFingerprints = append(q.allFingerprints, "/pks/lookup?op=get&options=mr&search="+url.QueryEscape(f))
 	}
 	if len(q.fingerprints) == 0 || len(q.emails) == 0 || len(q.words) == 0 {
 		return q, errors.New("corpus too small to sample queries from")
@@ -536,6 +541,26 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 					fmt.Sprintf("%d of %d", res[1].errors, res[1].requests)}},
 			)
 		}
+	}
+	if c.getAll {
+		// Every key once before any repeats: what a cache of recent
+		// answers cannot serve.
+		var res [2]wrkResult
+		for i, s := range servers {
+			fmt.Fprintf(os.Stderr, "http: get by fingerprint, every key, 64 conns, %s (%d paths, %s)\n", s.name, len(q.allFingerprints), c.duration)
+			r, err := runWrk(ctx, filepath.Dir(gvDir), s.base, q.allFingerprints, 64, c.duration)
+			if err != nil {
+				return nil, err
+			}
+			res[i] = r
+			stall[i] = max(stall[i], r.max)
+			fmt.Fprintf(os.Stderr, "      %.0f req/s, p50 %v, p99 %v, max %v, %d errors of %d\n", r.rps, r.p50, r.p99, r.max, r.errors, r.requests)
+		}
+		name := "HTTP get by fingerprint, all keys cycled, 64 conn"
+		rows = append(rows,
+			row{name: name + " (req/s)", grapevine: res[0].rps, sk: res[1].rps, higherBetter: true},
+			row{name: name + " p99 (ms)", grapevine: ms(res[0].p99), sk: ms(res[1].p99), prec: 2},
+		)
 	}
 	var up [2]uploadResult
 	for i, s := range servers {

@@ -53,6 +53,7 @@ type config struct {
 	write     string
 
 	http          bool
+	getAll        bool // also op=get cycling every key's fingerprint
 	duration      time.Duration
 	uploadKeys    int
 	uploadClients int
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&c.reconSettle, "recon-settle", 5*time.Second, "let a recon pair settle this long after starting before the measured session")
 	fs.StringVar(&c.reconProfile, "recon-profile", "", "write CPU profiles of the grapevine recon nodes into this directory")
 	fs.BoolVar(&c.http, "http", true, "also measure HTTP: grapevine serve and sks db side by side under wrk and concurrent /pks/add")
+	fs.BoolVar(&c.getAll, "get-all", true, "also measure op=get at 64 connections cycling through every key's fingerprint: answers no cache holds (the 1000 sampled paths fit in any cache)")
 	fs.DurationVar(&c.duration, "duration", 15*time.Second, "wrk duration per row and server (default 15s; scaled down for -keys under 100000 unless set)")
 	fs.IntVar(&c.uploadKeys, "upload-keys", 5000, "keys of the second corpus (seed+1000) uploaded to each server (default 5000; scaled down for -keys under 100000 unless set)")
 	fs.IntVar(&c.uploadClients, "upload-clients", 8, "concurrent /pks/add clients")

@@ -62,12 +62,21 @@ func newLogger(w io.Writer) zerolog.Logger {
 // createIfMissing false, a directory without a log is an error (a typo in
 // --basedir should not silently make an empty keyserver).
 func openBasedir(dir string, logger zerolog.Logger, createIfMissing bool) (*basedir, error) {
+	return openBasedirWith(dir, logger, createIfMissing, nil)
+}
+
+// openBasedirWith is openBasedir with the projections' configuration
+// adjusted by tune (when not nil).
+func openBasedirWith(dir string, logger zerolog.Logger, createIfMissing bool, tune func(*projections.Config)) (*basedir, error) {
 	b, err := openBasedirLog(dir, logger, createIfMissing)
 	if err != nil {
 		return nil, err
 	}
 	scfg := projections.DefaultConfig()
 	scfg.Logger = logger
+	if tune != nil {
+		tune(&scfg)
+	}
 	if b.store, err = projections.Open(filepath.Join(dir, dbDir), scfg); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("basedir %s: %w", dir, err)

@@ -45,7 +45,10 @@ func (e *env) dumpCmd(ctx context.Context, args []string) error {
 		return usagef("dump: --prefix %q: must be a plain file name prefix", *prefix)
 	}
 	logger := newLogger(e.stderr)
-	b, err := openBasedir(*basedirFlag, logger, false)
+	// A dump reads every record block once: a block cache only costs. With
+	// the default 192 MiB, every block read went into fresh memory (calloc,
+	// page faults): half the dump's CPU. A small cache is reused.
+	b, err := openBasedirWith(*basedirFlag, logger, false, func(c *projections.Config) { c.CacheBytes = dumpCacheBytes })
 	if err != nil {
 		// A running daemon holds the basedir: it writes the dump while it
 		// keeps serving. The output path must mean the same to it.
@@ -153,6 +156,9 @@ type dumpChunk struct {
 }
 
 const dumpChunkBytes = 1 << 20
+
+// dumpCacheBytes is the block cache of a store opened by the dump command.
+const dumpCacheBytes = 16 << 20
 
 func (d *dumpWriter) write(ctx context.Context, store *projections.Store, at eventlog.Index) (dumpResult, error) {
 	var res dumpResult

@@ -43,3 +43,34 @@ func BenchmarkAppendArmor(b *testing.B) {
 		buf = pgpkey.AppendArmor(buf[:0], nil, data)
 	}
 }
+
+// CRC24 equals the bit-at-a-time definition (RFC 9580 §6.1) for every
+// length around its six-byte steps, from the initial value and continued
+// from another.
+func TestCRC24MatchesDefinition(t *testing.T) {
+	bitwise := func(crc uint32, data []byte) uint32 {
+		for _, b := range data {
+			crc ^= uint32(b) << 16
+			for range 8 {
+				crc <<= 1
+				if crc&0x1000000 != 0 {
+					crc ^= 0x1864cfb
+				}
+			}
+		}
+		return crc & 0xffffff
+	}
+	data := make([]byte, 200)
+	x := uint32(1)
+	for i := range data {
+		x = x*1103515245 + 12345
+		data[i] = byte(x >> 16)
+	}
+	for n := 0; n <= len(data); n++ {
+		for _, start := range []uint32{pgpkey.CRC24Init, 0, 0xffffff, 0x123456} {
+			if got, want := pgpkey.CRC24(start, data[:n]), bitwise(start, data[:n]); got != want {
+				t.Fatalf("CRC24(%06x, %d bytes) = %06x, want %06x", start, n, got, want)
+			}
+		}
+	}
+}

@@ -72,36 +72,45 @@ type builder struct {
 	val    []byte
 }
 
+// plan is one node of the tree being built: its shape and svalues are
+// found bottom-up (plan), then the nodes are emitted top-down in key order
+// (emitPlan).
+type plan struct {
+	prefix Prefix
+	elems  []Elem // the subtree's elements
+	sv     []Zp
+	leaf   bool
+	kids   []*plan
+}
+
 // node emits the node at prefix p (depth d) holding elems, created holding
 // c0 of them, then its subtree.
 func (b *builder) node(p Prefix, d int, elems []Elem, c0 int) error {
+	return b.emitPlan(b.plan(p, d, elems, c0))
+}
+
+// plan works out the subtree at prefix p (depth d) holding elems, created
+// holding c0 of them. A leaf's svalues are the product over its elements;
+// an internal node's the product of its children's: each element is
+// multiplied in once, not once per level (it was 3–4 times for 100k keys,
+// most of the build's CPU).
+func (b *builder) plan(p Prefix, d int, elems []Elem, c0 int) *plan {
 	cfg := b.cfg
-	n := &node{prefix: p, count: len(elems), svalues: make([]Zp, len(b.points))}
-	for i := range n.svalues {
-		n.svalues[i] = one
-	}
-	for i := range elems {
-		x := ElementFromKeyHash(elems[i].Hash)
-		for j, k := range b.points {
-			n.svalues[j] = n.svalues[j].Mul(k.Sub(x))
-		}
+	n := &plan{prefix: p, elems: elems, sv: make([]Zp, len(b.points))}
+	for i := range n.sv {
+		n.sv[i] = one
 	}
 	q := cfg.BitQuantum
-	internal := n.count > cfg.SplitThreshold && n.count > c0 && p.Bits()+q <= MaxPrefixBits
-	n.leaf = !internal
-	if n.leaf {
-		n.elems = make([][16]byte, len(elems))
+	internal := len(elems) > cfg.SplitThreshold && len(elems) > c0 && p.Bits()+q <= MaxPrefixBits
+	if !internal {
+		n.leaf = true
 		for i := range elems {
-			n.elems[i] = elems[i].Hash
+			x := ElementFromKeyHash(elems[i].Hash)
+			for j, k := range b.points {
+				n.sv[j] = n.sv[j].Mul(k.Sub(x))
+			}
 		}
-	}
-	b.key = appendNodeKey(b.key[:0], cfg, p)
-	b.val = appendNodeValue(b.val[:0], n)
-	if err := b.emit(b.key, b.val); err != nil {
-		return err
-	}
-	if n.leaf {
-		return nil
+		return n
 	}
 	// The split happened at the insert that brought the count to
 	// max(SplitThreshold, c0)+1: the k-th element in insert order.
@@ -127,10 +136,34 @@ func (b *builder) node(p Prefix, d int, elems []Elem, c0 int) error {
 				cc0++
 			}
 		}
-		if err := b.node(p.Child(i, q), d+1, child, cc0); err != nil {
+		kid := b.plan(p.Child(i, q), d+1, child, cc0)
+		for j := range n.sv {
+			n.sv[j] = n.sv[j].Mul(kid.sv[j])
+		}
+		n.kids = append(n.kids, kid)
+		start = end
+	}
+	return n
+}
+
+// emitPlan emits n, then its subtree in key order.
+func (b *builder) emitPlan(pl *plan) error {
+	n := &node{prefix: pl.prefix, count: len(pl.elems), svalues: pl.sv, leaf: pl.leaf}
+	if n.leaf {
+		n.elems = make([][16]byte, len(pl.elems))
+		for i := range pl.elems {
+			n.elems[i] = pl.elems[i].Hash
+		}
+	}
+	b.key = appendNodeKey(b.key[:0], b.cfg, pl.prefix)
+	b.val = appendNodeValue(b.val[:0], n)
+	if err := b.emit(b.key, b.val); err != nil {
+		return err
+	}
+	for _, kid := range pl.kids {
+		if err := b.emitPlan(kid); err != nil {
 			return err
 		}
-		start = end
 	}
 	return nil
 }

@@ -173,3 +173,24 @@ func TestBuildRefusesDuplicates(t *testing.T) {
 		t.Fatalf("got %v, want ErrDuplicate", err)
 	}
 }
+
+// BenchmarkBuild builds the prefix tree of 100k random hashes (SKS
+// thresholds), as a bulk import of the 100k corpus does.
+func BenchmarkBuild(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 0))
+	elems := make([]ptree.Elem, 100000)
+	for i := range elems {
+		for j := range elems[i].Hash {
+			elems[i].Hash[j] = byte(rng.Uint32())
+		}
+		elems[i].Order = uint64(i + 1)
+	}
+	slices.SortFunc(elems, func(a, b ptree.Elem) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	cfg := ptree.DefaultConfig()
+	b.ResetTimer()
+	for range b.N {
+		if err := ptree.Build(cfg, elems, func(k, v []byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
