@@ -53,8 +53,10 @@ type hockeypuck struct {
 
 	gather time.Duration // see gatherEvents; tests change it
 	// rest pauses the follower (restWhileBusy); tests replace it.
-	rest    func(ctx context.Context, d time.Duration) bool
-	batches atomic.Uint64 // batches committed since Open
+	rest func(ctx context.Context, d time.Duration) bool
+	// committed, when set, is called after each batch commits (tests).
+	committed func()
+	batches   atomic.Uint64 // batches committed since Open
 
 	// blocked (fingerprints, as hpBlockedKey strings) and suppressed
 	// mirror the b and x key spaces as committed, so that applying a key
@@ -557,6 +559,9 @@ func (hp *hockeypuck) applyBatch(batch []hpParsed) error {
 	}
 	hp.batches.Add(1)
 	hp.setApplied(last)
+	if hp.committed != nil {
+		hp.committed()
+	}
 	return nil
 }
 

@@ -206,29 +206,42 @@ func TestHockeypuckRestsWhileLogGrows(t *testing.T) {
 		return sleepCtx(ctx, time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// An upload arrives during every catch-up: the follower's commit
+	// appends the next one, until all n are in.
+	var last eventlog.Index
+	appendNext := func() {
+		raw, err := r.Next()
+		if err != nil {
+			return // all n appended
+		}
+		idx, err := log.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: raw.Raw})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		last = idx
+		mu.Unlock()
+	}
+	s.hp.committed = appendNext
+	appendNext()
 	done := make(chan struct{})
 	go func() { defer close(done); s.Follow(ctx, log) }()
 	defer func() { cancel(); <-done }()
-
-	// Each upload waits until the Hockeypuck dataset has started on the
-	// previous ones, so the log grows during every catch-up.
-	var last eventlog.Index
-	for i := 0; i < n; i++ {
-		raw, err := r.Next()
-		if err != nil {
-			t.Fatal(err)
+	for {
+		mu.Lock()
+		l := last
+		mu.Unlock()
+		if l == n {
+			break
 		}
-		last, err = log.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: raw.Raw})
-		if err != nil {
+		if err := s.WaitHockeypuckApplied(ctx, l); err != nil {
 			t.Fatal(err)
-		}
-		for s.hp.batches.Load() == 0 && i > 0 && ctx.Err() == nil {
-			time.Sleep(time.Millisecond)
 		}
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer wcancel()
-	if err := s.WaitHockeypuckApplied(wctx, last); err != nil {
+	if err := s.WaitHockeypuckApplied(wctx, n); err != nil {
 		t.Fatalf("the Hockeypuck dataset did not catch up once the uploads stopped: %v", err)
 	}
 	mu.Lock()
