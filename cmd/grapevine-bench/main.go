@@ -210,6 +210,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		row{name: "replay (keys/s)", grapevine: rate(c.keys, median(gvReplay).wall), higherBetter: true},
 		row{name: "dump (MB/s)", grapevine: float64(median(gvDump).bytes) / 1e6 / median(gvDump).wall.Seconds(), higherBetter: true},
 	)
+	hr, err := hockeypuckCatchUp(ctx, c, gvDir)
+	if err != nil {
+		return fmt.Errorf("hockeypuck catch-up: %w", err)
+	}
+	rows = append(rows, hr)
 	// Recon first: the HTTP rows upload keys into both stores, which would
 	// add thousands of differences to the recon pairs built from them.
 	var reconRowsOut []row
