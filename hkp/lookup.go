@@ -2,11 +2,15 @@ package hkp
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/projections"
@@ -103,27 +107,9 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) error {
 // and limit apply as on the other index pages (legacyRecords has already
 // left out what legacy clients must not see).
 func (s *Server) writeMRIndex(w http.ResponseWriter, r *http.Request, q query, recs []*projections.Record) error {
-	entries := make([]*mrEntry, 0, len(recs))
-	for _, rec := range recs {
-		e, sum := s.summaries.mr(rec.Hash)
-		if e == nil {
-			if rec.Key == nil { // from SearchWordsMeta
-				if err := s.store.FillKey(rec); err != nil {
-					return err
-				}
-			}
-			k, err := projections.ParseEventKey(rec.Key)
-			if err != nil {
-				s.log.Error().Err(err).Str("key_hash", rec.Hash.String()).Msg("stored key does not parse")
-				continue
-			}
-			if sum != nil {
-				k.SetSummary(*sum)
-			}
-			e = newMREntry(k)
-			s.summaries.keepMR(rec.Hash, e)
-		}
-		entries = append(entries, e)
+	entries, err := s.mrEntries(recs)
+	if err != nil {
+		return err
 	}
 	total := len(entries)
 	if total == 0 {
@@ -212,6 +198,77 @@ func (s *Server) parseRecords(recs []*projections.Record) []*pgpkey.Key {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// mrEntries returns the MR index entries of recs, in order, from the
+// summary cache where it has them. The others are built on up to
+// GOMAXPROCS goroutines: building one verifies every self-signature of its
+// key (RSA, ECDSA P-384: up to milliseconds each), and the first search to
+// show a few such keys spent up to 120 ms doing that on one core. A key
+// whose stored bytes do not parse is logged and left out.
+func (s *Server) mrEntries(recs []*projections.Record) ([]*mrEntry, error) {
+	entries := make([]*mrEntry, len(recs))
+	sums := make([]*pgpkey.Summary, len(recs))
+	var misses []int
+	for i, rec := range recs {
+		entries[i], sums[i] = s.summaries.mr(rec.Hash)
+		if entries[i] == nil {
+			misses = append(misses, i)
+		}
+	}
+	build := func(i int) error {
+		rec := recs[i]
+		if rec.Key == nil { // from SearchWordsMeta
+			if err := s.store.FillKey(rec); err != nil {
+				return err
+			}
+		}
+		k, err := projections.ParseEventKey(rec.Key)
+		if err != nil {
+			s.log.Error().Err(err).Str("key_hash", rec.Hash.String()).Msg("stored key does not parse")
+			return nil
+		}
+		if sums[i] != nil {
+			k.SetSummary(*sums[i])
+		}
+		entries[i] = newMREntry(k)
+		s.summaries.keepMR(rec.Hash, entries[i])
+		return nil
+	}
+	workers := min(len(misses), runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for _, i := range misses {
+			if err := build(i); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		var next atomic.Int64
+		errs := make([]error, workers)
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := int(next.Add(1) - 1); j < len(misses); j = int(next.Add(1) - 1) {
+					if errs[w] = build(misses[j]); errs[w] != nil {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // getByFingerprint answers op=get by fingerprint (hkp.md §5), the lookup
