@@ -16,16 +16,15 @@ import (
 	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
 )
 
-// TestHockeypuckGathersUploads: uploads arriving one by one (each applied
-// to the SKS dataset before the next comes) reach the Hockeypuck dataset
-// in one batch once a batch's worth is waiting, not in one batch each.
-func TestHockeypuckGathersUploads(t *testing.T) {
-	const n = 6
+// newUploadFixture returns n generated keys (seed) to upload, an empty
+// unsynced log and a store on it, configured by mutate; all closed by
+// t.Cleanup.
+func newUploadFixture(t *testing.T, n int, seed int64, mutate func(*Config)) (*pgpkey.Reader, *eventlog.Log, *Store) {
+	t.Helper()
 	var buf bytes.Buffer
-	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: 7}); err != nil {
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: seed}); err != nil {
 		t.Fatal(err)
 	}
-	r := pgpkey.NewReader(&buf)
 	dir := t.TempDir()
 	lcfg := eventlog.DefaultConfig()
 	lcfg.NoSync = true
@@ -34,15 +33,26 @@ func TestHockeypuckGathersUploads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer log.Close()
+	t.Cleanup(func() { log.Close() })
 	scfg := DefaultConfig()
-	scfg.BatchEvents = n
 	scfg.Logger = lcfg.Logger
+	if mutate != nil {
+		mutate(&scfg)
+	}
 	s, err := Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return pgpkey.NewReader(&buf), log, s
+}
+
+// TestHockeypuckGathersUploads: uploads arriving one by one (each applied
+// to the SKS dataset before the next comes) reach the Hockeypuck dataset
+// in one batch once a batch's worth is waiting, not in one batch each.
+func TestHockeypuckGathersUploads(t *testing.T) {
+	const n = 6
+	r, log, s := newUploadFixture(t, n, 7, func(c *Config) { c.BatchEvents = n })
 	// Without a batch's worth waiting, it would wait for ever: only the
 	// count of events can end the gathering here.
 	s.hp.gather = time.Hour
@@ -175,27 +185,7 @@ func TestHockeypuckBlockSurvivesReopen(t *testing.T) {
 // catches up with all of them once they stop.
 func TestHockeypuckRestsWhileLogGrows(t *testing.T) {
 	const n = 40
-	var buf bytes.Buffer
-	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: 9}); err != nil {
-		t.Fatal(err)
-	}
-	r := pgpkey.NewReader(&buf)
-	dir := t.TempDir()
-	lcfg := eventlog.DefaultConfig()
-	lcfg.NoSync = true
-	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-	log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	scfg := DefaultConfig()
-	scfg.Logger = lcfg.Logger
-	s, err := Open(filepath.Join(dir, "db"), scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	r, log, s := newUploadFixture(t, n, 9, nil)
 	s.hp.gather = 0
 	var mu sync.Mutex
 	var rests []time.Duration
