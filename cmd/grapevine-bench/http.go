@@ -24,8 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
 )
@@ -395,29 +393,6 @@ type uploadResult struct {
 	wall, max    time.Duration
 }
 
-// armorKeys splits a binary corpus into one ASCII-armored block per key.
-func armorKeys(data []byte) ([][]byte, error) {
-	r := pgpkey.NewReader(bytes.NewReader(data))
-	var out [][]byte
-	for {
-		raw, err := r.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var b bytes.Buffer
-		w, err := armor.Encode(&b, "PGP PUBLIC KEY BLOCK", nil)
-		if err != nil {
-			return nil, err
-		}
-		w.Write(raw.Raw)
-		w.Close()
-		out = append(out, []byte("keytext="+url.QueryEscape(b.String())))
-	}
-}
-
 // upload posts every key to base+/pks/add from clients goroutines and
 // stops early (counting only the keys done) at limit.
 func upload(ctx context.Context, base string, bodies [][]byte, clients int, limit time.Duration) uploadResult {
@@ -485,7 +460,7 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 	if _, err := corpus.Generate(ctx, &buf, corpus.Options{N: c.uploadKeys, Seed: c.seed + 1000}); err != nil {
 		return nil, fmt.Errorf("generate upload corpus: %w", err)
 	}
-	bodies, err := armorKeys(buf.Bytes())
+	bodies, err := corpus.UploadBodies(buf.Bytes())
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,9 +33,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-
-	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
 )
 
@@ -70,7 +66,7 @@ func main() {
 	if _, err := corpus.Generate(ctx, &buf, corpus.Options{N: *off + *warm + *n, Seed: 1001}); err != nil {
 		log.Fatal(err)
 	}
-	bodies, err := armorKeys(buf.Bytes())
+	bodies, err := corpus.UploadBodies(buf.Bytes())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -221,25 +217,6 @@ func freePorts(n int) []int {
 		l.Close()
 	}
 	return out
-}
-
-func armorKeys(data []byte) ([][]byte, error) {
-	r := pgpkey.NewReader(bytes.NewReader(data))
-	var out [][]byte
-	for {
-		raw, err := r.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var b bytes.Buffer
-		w, _ := armor.Encode(&b, "PGP PUBLIC KEY BLOCK", nil)
-		w.Write(raw.Raw)
-		w.Close()
-		out = append(out, []byte("keytext="+url.QueryEscape(b.String())))
-	}
 }
 
 func upload(base string, bodies [][]byte, clients int) (int, int) {
