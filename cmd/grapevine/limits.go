@@ -185,21 +185,21 @@ func (k hockeypuckReconKeys) KeyHash(raw []byte, key *pgpkey.Key) (pgpkey.KeyHas
 	if key == nil {
 		return kh.KeyHash(raw, nil)
 	}
+	ad, err := k.r.store.Admit(key, k.r.lim)
+	tooLarge := errors.Is(err, pgpkey.ErrTooLarge)
+	if err != nil && !tooLarge {
+		return pgpkey.KeyHash{}, false, err
+	}
+	if !tooLarge && !ad.Trim.Changed() {
+		return kh.KeyHash(raw, key)
+	}
+	// The peer's hash (a Hockeypuck parse verifies every self-signature:
+	// computed only here, where it is remembered).
 	h, err := projections.HockeypuckHash(raw)
 	if err != nil {
 		return h, false, err
 	}
-	ad, err := k.r.store.Admit(key, k.r.lim)
-	if errors.Is(err, pgpkey.ErrTooLarge) {
-		return h, false, k.r.hpMem.add(h, projections.RecordID(key))
-	}
-	if err != nil {
-		return h, false, err
-	}
-	if !ad.Trim.Changed() {
-		return kh.KeyHash(raw, key)
-	}
-	if err := k.r.hpMem.add(h, projections.RecordID(key)); err != nil {
+	if err := k.r.hpMem.add(h, projections.RecordID(key)); err != nil || tooLarge {
 		return h, false, err
 	}
 	_, novel, err := kh.KeyHash(ad.Key.Marshal(), ad.Key)
