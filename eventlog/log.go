@@ -66,6 +66,9 @@ type Log struct {
 	notifyCh chan struct{}
 
 	nEvents, nBatches, nSyncs, nBytes atomic.Uint64
+	// appending counts the Appends between validation and their return
+	// (Appending).
+	appending atomic.Int64
 
 	// bufs recycles the record buffers of Append (*[]byte). A bulk import
 	// appends 32 MiB per call; a fresh buffer each time costs clearing it
@@ -428,6 +431,8 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 		}
 		size += n
 	}
+	l.appending.Add(1)
+	defer l.appending.Add(-1)
 	req := &appendReq{buf: l.getBuf(size), ends: make([]int, len(events)), done: make(chan struct{})}
 	for k, e := range events {
 		t := e.Time
@@ -460,6 +465,12 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 		return 0, fmt.Errorf("append abandoned, the events may still be stored: %w", ctx.Err())
 	}
 }
+
+// Appending returns how many Appends are under way (queued, being written
+// or waiting for their fsync). Work that may wait (the Hockeypuck dataset)
+// reads it to tell a log that stands still from one whose writer is in a
+// long fsync with clients waiting on it.
+func (l *Log) Appending() int { return int(l.appending.Load()) }
 
 // pooledBufMax bounds the buffers kept: one Append of a bigger batch
 // allocates its own.

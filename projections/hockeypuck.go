@@ -51,9 +51,14 @@ type hockeypuck struct {
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
 	notify  chan struct{}
 
-	gather time.Duration // see gatherEvents; tests change it
-	// rest pauses the follower (restWhileBusy); tests replace it.
-	rest func(ctx context.Context, d time.Duration) bool
+	// gather is how long the log must stand still before the follower
+	// applies it, maxDefer how long at most it waits for that (see
+	// waitQuiet); tests change them.
+	gather, maxDefer time.Duration
+	// rest pauses the follower (restWhileBusy), poll while it waits for
+	// the log to stand still (waitQuiet); tests replace them.
+	rest, poll func(ctx context.Context, d time.Duration) bool
+	now        func() time.Time
 	// committed, when set, is called after each batch commits (tests).
 	committed func()
 	batches   atomic.Uint64 // batches committed since Open
@@ -84,7 +89,7 @@ func openHockeypuck(s *Store) (*hockeypuck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Hockeypuck prefix tree: %w", err)
 	}
-	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather, rest: sleepCtx,
+	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather, maxDefer: hpMaxDefer, rest: sleepCtx, poll: sleepCtx, now: time.Now,
 		blocked: make(map[string]bool), suppressed: make(map[pgpkey.KeyHash]bool)}
 	err = scanKeys(s.db, prefixHPBlocked, func(k []byte) { hp.blocked[string(k)] = true })
 	if err == nil {
@@ -279,9 +284,11 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 	go func() {
 		defer wg.Done()
 		backoff := 100 * time.Millisecond
+		var behind time.Time // since when the log has been ahead of the dataset
 		for {
 			notify := log.Notify()
 			if s.HockeypuckApplied() >= log.LastIndex() {
+				behind = time.Time{}
 				select {
 				case <-notify:
 				case <-ctx.Done():
@@ -289,7 +296,10 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 				}
 				continue
 			}
-			if !s.hp.gatherEvents(ctx, log) {
+			if behind.IsZero() {
+				behind = s.hp.now()
+			}
+			if !s.hp.waitQuiet(ctx, log, behind) {
 				return
 			}
 			to, start := log.LastIndex(), time.Now()
@@ -352,34 +362,56 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// hpGather is how long the Hockeypuck dataset waits, after the log grows,
-// for more events before applying them (gatherEvents).
-const hpGather = 20 * time.Millisecond
+// hpGather is how long the log must stand still before the Hockeypuck
+// dataset applies it, unless it has waited hpMaxDefer since it fell behind
+// (waitQuiet).
+const (
+	hpGather   = 50 * time.Millisecond
+	hpMaxDefer = 5 * time.Second
+)
 
-// gatherEvents lets a stream of uploads (a group commit every millisecond
-// or so) gather into one batch: it waits until a whole batch of events is
-// unapplied or hp.gather has passed. Each batch costs a log read,
-// goroutines, a prefix tree flush and a Pebble commit. Nothing answers an
-// upload after this dataset, so only its own lag grows. It returns false
-// when ctx is done.
-func (hp *hockeypuck) gatherEvents(ctx context.Context, log *eventlog.Log) bool {
+// waitQuiet defers the dataset's work while the log grows: it returns once
+// the log has stood still for hp.gather with no Append under way (a slow
+// fsync, tens of milliseconds on a shared disk, holds every client of a
+// burst without the log growing), or once hp.maxDefer has passed
+// since behind (when the follower saw the log ahead of it), or at once
+// when hpMaxBusyLag events are unapplied. It returns false when ctx is
+// done.
+//
+// Every key the dataset applies costs its self-signature checks (about a
+// third of an upload's CPU): applied during a burst of uploads or a recon
+// fetch they compete for the cores with the appends the clients wait for,
+// while nothing answers a client after this dataset (only Hockeypuck
+// peers read it, and recon waits for it after its own fetch, when the log
+// stands still). Deferred, a burst of uploads reaches the dataset in one
+// catch-up when it ends: batches of hp.s.cfg.BatchEvents instead of one
+// per group commit (each costs a log read, goroutines, a prefix-tree flush
+// and a Pebble commit). A stream that does not end is applied after
+// hp.maxDefer, then at the pace of restWhileBusy.
+func (hp *hockeypuck) waitQuiet(ctx context.Context, log *eventlog.Log, behind time.Time) bool {
 	if hp.gather <= 0 {
 		return true
 	}
-	timer := time.NewTimer(hp.gather)
-	defer timer.Stop()
+	last := log.LastIndex()
 	for {
-		notify := log.Notify()
-		if log.LastIndex()-hp.appliedIndex() >= eventlog.Index(hp.s.cfg.BatchEvents) {
+		if last-hp.appliedIndex() >= hpMaxBusyLag {
 			return true
 		}
-		select {
-		case <-notify:
-		case <-timer.C:
+		left := hp.maxDefer - hp.now().Sub(behind)
+		if left <= 0 {
 			return true
-		case <-ctx.Done():
+		}
+		// Polling the log's last index costs one wake-up per hp.gather,
+		// where waiting on its notifications would wake once per group
+		// commit.
+		if !hp.poll(ctx, min(hp.gather, left)) {
 			return false
 		}
+		grown := log.LastIndex()
+		if grown == last && log.Appending() == 0 {
+			return true
+		}
+		last = grown
 	}
 }
 

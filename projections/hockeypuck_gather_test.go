@@ -47,41 +47,110 @@ func newUploadFixture(t *testing.T, n int, seed int64, mutate func(*Config)) (*p
 	return pgpkey.NewReader(&buf), log, s
 }
 
-// TestHockeypuckGathersUploads: uploads arriving one by one (each applied
-// to the SKS dataset before the next comes) reach the Hockeypuck dataset
-// in one batch once a batch's worth is waiting, not in one batch each.
-func TestHockeypuckGathersUploads(t *testing.T) {
+// uploadStream appends the fixture's keys one at a time, as uploads.
+type uploadStream struct {
+	t    *testing.T
+	r    *pgpkey.Reader
+	log  *eventlog.Log
+	mu   sync.Mutex
+	last eventlog.Index
+}
+
+// next appends the next key; false when all are in.
+func (u *uploadStream) next(ctx context.Context) bool {
+	raw, err := u.r.Next()
+	if err != nil {
+		return false
+	}
+	idx, err := u.log.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: raw.Raw})
+	if err != nil {
+		u.t.Error(err)
+		return false
+	}
+	u.mu.Lock()
+	u.last = idx
+	u.mu.Unlock()
+	return true
+}
+
+// TestHockeypuckDefersWhileLogGrows: while uploads keep arriving (one
+// during each of the follower's polls), the Hockeypuck dataset applies
+// nothing; once the log stands still it applies all of them in one batch,
+// not one batch per upload.
+func TestHockeypuckDefersWhileLogGrows(t *testing.T) {
 	const n = 6
-	r, log, s := newUploadFixture(t, n, 7, func(c *Config) { c.BatchEvents = n })
-	// Without a batch's worth waiting, it would wait for ever: only the
-	// count of events can end the gathering here.
-	s.hp.gather = time.Hour
+	r, log, s := newUploadFixture(t, n, 7, func(c *Config) { c.BatchEvents = 2 * n })
 	ctx, cancel := context.WithCancel(context.Background())
+	u := &uploadStream{t: t, r: r, log: log}
+	s.hp.gather = time.Millisecond
+	s.hp.maxDefer = time.Hour
+	polls := 0
+	s.hp.poll = func(ctx context.Context, d time.Duration) bool {
+		polls++ // the follower's goroutine only
+		u.next(ctx)
+		return ctx.Err() == nil
+	}
+	u.next(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); s.Follow(ctx, log) }()
 	defer func() { cancel(); <-done }()
-
-	var last eventlog.Index
-	for i := 0; i < n; i++ {
-		raw, err := r.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		last, err = log.Append(ctx, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Time: time.Now(), Key: raw.Raw})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.WaitApplied(ctx, last); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
-	if err := s.WaitHockeypuckApplied(wctx, last); err != nil {
-		t.Fatalf("Hockeypuck dataset did not apply %d events once a batch's worth waited: %v", n, err)
+	if err := s.WaitHockeypuckApplied(wctx, n); err != nil {
+		t.Fatalf("Hockeypuck dataset did not apply the %d uploads once they stopped: %v", n, err)
 	}
 	if got := s.hp.batches.Load(); got != 1 {
 		t.Errorf("Hockeypuck dataset applied %d uploads in %d batches, want 1", n, got)
+	}
+	if polls != n {
+		t.Errorf("%d polls, want %d (one per upload, and one that found the log standing still)", polls, n)
+	}
+}
+
+// TestHockeypuckDefersAtMost: uploads that never stop do not hold the
+// Hockeypuck dataset back for more than maxDefer.
+func TestHockeypuckDefersAtMost(t *testing.T) {
+	const n = 40
+	r, log, s := newUploadFixture(t, n, 9, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &uploadStream{t: t, r: r, log: log}
+	var mu sync.Mutex
+	clock := time.Unix(1e9, 0)
+	s.hp.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	s.hp.gather = time.Second
+	s.hp.maxDefer = 5 * time.Second
+	s.hp.poll = func(ctx context.Context, d time.Duration) bool {
+		mu.Lock()
+		clock = clock.Add(d)
+		mu.Unlock()
+		u.next(ctx)
+		return ctx.Err() == nil
+	}
+	s.hp.rest = func(ctx context.Context, d time.Duration) bool {
+		u.next(ctx)
+		return ctx.Err() == nil
+	}
+	firstBatch := make(chan eventlog.Index, 1)
+	s.hp.committed = func() {
+		select {
+		case firstBatch <- s.HockeypuckApplied():
+		default:
+		}
+		u.next(ctx) // uploads arrive during every catch-up too
+	}
+	u.next(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Follow(ctx, log) }()
+	defer func() { cancel(); <-done }()
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	if err := s.WaitHockeypuckApplied(wctx, n); err != nil {
+		t.Fatalf("Hockeypuck dataset did not apply the %d uploads: %v", n, err)
+	}
+	// Behind from the first upload; five polls of a second each, each
+	// bringing one more upload, end the deferral.
+	if got := <-firstBatch; got != 6 {
+		t.Errorf("first batch applied up to %d, want 6 (the uploads of the first %v)", got, s.hp.maxDefer)
 	}
 }
 
