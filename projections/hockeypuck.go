@@ -364,10 +364,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // hpGather is how long the log must stand still before the Hockeypuck
 // dataset applies it, unless it has waited hpMaxDefer since it fell behind
-// (waitQuiet).
+// (waitQuiet). Hockeypuck peers reconcile about once a minute: a key
+// reaching them up to 15 s later is not noticed, and 15 s of uploads at the
+// target rate are 60,000 keys.
 const (
 	hpGather   = 50 * time.Millisecond
-	hpMaxDefer = 5 * time.Second
+	hpMaxDefer = 15 * time.Second
 )
 
 // waitQuiet defers the dataset's work while the log grows: it returns once

@@ -3,6 +3,7 @@ package pgpkey_test
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -193,5 +194,36 @@ func TestParseErrorFormat(t *testing.T) {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("Error() = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// TestDecodeReusesBuffer: decoding an upload allocates far less than the
+// Reader's 64 KiB buffer (recycled between calls), and keys decoded
+// earlier keep their bytes when the buffer is reused.
+func TestDecodeReusesBuffer(t *testing.T) {
+	s := fixtureStream(t)
+	first := armored(t, "PGP PUBLIC KEY BLOCK", s.data[:s.keyOffs[1]], true) // key 0
+	other := armored(t, "PGP PUBLIC KEY BLOCK", s.data[s.keyOffs[3]:], true) // keys 3-6
+	raws, err := pgpkey.Decode([]byte(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join(hashesOf(t, raws), " ")
+	input := []byte(other)
+	var before, after runtime.MemStats
+	const n = 50
+	runtime.ReadMemStats(&before)
+	for range n {
+		if _, err := pgpkey.Decode(input); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	per := (after.TotalAlloc - before.TotalAlloc) / n
+	if limit := uint64(32 << 10); per > limit { // was 82 KB with a fresh buffer each time
+		t.Errorf("Decode allocated %d bytes per call of a %d-byte upload, want at most %d", per, len(input), limit)
+	}
+	if got := strings.Join(hashesOf(t, raws), " "); got != want {
+		t.Errorf("key decoded first changed after later decodes: %s, want %s", got, want)
 	}
 }

@@ -5,7 +5,8 @@
 // keys of a second corpus (seed 1001) from -c clients, one armored key per
 // POST /pks/add, and prints the daemon's utime+stime per key (until both
 // projections have applied the last upload), the client's, and fsyncs per
-// key; -prof writes a 30 s CPU profile of the daemon. Wall-clock keys/s is
+// key; -prof writes a CPU profile of the daemon (-profsec seconds from the
+// first upload). Wall-clock keys/s is
 // printed too but means little on a loaded machine.
 //
 //	go run ./testdata/uploadprof -bin ./grapevine -dir store -mkstore 20000
@@ -44,6 +45,7 @@ func main() {
 	off := flag.Int("off", 0, "skip keys of the upload corpus")
 	clients := flag.Int("c", 8, "")
 	prof := flag.String("prof", "", "write CPU profile here")
+	profSec := flag.Int("profsec", 30, "seconds the CPU profile covers from the first upload (less than the burst to leave the Hockeypuck dataset's catch-up out)")
 	warm := flag.Int("warm", 500, "keys uploaded before measuring")
 	flag.Parse()
 	ctx := context.Background()
@@ -118,7 +120,7 @@ func main() {
 	profDone := make(chan []byte, 1)
 	if *prof != "" {
 		go func() {
-			resp, err := http.Get(mbase + "/debug/pprof/profile?seconds=30")
+			resp, err := http.Get(mbase + "/debug/pprof/profile?seconds=" + strconv.Itoa(*profSec))
 			if err != nil {
 				log.Print(err)
 				profDone <- nil
@@ -153,7 +155,7 @@ func main() {
 		(c1-c0)/float64(keys)*1e6, (c2-c0)/float64(keys)*1e6, cl/float64(keys)*1e6, (c2-c0+cl)/float64(keys)*1e6,
 		ev, fs, fs/float64(keys), loadavg())
 	if *prof != "" {
-		// The profile runs its fixed 30 s.
+		// The profile runs its fixed -profsec.
 		if err := os.WriteFile(*prof, <-profDone, 0o644); err != nil {
 			log.Fatal(err)
 		}
