@@ -59,6 +59,8 @@ type hockeypuck struct {
 	// the log to stand still (waitQuiet); tests replace them.
 	rest, poll func(ctx context.Context, d time.Duration) bool
 	now        func() time.Time
+	quietAt    eventlog.Index // the log's last index when waitQuiet last found it still
+	chunk      int            // hpQuietChunk; tests change it
 	// committed, when set, is called after each batch commits (tests).
 	committed func()
 	batches   atomic.Uint64 // batches committed since Open
@@ -89,7 +91,7 @@ func openHockeypuck(s *Store) (*hockeypuck, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open Hockeypuck prefix tree: %w", err)
 	}
-	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather, maxDefer: hpMaxDefer, rest: sleepCtx, poll: sleepCtx, now: time.Now,
+	hp := &hockeypuck{s: s, tree: tree, cfg: cfg, applied: eventlog.Index(applied), notify: make(chan struct{}), gather: hpGather, maxDefer: hpMaxDefer, rest: sleepCtx, poll: sleepCtx, now: time.Now, chunk: hpQuietChunk,
 		blocked: make(map[string]bool), suppressed: make(map[pgpkey.KeyHash]bool)}
 	err = scanKeys(s.db, prefixHPBlocked, func(k []byte) { hp.blocked[string(k)] = true })
 	if err == nil {
@@ -299,13 +301,20 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 			if behind.IsZero() {
 				behind = s.hp.now()
 			}
-			if !s.hp.waitQuiet(ctx, log, behind) {
+			quiet, ok := s.hp.waitQuiet(ctx, log, behind)
+			if !ok {
 				return
 			}
-			to, start := log.LastIndex(), time.Now()
+			last, start := log.LastIndex(), time.Now()
+			to := last
+			if quiet {
+				// A chunk at a time, so that uploads resuming after a
+				// pause find the cores free again within one chunk.
+				to = min(to, s.HockeypuckApplied()+eventlog.Index(s.hp.chunk))
+			}
 			err := s.CatchUpHockeypuck(ctx, log, to)
 			if err == nil {
-				rest := restWhileBusy(time.Since(start), log.LastIndex()-to, log.LastIndex()-s.HockeypuckApplied())
+				rest := restWhileBusy(time.Since(start), log.LastIndex()-last, log.LastIndex()-s.HockeypuckApplied())
 				if rest > 0 && !s.hp.rest(ctx, rest) {
 					return
 				}
@@ -368,50 +377,56 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // reaching them up to 15 s later is not noticed, and 15 s of uploads at the
 // target rate are 60,000 keys.
 const (
-	hpGather   = 50 * time.Millisecond
-	hpMaxDefer = 15 * time.Second
+	hpGather     = 200 * time.Millisecond
+	hpMaxDefer   = 15 * time.Second
+	hpQuietChunk = 256
 )
 
-// waitQuiet defers the dataset's work while the log grows: it returns once
-// the log has stood still for hp.gather with no Append under way (a slow
-// fsync, tens of milliseconds on a shared disk, holds every client of a
-// burst without the log growing), or once hp.maxDefer has passed
-// since behind (when the follower saw the log ahead of it), or at once
-// when hpMaxBusyLag events are unapplied. It returns false when ctx is
-// done.
+// waitQuiet defers the dataset's work while the log grows. It returns
+// quiet once the log has stood still for hp.gather with no Append under way
+// (a slow fsync, tens of milliseconds on a shared disk, holds every client
+// of a burst without the log growing), or at once when it has not grown
+// since the last such finding: the follower then applies hpQuietChunk
+// events and asks again, so a burst that resumes waits for one chunk at
+// most. It returns not quiet once hp.maxDefer has passed since behind (when
+// the follower saw the log ahead of it) or when hpMaxBusyLag events are
+// unapplied: then everything is applied, at the pace of restWhileBusy. ok
+// is false when ctx is done.
 //
 // Every key the dataset applies costs its self-signature checks (about a
 // third of an upload's CPU): applied during a burst of uploads or a recon
 // fetch they compete for the cores with the appends the clients wait for,
 // while nothing answers a client after this dataset (only Hockeypuck
 // peers read it, and recon waits for it after its own fetch, when the log
-// stands still). Deferred, a burst of uploads reaches the dataset in one
-// catch-up when it ends: batches of hp.s.cfg.BatchEvents instead of one
-// per group commit (each costs a log read, goroutines, a prefix-tree flush
-// and a Pebble commit). A stream that does not end is applied after
-// hp.maxDefer, then at the pace of restWhileBusy.
-func (hp *hockeypuck) waitQuiet(ctx context.Context, log *eventlog.Log, behind time.Time) bool {
+// stands still). Deferred, a burst reaches the dataset when it ends, in
+// batches of hpQuietChunk instead of one per group commit (each costs a
+// log read, goroutines, a prefix-tree flush and a Pebble commit).
+func (hp *hockeypuck) waitQuiet(ctx context.Context, log *eventlog.Log, behind time.Time) (quiet, ok bool) {
 	if hp.gather <= 0 {
-		return true
+		return false, true
 	}
 	last := log.LastIndex()
+	if last == hp.quietAt && log.Appending() == 0 {
+		return true, true
+	}
 	for {
 		if last-hp.appliedIndex() >= hpMaxBusyLag {
-			return true
+			return false, true
 		}
 		left := hp.maxDefer - hp.now().Sub(behind)
 		if left <= 0 {
-			return true
+			return false, true
 		}
 		// Polling the log's last index costs one wake-up per hp.gather,
 		// where waiting on its notifications would wake once per group
 		// commit.
 		if !hp.poll(ctx, min(hp.gather, left)) {
-			return false
+			return false, false
 		}
 		grown := log.LastIndex()
 		if grown == last && log.Appending() == 0 {
-			return true
+			hp.quietAt = last
+			return true, true
 		}
 		last = grown
 	}

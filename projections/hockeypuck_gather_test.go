@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -104,6 +105,57 @@ func TestHockeypuckDefersWhileLogGrows(t *testing.T) {
 	}
 	if polls != n {
 		t.Errorf("%d polls, want %d (one per upload, and one that found the log standing still)", polls, n)
+	}
+}
+
+// TestHockeypuckQuietInChunks: once the log stands still the dataset
+// applies it a chunk at a time, asking between chunks whether uploads
+// resumed: it polls again only when the log grew since it last found it
+// still.
+func TestHockeypuckQuietInChunks(t *testing.T) {
+	const n = 10
+	r, log, s := newUploadFixture(t, n+1, 5, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &uploadStream{t: t, r: r, log: log}
+	for range n {
+		u.next(ctx)
+	}
+	s.hp.gather = time.Millisecond
+	s.hp.maxDefer = time.Hour
+	s.hp.chunk = 4
+	polls := 0
+	s.hp.poll = func(ctx context.Context, d time.Duration) bool {
+		polls++ // the follower's goroutine only
+		return ctx.Err() == nil
+	}
+	rests := 0
+	s.hp.rest = func(ctx context.Context, d time.Duration) bool {
+		rests++ // the follower's goroutine only
+		return ctx.Err() == nil
+	}
+	var applied []eventlog.Index
+	s.hp.committed = func() {
+		applied = append(applied, s.HockeypuckApplied())
+		if len(applied) == 1 {
+			u.next(ctx) // an upload between two chunks
+		}
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); s.Follow(ctx, log) }()
+	defer func() { cancel(); <-done }()
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	if err := s.WaitHockeypuckApplied(wctx, n+1); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(applied), "[4 8 11]"; got != want {
+		t.Errorf("batches ended at %s, want %s", got, want)
+	}
+	if polls != 2 {
+		t.Errorf("%d polls, want 2 (at the start, and after the upload between chunks)", polls)
+	}
+	if rests != 1 {
+		t.Errorf("%d rests, want 1 (after the chunk during which the upload came; the unapplied rest of a still log is no reason to rest)", rests)
 	}
 }
 
