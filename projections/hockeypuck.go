@@ -61,6 +61,7 @@ type hockeypuck struct {
 	now        func() time.Time
 	quietAt    eventlog.Index // the log's last index when waitQuiet last found it still
 	chunk      int            // hpQuietChunk; tests change it
+	waiting    atomic.Int32   // callers of WaitHockeypuckApplied not yet satisfied
 	// committed, when set, is called after each batch commits (tests).
 	committed func()
 	batches   atomic.Uint64 // batches committed since Open
@@ -255,12 +256,24 @@ func HockeypuckHash(b []byte) (pgpkey.KeyHash, error) {
 // idx or ctx is done.
 func (s *Store) WaitHockeypuckApplied(ctx context.Context, idx eventlog.Index) error {
 	hp := s.hp
+	waiting := false
+	defer func() {
+		if waiting {
+			hp.waiting.Add(-1)
+		}
+	}()
 	for {
 		hp.mu.Lock()
 		ch, applied := hp.notify, hp.applied
 		hp.mu.Unlock()
 		if applied >= idx {
 			return nil
+		}
+		if !waiting {
+			// Someone needs the dataset now (recon after fetching from
+			// a Hockeypuck peer): the follower stops deferring.
+			waiting = true
+			hp.waiting.Add(1)
 		}
 		select {
 		case <-ch:
@@ -389,9 +402,10 @@ const (
 // since the last such finding: the follower then applies hpQuietChunk
 // events and asks again, so a burst that resumes waits for one chunk at
 // most. It returns not quiet once hp.maxDefer has passed since behind (when
-// the follower saw the log ahead of it) or when hpMaxBusyLag events are
-// unapplied: then everything is applied, at the pace of restWhileBusy. ok
-// is false when ctx is done.
+// the follower saw the log ahead of it), when hpMaxBusyLag events are
+// unapplied, or (within one poll) when someone waits in
+// WaitHockeypuckApplied: then everything is applied, at the pace of
+// restWhileBusy. ok is false when ctx is done.
 //
 // Every key the dataset applies costs its self-signature checks (about a
 // third of an upload's CPU): applied during a burst of uploads or a recon
@@ -410,7 +424,7 @@ func (hp *hockeypuck) waitQuiet(ctx context.Context, log *eventlog.Log, behind t
 		return true, true
 	}
 	for {
-		if last-hp.appliedIndex() >= hpMaxBusyLag {
+		if last-hp.appliedIndex() >= hpMaxBusyLag || hp.waiting.Load() > 0 {
 			return false, true
 		}
 		left := hp.maxDefer - hp.now().Sub(behind)
