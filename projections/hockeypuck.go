@@ -319,13 +319,18 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 				return
 			}
 			last, start := log.LastIndex(), time.Now()
-			to := last
+			// Batches of a chunk: a backlog deferred for seconds is
+			// thousands of events, and 2 × 2,048 parsed keys in memory
+			// at once (one applied, one parsed) grew the heap by ~100 MiB.
+			// In a quiet log the catch-up also stops after the batch under
+			// way once uploads resume, so they find the cores free again.
+			var stop func() bool
 			if quiet {
-				// A chunk at a time, so that uploads resuming after a
-				// pause find the cores free again within one chunk.
-				to = min(to, s.HockeypuckApplied()+eventlog.Index(s.hp.chunk))
+				stop = func() bool { return log.LastIndex() != last || log.Appending() > 0 }
 			}
-			err := s.CatchUpHockeypuck(ctx, log, to)
+			s.hp.applyMu.Lock()
+			err := s.hp.catchUp(ctx, log, last, s.hp.chunk, stop)
+			s.hp.applyMu.Unlock()
 			if err == nil {
 				rest := restWhileBusy(time.Since(start), log.LastIndex()-last, log.LastIndex()-s.HockeypuckApplied())
 				if rest > 0 && !s.hp.rest(ctx, rest) {
@@ -399,9 +404,9 @@ const (
 // quiet once the log has stood still for hp.gather with no Append under way
 // (a slow fsync, tens of milliseconds on a shared disk, holds every client
 // of a burst without the log growing), or at once when it has not grown
-// since the last such finding: the follower then applies hpQuietChunk
-// events and asks again, so a burst that resumes waits for one chunk at
-// most. It returns not quiet once hp.maxDefer has passed since behind (when
+// since the last such finding: the follower then applies batches of
+// hpQuietChunk events, reading no further batch ahead once the log grows
+// again, so a burst that resumes waits for two batches at most. It returns not quiet once hp.maxDefer has passed since behind (when
 // the follower saw the log ahead of it), when hpMaxBusyLag events are
 // unapplied, or (within one poll) when someone waits in
 // WaitHockeypuckApplied: then everything is applied, at the pace of
@@ -452,7 +457,7 @@ func (s *Store) CatchUpHockeypuck(ctx context.Context, log *eventlog.Log, to eve
 	hp := s.hp
 	hp.applyMu.Lock()
 	defer hp.applyMu.Unlock()
-	return hp.catchUp(ctx, log, to)
+	return hp.catchUp(ctx, log, to, hp.s.cfg.BatchEvents, nil)
 }
 
 type hpParsed struct {
@@ -466,7 +471,11 @@ type hpParsed struct {
 // self-signature verification, nearly all of the work) runs on the
 // store's workers one batch ahead of the apply, which stays in log order
 // in this goroutine: batch n+1 is parsed while batch n is written.
-func (hp *hockeypuck) catchUp(ctx context.Context, log *eventlog.Log, to eventlog.Index) error {
+//
+// Batches hold at most batch events. stop, when not nil, is asked before
+// each batch is read ahead: once it says so, the catch-up ends after the
+// batches already read.
+func (hp *hockeypuck) catchUp(ctx context.Context, log *eventlog.Log, to eventlog.Index, batch int, stop func() bool) error {
 	to = min(to, log.LastIndex())
 	next := hp.appliedIndex() + 1
 	if next > to {
@@ -479,11 +488,11 @@ func (hp *hockeypuck) catchUp(ctx context.Context, log *eventlog.Log, to eventlo
 	prefetch := func(from eventlog.Index) <-chan parsed {
 		ch := make(chan parsed, 1)
 		go func() {
-			batch, err := hp.readBatch(log, from, min(to+1, from+eventlog.Index(hp.s.cfg.BatchEvents)))
+			b, err := hp.readBatch(log, from, min(to+1, from+eventlog.Index(batch)))
 			if err == nil {
-				err = hp.parse(ctx, batch)
+				err = hp.parse(ctx, b)
 			}
-			ch <- parsed{batch, err}
+			ch <- parsed{b, err}
 		}()
 		return ch
 	}
@@ -500,7 +509,7 @@ func (hp *hockeypuck) catchUp(ctx context.Context, log *eventlog.Log, to eventlo
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if last := p.batch[len(p.batch)-1].idx; last < to {
+		if last := p.batch[len(p.batch)-1].idx; last < to && (stop == nil || !stop()) {
 			pending = prefetch(last + 1)
 		}
 		if err := hp.applyBatch(p.batch); err != nil {
@@ -782,7 +791,7 @@ func (s *Store) hockeypuckCheckLock(ctx context.Context, log *eventlog.Log, idx 
 	hp := s.hp
 	hp.applyMu.Lock()
 	if hp.appliedIndex() < idx {
-		err = hp.catchUp(ctx, log, idx)
+		err = hp.catchUp(ctx, log, idx, hp.s.cfg.BatchEvents, nil)
 	}
 	return hp.applyMu.Unlock, err
 }
