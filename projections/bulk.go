@@ -182,48 +182,105 @@ func ridOfRecordKey(k []byte) ([]byte, eventlog.Index, bool) {
 // leading part it can build exactly) into the empty store and ingests
 // them. It returns errBulkFallback, with nothing changed, when it cannot.
 func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlog.Index) (ApplyStats, error) {
-	var total ApplyStats
-	if s.Applied() != 0 || s.keys != 0 || !slices.Equal(Projections, bulkProjections) {
-		return total, errBulkFallback
+	b, err := s.newBulkBuild()
+	if err != nil {
+		return ApplyStats{}, err
 	}
-	start := time.Now()
+	defer b.discard()
+	if err := s.bulkScan(ctx, log, 1, target, b.addFromLog); err != nil {
+		return ApplyStats{}, err
+	}
+	return b.finish(ctx)
+}
+
+// bulkBuild is one run of the bulk path: pass 1 hands it prepared events
+// in log order (add), finish builds and ingests. Until finish ingests,
+// everything it wrote is in a temporary directory (discard removes it).
+type bulkBuild struct {
+	s     *Store
+	tmp   string
+	start time.Time
+	// records holds each record by its key; rids the record keys alone,
+	// to find the cutoff without reading the records twice.
+	records, rids *sorter
+	// cutoff is the first index not to build, once known from pass 1 (an
+	// admin event); 0 until then.
+	cutoff eventlog.Index
+	fed    eventlog.Index // the last index add was given
+	// fromLog counts the events read back from the log (addFromLog), not
+	// handed over by the log's writer.
+	fromLog int64
+	others  []bulkAside // rejected and unknown-kind events, counted if before the cutoff
+}
+
+type bulkAside struct {
+	idx    eventlog.Index
+	origin eventlog.Origin
+	bad    bool
+}
+
+// newBulkBuild starts a bulk build of the empty store, or returns
+// errBulkFallback when the store is not empty.
+func (s *Store) newBulkBuild() (*bulkBuild, error) {
+	if s.Applied() != 0 || s.keys != 0 || !slices.Equal(Projections, bulkProjections) {
+		return nil, errBulkFallback
+	}
 	tmp := filepath.Join(s.dir, "bulk.tmp")
 	if err := os.RemoveAll(tmp); err != nil {
-		return total, fmt.Errorf("bulk: %w", err)
+		return nil, fmt.Errorf("bulk: %w", err)
 	}
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return total, fmt.Errorf("bulk: %w", err)
+		return nil, fmt.Errorf("bulk: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	return &bulkBuild{
+		s: s, tmp: tmp, start: time.Now(),
+		records: newSorter(tmp, "records", s.cfg.BulkSortBytes),
+		rids:    newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8)),
+	}, nil
+}
 
-	// Pass 1: read and prepare events in log order; stop at the first
-	// admin event.
-	records := newSorter(tmp, "records", s.cfg.BulkSortBytes)
-	// The record keys alone, to find the cutoff without reading the
-	// records twice.
-	rids := newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8))
-	cutoff := target + 1
-	type aside struct {
-		idx    eventlog.Index
-		origin eventlog.Origin
-		bad    bool
+// discard removes the temporary files (after finish too).
+func (b *bulkBuild) discard() { os.RemoveAll(b.tmp) }
+
+// add is pass 1 for one prepared event, in log order; it returns false at
+// the first admin event (the bulk part ends before it).
+func (b *bulkBuild) add(p *bulkPrep) (bool, error) {
+	if b.cutoff != 0 {
+		return false, nil
 	}
-	var others []aside // rejected and unknown-kind events, counted if before the cutoff
-	err := s.bulkScan(ctx, log, target, func(p *bulkPrep) (bool, error) {
-		switch {
-		case p.kind == eventlog.KindKeyBlocked || p.kind == eventlog.KindKeyUnblocked || p.kind == eventlog.KindKeyDeleted:
-			cutoff = p.idx
-			return false, nil
-		case p.kind != eventlog.KindKeySubmitted || p.bad:
-			others = append(others, aside{p.idx, p.origin, p.bad})
-			return true, nil
-		}
-		if err := rids.add(p.recKey, nil); err != nil {
-			return false, err
-		}
-		return true, records.add(p.recKey, p.val)
-	})
-	if err != nil {
+	b.fed = p.idx
+	switch {
+	case p.kind == eventlog.KindKeyBlocked || p.kind == eventlog.KindKeyUnblocked || p.kind == eventlog.KindKeyDeleted:
+		b.cutoff = p.idx
+		return false, nil
+	case p.kind != eventlog.KindKeySubmitted || p.bad:
+		b.others = append(b.others, bulkAside{p.idx, p.origin, p.bad})
+		return true, nil
+	}
+	if err := b.rids.add(p.recKey, nil); err != nil {
+		return false, err
+	}
+	return true, b.records.add(p.recKey, p.val)
+}
+
+// addFromLog is add for an event read from the log.
+func (b *bulkBuild) addFromLog(p *bulkPrep) (bool, error) {
+	b.fromLog++
+	return b.add(p)
+}
+
+// finish runs passes 2 to 4 over what add was given and ingests the
+// result with every projection's applied index. The caller must have made
+// the log durable up to the last index it added.
+func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
+	s, tmp, start := b.s, b.tmp, b.start
+	var total ApplyStats
+	records, rids, others := b.records, b.rids, b.others
+	cutoff := b.cutoff
+	if cutoff == 0 {
+		cutoff = b.fed + 1
+	}
+	if err := ctx.Err(); err != nil {
 		return total, err
 	}
 	scanned := time.Now()
@@ -496,6 +553,9 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		paths = append(paths, w.paths...)
 	}
 	built := time.Now()
+	if err := ctx.Err(); err != nil {
+		return total, err
+	}
 	// One ingest: every file, and with them the applied indexes, become
 	// visible together or not at all.
 	if err := s.db.Ingest(paths); err != nil {
@@ -517,16 +577,16 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	s.mu.Unlock()
 	s.bulkLast = last
 	s.setApplied(last)
-	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).
+	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).Int64("read_from_log", b.fromLog).
 		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("ingest", time.Since(built)).
 		Msg("bulk applied")
 	return total, nil
 }
 
-// bulkScan reads events [1, target] in batches, prepares each batch on
+// bulkScan reads events [from, target] in batches, prepares each batch on
 // cfg.Workers goroutines and hands the results to fn in log order until fn
 // returns false.
-func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog.Index, fn func(*bulkPrep) (bool, error)) error {
+func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, from, target eventlog.Index, fn func(*bulkPrep) (bool, error)) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -537,7 +597,7 @@ func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog
 	go func() {
 		defer wg.Done()
 		defer close(batches)
-		it := log.NewIterator(1, target+1)
+		it := log.NewIterator(from, target+1)
 		for {
 			idxs := make([]eventlog.Index, 0, s.cfg.BatchEvents)
 			evs := make([]*eventlog.Event, 0, s.cfg.BatchEvents)
@@ -556,21 +616,8 @@ func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog
 			if len(evs) == 0 {
 				return
 			}
-			out := make([]bulkPrep, len(evs))
-			workers := min(s.cfg.Workers, len(evs))
-			var pw sync.WaitGroup
-			for w := 0; w < workers; w++ {
-				pw.Add(1)
-				go func(w int) {
-					defer pw.Done()
-					for i := w; i < len(evs); i += workers {
-						out[i] = prepareBulk(idxs[i], evs[i])
-					}
-				}(w)
-			}
-			pw.Wait()
 			select {
-			case batches <- out:
+			case batches <- s.prepareBatch(idxs, evs):
 			case <-ctx.Done():
 				return
 			}
@@ -597,4 +644,22 @@ scan:
 		return readErr
 	}
 	return parent.Err()
+}
+
+// prepareBatch prepares events on cfg.Workers goroutines.
+func (s *Store) prepareBatch(idxs []eventlog.Index, evs []*eventlog.Event) []bulkPrep {
+	out := make([]bulkPrep, len(evs))
+	workers := min(s.cfg.Workers, len(evs))
+	var pw sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		pw.Add(1)
+		go func(w int) {
+			defer pw.Done()
+			for i := w; i < len(evs); i += workers {
+				out[i] = prepareBulk(idxs[i], evs[i])
+			}
+		}(w)
+	}
+	pw.Wait()
+	return out
 }
