@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -58,15 +59,17 @@ type bulkPrep struct {
 	origin eventlog.Origin
 	bad    bool // a KeySubmitted whose key does not parse
 	recKey []byte
-	val    []byte // see appendBulkValue
+	val    []byte // origin(1) time-ns(8 BE) then the encoded record (encodeRecord)
+	// index holds the key's index entries (hash, fingerprint, key IDs,
+	// search terms), each as uvarint key length, uvarint value length, key,
+	// value; every value ends with the event's index (8 BE), so that the
+	// entries of events after the cutoff, known only at the end, can be
+	// left out then.
+	index []byte
 }
 
-// bulk value layout (sorter A, keyed by recordKey):
-//
-//	origin(1) time-ns(8 BE)
-//	n-ids(uvarint) then per id: fpr-len(1) fpr keyid(8 BE)
-//	n-terms(uvarint) then per term: prefix(1: W or E) len(uvarint) bytes
-//	the encoded record (encodeRecord)
+// prepareBulk derives from one event its record and every index entry
+// (pass 1 sorts both, so that only merges are left after the last event).
 func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
 	p := bulkPrep{idx: idx, kind: ev.Kind, origin: ev.Origin}
 	if ev.Kind != eventlog.KindKeySubmitted {
@@ -84,19 +87,40 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
 		Hash:    key.Hash(),
 		SKS:     key.SKSCompatible(),
 		Created: creationTime(key.Primary.Body),
-		Key:     key.Marshal(),
 	}
 	p.recKey = recordKey(rid, idx)
-	// Room for the IDs, terms and record header of most keys: growing v
-	// copied every key once more (10 % of this function).
-	v := make([]byte, 0, 512+len(rec.Key))
+	// The record's header (encodeRecord without key bytes), then the
+	// canonical key written in place: no copy of the key made to be
+	// copied again.
+	v := make([]byte, 0, 9+64+key.MarshalSize())
 	v = append(v, byte(ev.Origin))
 	v = binary.BigEndian.AppendUint64(v, uint64(ev.Time.UnixNano()))
+	v = append(v, encodeRecord(rec)...)
+	p.val = key.AppendMarshal(v)
+
+	var flags byte
+	if rec.SKS {
+		flags |= flagSKS
+	}
+	ix := make([]byte, 0, 1024)
+	var ridv []byte // <len><rid>, the value of hash and fingerprint entries
+	ridv = appendRID(ridv, rid)
+	add := func(k, v []byte) error {
+		ix = binary.AppendUvarint(ix, uint64(len(k)))
+		ix = binary.AppendUvarint(ix, uint64(len(v)+8))
+		ix = append(ix, k...)
+		ix = append(ix, v...)
+		ix = binary.BigEndian.AppendUint64(ix, uint64(idx))
+		return nil
+	}
+	add(hashKey(rec.Hash), ridv)
 	ids := append([]pgpkey.SubkeyID{{Fingerprint: key.Fingerprint(), KeyID: key.KeyID()}}, key.SubkeyIDs()...)
-	v = binary.AppendUvarint(v, uint64(len(ids)))
 	for _, id := range ids {
-		v = appendRID(v, id.Fingerprint.Bytes())
-		v = binary.BigEndian.AppendUint64(v, uint64(id.KeyID))
+		// F lists hold record IDs in the order they were added: by
+		// index, which follows the fingerprint in the sort key.
+		add(binary.BigEndian.AppendUint64(fprKey(id.Fingerprint.Bytes()), uint64(idx)), ridv)
+		add(keyIDKey(uint64(id.KeyID), rid), nil)
+		add(shortIDKey(id.KeyID.Short(), rid), nil)
 	}
 	var terms [][]byte
 	for _, u := range key.UserIDs() {
@@ -107,66 +131,26 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
 			terms = append(terms, append([]byte{prefixEmail}, e...))
 		}
 	}
-	v = binary.AppendUvarint(v, uint64(len(terms)))
-	for _, t := range terms {
-		v = append(v, t[0])
-		v = binary.AppendUvarint(v, uint64(len(t)-1))
-		v = append(v, t[1:]...)
-	}
-	p.val = append(v, encodeRecord(rec)...)
+	addSearchTerms(add, terms, rid, idx, flags, rec)
+	p.index = ix
 	return p
 }
 
+// bulkValue is a record's value in the records sort.
 type bulkValue struct {
 	origin eventlog.Origin
 	time   time.Time
-	ids    []pgpkey.SubkeyID // only Fingerprint bytes via fprs, KeyID
-	fprs   [][]byte
-	terms  [][]byte // prefix byte + term
 	rec    []byte
 }
 
 func decodeBulkValue(v []byte) (bulkValue, error) {
 	var b bulkValue
-	bad := fmt.Errorf("bulk value: %w", errBadRecord)
 	if len(v) < 9 {
-		return b, bad
+		return b, fmt.Errorf("bulk value: %w", errBadRecord)
 	}
 	b.origin = eventlog.Origin(v[0])
 	b.time = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
-	v = v[9:]
-	n, k := binary.Uvarint(v)
-	if k <= 0 {
-		return b, bad
-	}
-	v = v[k:]
-	for range n {
-		if len(v) < 1 || len(v) < 1+int(v[0])+8 {
-			return b, bad
-		}
-		l := int(v[0])
-		b.fprs = append(b.fprs, v[1:1+l])
-		b.ids = append(b.ids, pgpkey.SubkeyID{KeyID: pgpkey.KeyID(binary.BigEndian.Uint64(v[1+l:]))})
-		v = v[1+l+8:]
-	}
-	n, k = binary.Uvarint(v)
-	if k <= 0 {
-		return b, bad
-	}
-	v = v[k:]
-	for range n {
-		if len(v) < 1 {
-			return b, bad
-		}
-		p := v[0]
-		l, k := binary.Uvarint(v[1:])
-		if k <= 0 || len(v) < 1+k+int(l) {
-			return b, bad
-		}
-		b.terms = append(b.terms, append([]byte{p}, v[1+k:1+k+int(l)]...))
-		v = v[1+k+int(l):]
-	}
-	b.rec = v
+	b.rec = v[9:]
 	return b, nil
 }
 
@@ -201,8 +185,9 @@ type bulkBuild struct {
 	tmp   string
 	start time.Time
 	// records holds each record by its key; rids the record keys alone,
-	// to find the cutoff without reading the records twice.
-	records, rids *sorter
+	// to find the cutoff without reading the records twice; index every
+	// other entry (values suffixed with their event's index).
+	records, rids, index *sorter
 	// cutoff is the first index not to build, once known from pass 1 (an
 	// admin event); 0 until then.
 	cutoff eventlog.Index
@@ -236,11 +221,18 @@ func (s *Store) newBulkBuild() (*bulkBuild, error) {
 		s: s, tmp: tmp, start: time.Now(),
 		records: newSorter(tmp, "records", s.cfg.BulkSortBytes),
 		rids:    newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8)),
+		index:   newSorter(tmp, "index", s.cfg.BulkSortBytes),
 	}, nil
 }
 
-// discard removes the temporary files (after finish too).
-func (b *bulkBuild) discard() { os.RemoveAll(b.tmp) }
+// discard removes the temporary files and frees the sorts' memory (after
+// finish too).
+func (b *bulkBuild) discard() {
+	b.records.free()
+	b.rids.free()
+	b.index.free()
+	os.RemoveAll(b.tmp)
+}
 
 // add is pass 1 for one prepared event, in log order; it returns false at
 // the first admin event (the bulk part ends before it).
@@ -259,6 +251,16 @@ func (b *bulkBuild) add(p *bulkPrep) (bool, error) {
 	}
 	if err := b.rids.add(p.recKey, nil); err != nil {
 		return false, err
+	}
+	for ix := p.index; len(ix) > 0; {
+		kl, n := binary.Uvarint(ix)
+		ix = ix[n:]
+		vl, n := binary.Uvarint(ix)
+		ix = ix[n:]
+		if err := b.index.add(ix[:kl], ix[kl:kl+vl]); err != nil {
+			return false, err
+		}
+		ix = ix[kl+vl:]
 	}
 	return true, b.records.add(p.recKey, p.val)
 }
@@ -317,8 +319,9 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	}
 	last := cutoff - 1
 
-	// Pass 3: records and latest pointers straight to sstables (they come
-	// in record-ID order), every other entry into the second sort.
+	// Passes 3 and 4 at once, each merging one sort straight into
+	// sstables: the records and latest pointers (they come in record-ID
+	// order) here, every other entry on its own goroutine.
 	wopts := s.opts.MakeWriterOptions(len(s.opts.Levels)-1, s.db.FormatMajorVersion().MaxTableFormat())
 	newWriter := func(name string) *sstWriter {
 		return &sstWriter{dir: tmp, name: name, opts: wopts, target: sstTargetBytes}
@@ -330,7 +333,16 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 			w.finish()
 		}
 	}()
-	index := newSorter(tmp, "index", s.cfg.BulkSortBytes)
+	var stop atomic.Bool
+	indexDone := make(chan error, 1)
+	go func() { indexDone <- b.writeIndex(iw, last, &stop) }()
+	indexWaited := false
+	defer func() {
+		if !indexWaited {
+			stop.Store(true)
+			<-indexDone
+		}
+	}()
 	var elems []ptree.Elem
 	counters := make(map[string][2]uint64)
 	byOrigin := make(map[eventlog.Origin]ApplyStats)
@@ -345,7 +357,6 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 			recs.close()
 		}
 	}()
-	var kbuf []byte
 	for {
 		k, v, ok, err := it.next()
 		if err != nil {
@@ -376,21 +387,6 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 			elems = append(elems, ptree.Elem{Hash: rec.Hash, Order: uint64(idx)})
 		}
 		if err := lw.add(latestKey(rid), encodeLatest(idx, flags, rec.Hash)); err != nil {
-			it.close()
-			return total, err
-		}
-		add := func(k, v []byte) error { return index.add(k, v) }
-		err = add(hashKey(rec.Hash), appendRID(nil, rid))
-		for i, fpr := range bv.fprs {
-			// F lists hold record IDs in the order they were added: by
-			// index, which follows the fingerprint in the sort key.
-			kbuf = binary.BigEndian.AppendUint64(fprKey(fpr), uint64(idx))
-			err = errors.Join(err, add(kbuf, appendRID(nil, rid)),
-				add(keyIDKey(uint64(bv.ids[i].KeyID), rid), nil),
-				add(shortIDKey(bv.ids[i].KeyID.Short(), rid), nil))
-		}
-		err = errors.Join(err, addSearchTerms(add, bv.terms, rid, idx, flags, rec))
-		if err != nil {
 			it.close()
 			return total, err
 		}
@@ -434,78 +430,10 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 		}
 		byOrigin[a.origin] = o
 	}
-
-	// Pass 4: the second sort, grouped where a value gathers several
-	// entries (fingerprint lists).
-	if it, err = index.iter(); err != nil {
+	indexWaited = true
+	if err := <-indexDone; err != nil {
 		return total, err
 	}
-	var fprGroup, fprList []byte
-	flushFpr := func() error {
-		if fprGroup == nil {
-			return nil
-		}
-		err := iw.add(fprGroup, fprList)
-		fprGroup, fprList = nil, nil
-		return err
-	}
-	var prevHash []byte
-	var words wordCounter // the word counts follow each word's postings
-	for {
-		k, v, ok, err := it.next()
-		if err != nil {
-			it.close()
-			return total, err
-		}
-		if !ok {
-			break
-		}
-		if err := words.next(k, iw.add); err != nil {
-			it.close()
-			return total, err
-		}
-		if k[0] == prefixFpr {
-			g := k[:len(k)-8]
-			if fprGroup != nil && !bytes.Equal(g, fprGroup) {
-				if err := flushFpr(); err != nil {
-					it.close()
-					return total, err
-				}
-			}
-			if fprGroup == nil {
-				fprGroup = bytes.Clone(g)
-			}
-			dup := false
-			for _, r := range ridList(fprList) {
-				dup = dup || bytes.Equal(r, v[1:])
-			}
-			if !dup {
-				fprList = append(fprList, v...)
-			}
-			continue
-		}
-		if err := flushFpr(); err != nil {
-			it.close()
-			return total, err
-		}
-		if k[0] == prefixHash {
-			if bytes.Equal(k, prevHash) {
-				// Two keys with one SKS hash: the incremental rules decide.
-				it.close()
-				return total, errBulkFallback
-			}
-			prevHash = append(prevHash[:0], k...)
-		}
-		if err := iw.add(k, v); err != nil {
-			it.close()
-			return total, err
-		}
-	}
-	it.close()
-	if err := errors.Join(flushFpr(), words.flush(iw.add)); err != nil {
-		return total, err
-	}
-
 	treeWaited = true
 	if err := <-treeDone; err != nil {
 		if errors.Is(err, ptree.ErrSamplePoint) || errors.Is(err, ptree.ErrDuplicate) {
@@ -581,6 +509,85 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("ingest", time.Since(built)).
 		Msg("bulk applied")
 	return total, nil
+}
+
+// writeIndex is pass 4: the index entries of events up to last, merged
+// from their sort into iw, grouped where a value gathers several entries
+// (fingerprint lists), with each word's count after its postings. It
+// returns errBulkFallback at two keys with one SKS hash, and stops early
+// when stop is set.
+func (b *bulkBuild) writeIndex(iw *sstWriter, last eventlog.Index, stop *atomic.Bool) error {
+	it, err := b.index.iter()
+	if err != nil {
+		return err
+	}
+	defer it.close()
+	var fprGroup, fprList []byte
+	flushFpr := func() error {
+		if fprGroup == nil {
+			return nil
+		}
+		err := iw.add(fprGroup, fprList)
+		fprGroup, fprList = nil, nil
+		return err
+	}
+	var prevHash []byte
+	var words wordCounter // the word counts follow each word's postings
+	for n := 0; ; n++ {
+		if n%4096 == 0 && stop.Load() {
+			return errors.New("bulk: index pass stopped")
+		}
+		k, v, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if len(v) < 8 {
+			return fmt.Errorf("bulk: index entry %x: %w", k, errBadRecord)
+		}
+		if eventlog.Index(binary.BigEndian.Uint64(v[len(v)-8:])) > last {
+			continue
+		}
+		v = v[:len(v)-8]
+		if err := words.next(k, iw.add); err != nil {
+			return err
+		}
+		if k[0] == prefixFpr {
+			g := k[:len(k)-8]
+			if fprGroup != nil && !bytes.Equal(g, fprGroup) {
+				if err := flushFpr(); err != nil {
+					return err
+				}
+			}
+			if fprGroup == nil {
+				fprGroup = bytes.Clone(g)
+			}
+			dup := false
+			for _, r := range ridList(fprList) {
+				dup = dup || bytes.Equal(r, v[1:])
+			}
+			if !dup {
+				fprList = append(fprList, v...)
+			}
+			continue
+		}
+		if err := flushFpr(); err != nil {
+			return err
+		}
+		if k[0] == prefixHash {
+			if bytes.Equal(k, prevHash) {
+				// Two keys with one SKS hash: the incremental rules decide.
+				return errBulkFallback
+			}
+			prevHash = append(prevHash[:0], k...)
+		}
+		if err := iw.add(k, v); err != nil {
+			return err
+		}
+	}
+	return errors.Join(flushFpr(), words.flush(iw.add))
 }
 
 // bulkScan reads events [from, target] in batches, prepares each batch on

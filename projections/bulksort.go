@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"container/heap"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/objstorage"
 	"github.com/cockroachdb/pebble/sstable"
@@ -21,6 +24,11 @@ import (
 // sorter is an external sort of key/value pairs with bounded memory: pairs
 // gather in one buffer, which is sorted and written to a run file when it
 // holds limit bytes; iter merges the runs.
+//
+// The buffer and the entries live outside the Go heap (mapped memory,
+// released by free): tens of megabytes that stay live for the whole bulk
+// path would otherwise double the heap the garbage collector lets grow
+// (GOGC), and every fresh page costs a page fault.
 type sorter struct {
 	dir   string
 	name  string
@@ -28,6 +36,8 @@ type sorter struct {
 	buf   []byte // <key><value>... (located by ents)
 	ents  []sortEntry
 	runs  []string
+	// bufMem and entMem are the mappings behind buf and ents.
+	bufMem, entMem []byte
 }
 
 // sortEntry locates one pair in buf: the key at ko, kl bytes long, then
@@ -69,14 +79,27 @@ func (s *sorter) add(k, v []byte) error {
 		if s.buf == nil || need > cap(s.buf) {
 			// One allocation of the whole budget: growing it by appends
 			// cost a third of the bulk path in copies and clearing.
-			s.buf = make([]byte, 0, max(s.limit, need))
+			if err := s.unmap(&s.bufMem); err != nil {
+				return err
+			}
+			m, err := mapMem(max(s.limit, need))
+			if err != nil {
+				return err
+			}
+			s.bufMem, s.buf = m, m[:0]
 		}
 		if s.ents == nil {
 			// Entries take at most half the budget again (24 bytes
 			// each, for pairs of at least 48 bytes on average; index
 			// entries are ~35 bytes, so their runs end when the
 			// entries are full).
-			s.ents = make([]sortEntry, 0, max(1, s.limit/48))
+			n := max(1, s.limit/48)
+			m, err := mapMem(n * int(unsafe.Sizeof(sortEntry{})))
+			if err != nil {
+				return err
+			}
+			s.entMem = m
+			s.ents = unsafe.Slice((*sortEntry)(unsafe.Pointer(&m[0])), n)[:0]
 		}
 	}
 	ko := len(s.buf)
@@ -84,6 +107,35 @@ func (s *sorter) add(k, v []byte) error {
 	s.buf = append(s.buf, v...)
 	s.ents = append(s.ents, sortEntry{pre: keyPrefix(k), ko: ko, kl: uint32(len(k)), vl: uint32(len(v))})
 	return nil
+}
+
+// mapMem returns n bytes of zeroed memory outside the Go heap. It holds
+// no Go pointers (the collector does not scan it).
+func mapMem(n int) ([]byte, error) {
+	m, err := syscall.Mmap(-1, 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("bulk sort: map %d bytes: %w", n, err)
+	}
+	return m, nil
+}
+
+func (s *sorter) unmap(m *[]byte) error {
+	if *m == nil {
+		return nil
+	}
+	err := syscall.Munmap(*m)
+	*m = nil
+	if err != nil {
+		return fmt.Errorf("bulk sort: %w", err)
+	}
+	return nil
+}
+
+// free releases the buffer and entries; nothing read from them (memIter)
+// may be used after. The runs stay readable.
+func (s *sorter) free() error {
+	s.buf, s.ents = nil, nil
+	return errors.Join(s.unmap(&s.bufMem), s.unmap(&s.entMem))
 }
 
 func (s *sorter) entry(e sortEntry) (k, v []byte) {
@@ -155,6 +207,11 @@ func (s *sorter) iter() (sortIter, error) {
 		return &memIter{s: s}, nil
 	}
 	if err := s.spill(); err != nil {
+		return nil, err
+	}
+	// Everything is in runs: the buffers can go (the merge and the
+	// sstable writers need the memory next).
+	if err := s.free(); err != nil {
 		return nil, err
 	}
 	m := &mergeIter{}
