@@ -70,15 +70,20 @@ type bulkPrep struct {
 
 // prepareBulk derives from one event its record and every index entry
 // (pass 1 sorts both, so that only merges are left after the last event).
-func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
+//
+// key, when not nil, is ev.Key already parsed (ParseEventKey) by the
+// writer of the event.
+func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key) bulkPrep {
 	p := bulkPrep{idx: idx, kind: ev.Kind, origin: ev.Origin}
 	if ev.Kind != eventlog.KindKeySubmitted {
 		return p
 	}
-	key, err := ParseEventKey(ev.Key)
-	if err != nil {
-		p.bad = true
-		return p
+	if key == nil {
+		var err error
+		if key, err = ParseEventKey(ev.Key); err != nil {
+			p.bad = true
+			return p
+		}
 	}
 	rid := RecordID(key)
 	rec := &Record{
@@ -624,7 +629,7 @@ func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, from, target ev
 				return
 			}
 			select {
-			case batches <- s.prepareBatch(idxs, evs):
+			case batches <- s.prepareBatch(idxs, evs, nil):
 			case <-ctx.Done():
 				return
 			}
@@ -653,8 +658,9 @@ scan:
 	return parent.Err()
 }
 
-// prepareBatch prepares events on cfg.Workers goroutines.
-func (s *Store) prepareBatch(idxs []eventlog.Index, evs []*eventlog.Event) []bulkPrep {
+// prepareBatch prepares events on cfg.Workers goroutines; keys, when not
+// nil, holds the events' keys already parsed (nil entries are parsed).
+func (s *Store) prepareBatch(idxs []eventlog.Index, evs []*eventlog.Event, keys []*pgpkey.Key) []bulkPrep {
 	out := make([]bulkPrep, len(evs))
 	workers := min(s.cfg.Workers, len(evs))
 	var pw sync.WaitGroup
@@ -663,7 +669,11 @@ func (s *Store) prepareBatch(idxs []eventlog.Index, evs []*eventlog.Event) []bul
 		go func(w int) {
 			defer pw.Done()
 			for i := w; i < len(evs); i += workers {
-				out[i] = prepareBulk(idxs[i], evs[i])
+				var k *pgpkey.Key
+				if keys != nil {
+					k = keys[i]
+				}
+				out[i] = prepareBulk(idxs[i], evs[i], k)
 			}
 		}(w)
 	}

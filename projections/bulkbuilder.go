@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
 // ErrBulkNotApplicable says the bulk path cannot build the store from the
@@ -41,6 +42,7 @@ type BulkBuilder struct {
 type bulkInput struct {
 	first eventlog.Index
 	evs   []*eventlog.Event
+	keys  []*pgpkey.Key // nil, or one per event
 }
 
 // NewBulkBuilder starts a bulk build of the empty store from log, whose
@@ -77,11 +79,18 @@ func (s *Store) NewBulkBuilder(ctx context.Context, log *eventlog.Log) (*BulkBui
 				select {
 				case <-bb.failed:
 				default:
-					batch = s.prepareBatch(idxs, in.evs[:n])
+					var keys []*pgpkey.Key
+					if in.keys != nil {
+						keys = in.keys[:n]
+					}
+					batch = s.prepareBatch(idxs, in.evs[:n], keys)
 				}
 				prepared <- batch
 				in.first += eventlog.Index(n)
 				in.evs = in.evs[n:]
+				if in.keys != nil {
+					in.keys = in.keys[n:]
+				}
 			}
 		}
 	}()
@@ -113,10 +122,15 @@ func (s *Store) NewBulkBuilder(ctx context.Context, log *eventlog.Log) (*BulkBui
 
 // Add hands the builder events first, first+1, ... in log order, starting
 // right after the log's last index when the builder was made or the last
-// event added. The caller keeps the events unchanged; Add returns before
-// they are processed (at most one call's events wait), or the error that
-// stopped the builder.
-func (bb *BulkBuilder) Add(first eventlog.Index, evs []*eventlog.Event) error {
+// event added. keys, when not nil, holds each event's key as
+// ParseEventKey(ev.Key) returns it (nil entries are parsed here), so that
+// a writer that parsed them already saves the second parse. The caller
+// keeps events and keys unchanged; Add returns before they are processed
+// (at most one call's events wait), or the error that stopped the builder.
+func (bb *BulkBuilder) Add(first eventlog.Index, evs []*eventlog.Event, keys []*pgpkey.Key) error {
+	if keys != nil && len(keys) != len(evs) {
+		return fmt.Errorf("bulk: %d keys for %d events", len(keys), len(evs))
+	}
 	if bb.ended {
 		return errors.New("bulk: Add after Finish or Abort")
 	}
@@ -127,7 +141,7 @@ func (bb *BulkBuilder) Add(first eventlog.Index, evs []*eventlog.Event) error {
 		return nil
 	}
 	select {
-	case bb.in <- bulkInput{first, evs}:
+	case bb.in <- bulkInput{first, evs, keys}:
 		bb.next += eventlog.Index(len(evs))
 		return nil
 	case <-bb.failed:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections"
+	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
 // readEvents returns events [first, end) of ts's log (end 0: to the end).
@@ -27,14 +28,23 @@ func readEvents(tb testing.TB, ts *testStore, first, end eventlog.Index) []*even
 }
 
 // feedAndAppend hands evs to bb in runs of n and appends each run to ts's
-// log, as an import does.
-func feedAndAppend(tb testing.TB, ts *testStore, bb *projections.BulkBuilder, evs []*eventlog.Event, n int) {
+// log, as an import does; with parsed, it hands over the keys parsed too.
+func feedAndAppend(tb testing.TB, ts *testStore, bb *projections.BulkBuilder, evs []*eventlog.Event, n int, parsed bool) {
 	tb.Helper()
 	for len(evs) > 0 {
 		run := evs[:min(n, len(evs))]
 		evs = evs[len(run):]
 		first := ts.log.LastIndex() + 1
-		if err := bb.Add(first, run); err != nil {
+		var keys []*pgpkey.Key
+		if parsed {
+			keys = make([]*pgpkey.Key, len(run))
+			for i, ev := range run {
+				if ev.Kind == eventlog.KindKeySubmitted {
+					keys[i], _ = projections.ParseEventKey(ev.Key) // nil when it does not parse
+				}
+			}
+		}
+		if err := bb.Add(first, run, keys); err != nil {
 			tb.Fatal(err)
 		}
 		if _, err := ts.log.Append(context.Background(), run...); err != nil {
@@ -45,13 +55,18 @@ func feedAndAppend(tb testing.TB, ts *testStore, bb *projections.BulkBuilder, ev
 
 // TestBulkBuilderEqualsIncremental feeds bulkTestLog's events to a
 // BulkBuilder as they are appended (from an empty log, and after a prefix
-// appended before the builder was made, as a resumed import does),
+// appended before the builder was made, as a resumed import does; with
+// and without the keys parsed by the caller),
 // catches up the rest and compares every Pebble entry with the store built
 // event by event. The builder reads from the log only that prefix.
 func TestBulkBuilderEqualsIncremental(t *testing.T) {
 	inc, distinct := bulkTestLog(t)
 	all := readEvents(t, inc, 1, 0)
-	for _, prefix := range []int{0, 100} {
+	for _, tc := range []struct {
+		prefix int
+		parsed bool
+	}{{0, false}, {0, true}, {100, true}} {
+		prefix := tc.prefix
 		bulk := openStoreBulk(t, t.TempDir(), 1)
 		copyLog(t, inc, bulk, 1, eventlog.Index(prefix+1))
 		ctx := context.Background()
@@ -59,7 +74,7 @@ func TestBulkBuilderEqualsIncremental(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		feedAndAppend(t, bulk, bb, all[prefix:], 37)
+		feedAndAppend(t, bulk, bb, all[prefix:], 37, tc.parsed)
 		st, err := bb.Finish(ctx, bulk.log)
 		if err != nil {
 			t.Fatal(err)
@@ -91,7 +106,7 @@ func TestBulkBuilderAbortLeavesStoreEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	feedAndAppend(t, bulk, bb, all[:150], 50)
+	feedAndAppend(t, bulk, bb, all[:150], 50, false)
 	bb.Abort()
 	bb.Abort() // twice is harmless
 
@@ -99,7 +114,7 @@ func TestBulkBuilderAbortLeavesStoreEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	feedAndAppend(t, bulk, bb, all[150:], 50)
+	feedAndAppend(t, bulk, bb, all[150:], 50, true)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := bb.Finish(cctx, bulk.log); err == nil {
@@ -124,10 +139,10 @@ func TestBulkBuilderChecksIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bb.Add(2, all[:10]); err == nil {
+	if err := bb.Add(2, all[:10], nil); err == nil {
 		t.Fatal("Add from index 2 into an empty log accepted")
 	}
-	if err := bb.Add(1, all); err != nil {
+	if err := bb.Add(1, all, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bb.Finish(ctx, bulk.log); err == nil {

@@ -496,6 +496,9 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 				Time:   now,
 				Key:    keyBytes,
 			})
+			// k is what parsing keyBytes gives (as for ApplyParsed
+			// below): the builder need not parse it again.
+			keys = append(keys, k)
 			continue
 		}
 		// The abuse limits apply before anything is stored (limits.go).
@@ -531,7 +534,7 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 		// prepares them while they are written.
 		first := im.b.log.LastIndex() + 1
 		if im.builder != nil {
-			if err := im.builder.Add(first, events); err != nil {
+			if err := im.builder.Add(first, events, keys); err != nil {
 				return err
 			}
 		}
