@@ -36,8 +36,9 @@ type sorter struct {
 	buf   []byte // <key><value>... (located by ents)
 	ents  []sortEntry
 	runs  []string
-	// bufMem and entMem are the mappings behind buf and ents.
-	bufMem, entMem []byte
+	// bufMem and entMem are the mappings behind buf and ents, tmpMem the
+	// radix sort's scratch space.
+	bufMem, entMem, tmpMem []byte
 }
 
 // sortEntry locates one pair in buf: the key at ko, kl bytes long, then
@@ -135,7 +136,7 @@ func (s *sorter) unmap(m *[]byte) error {
 // may be used after. The runs stay readable.
 func (s *sorter) free() error {
 	s.buf, s.ents = nil, nil
-	return errors.Join(s.unmap(&s.bufMem), s.unmap(&s.entMem))
+	return errors.Join(s.unmap(&s.bufMem), s.unmap(&s.entMem), s.unmap(&s.tmpMem))
 }
 
 func (s *sorter) entry(e sortEntry) (k, v []byte) {
@@ -146,9 +147,13 @@ func (s *sorter) entry(e sortEntry) (k, v []byte) {
 // sortBuf sorts the buffer. Equal keys carry equal values in every use
 // (index entries written twice) or make the bulk path fall back (a hash
 // collision), so the sort need not be stable.
+//
+// Large buffers are sorted by radix on the 8-byte prefixes first (a
+// comparison sort of the 1.5 million index entries of 100k keys was a
+// tenth of the bulk path), then runs of equal prefixes by whole keys.
 func (s *sorter) sortBuf() {
 	buf := s.buf
-	slices.SortFunc(s.ents, func(a, b sortEntry) int {
+	cmpKeys := func(a, b sortEntry) int {
 		if a.pre != b.pre {
 			if a.pre < b.pre {
 				return -1
@@ -156,7 +161,84 @@ func (s *sorter) sortBuf() {
 			return 1
 		}
 		return bytes.Compare(buf[a.ko:a.ko+int(a.kl)], buf[b.ko:b.ko+int(b.kl)])
-	})
+	}
+	ents := s.ents
+	if len(ents) < radixMin {
+		slices.SortFunc(ents, cmpKeys)
+		return
+	}
+	tmp, err := s.scratch(len(ents))
+	if err != nil {
+		// No memory for the scratch space: the comparison sort needs none.
+		slices.SortFunc(ents, cmpKeys)
+		return
+	}
+	radixSort(ents, tmp)
+	for i := 0; i < len(ents); {
+		j := i + 1
+		for j < len(ents) && ents[j].pre == ents[i].pre {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(ents[i:j], cmpKeys)
+		}
+		i = j
+	}
+}
+
+// radixMin is the fewest entries sorted by radix.
+const radixMin = 1 << 12
+
+// radixSort sorts ents by pre, least significant byte first, using tmp
+// (as long as ents) as scratch space; bytes every entry shares are
+// skipped.
+func radixSort(ents, tmp []sortEntry) {
+	var counts [8][256]int
+	for _, e := range ents {
+		for d := range 8 {
+			counts[d][byte(e.pre>>(8*d))]++
+		}
+	}
+	src, dst := ents, tmp
+	for d := range 8 {
+		c := &counts[d]
+		if c[byte(src[0].pre>>(8*d))] == len(src) {
+			continue
+		}
+		pos := 0
+		for i := range c {
+			n := c[i]
+			c[i] = pos
+			pos += n
+		}
+		shift := 8 * d
+		for _, e := range src {
+			b := byte(e.pre >> shift)
+			dst[c[b]] = e
+			c[b]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &ents[0] {
+		copy(ents, src)
+	}
+}
+
+// scratch returns n entries of scratch space for the radix sort, mapped
+// once per sorter.
+func (s *sorter) scratch(n int) ([]sortEntry, error) {
+	size := int(unsafe.Sizeof(sortEntry{}))
+	if len(s.tmpMem) < n*size {
+		if err := s.unmap(&s.tmpMem); err != nil {
+			return nil, err
+		}
+		m, err := mapMem(max(n, cap(s.ents)) * size)
+		if err != nil {
+			return nil, err
+		}
+		s.tmpMem = m
+	}
+	return unsafe.Slice((*sortEntry)(unsafe.Pointer(&s.tmpMem[0])), n), nil
 }
 
 // spill writes the buffer, sorted, as a run file (the same framing).
