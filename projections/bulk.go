@@ -340,7 +340,13 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	}()
 	var stop atomic.Bool
 	indexDone := make(chan error, 1)
-	go func() { indexDone <- b.writeIndex(iw, last, &stop) }()
+	passesStart := time.Now()
+	var indexTook time.Duration
+	go func() {
+		err := b.writeIndex(iw, last, &stop)
+		indexTook = time.Since(passesStart)
+		indexDone <- err
+	}()
 	indexWaited := false
 	defer func() {
 		if !indexWaited {
@@ -411,6 +417,7 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	if err := recs.close(); err != nil {
 		return total, err
 	}
+	recordsTook := time.Since(passesStart)
 	// The prefix tree, from the sorted hashes, while pass 4 runs.
 	treeDone := make(chan error, 1)
 	go func() {
@@ -511,7 +518,8 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	s.bulkLast = last
 	s.setApplied(last)
 	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).Int64("read_from_log", b.fromLog).
-		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("ingest", time.Since(built)).
+		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("records_pass", recordsTook).
+		Dur("index_pass", indexTook).Dur("ingest", time.Since(built)).
 		Msg("bulk applied")
 	return total, nil
 }
@@ -521,20 +529,26 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 // (fingerprint lists), with each word's count after its postings. It
 // returns errBulkFallback at two keys with one SKS hash, and stops early
 // when stop is set.
-func (b *bulkBuild) writeIndex(iw *sstWriter, last eventlog.Index, stop *atomic.Bool) error {
+func (b *bulkBuild) writeIndex(w *sstWriter, last eventlog.Index, stop *atomic.Bool) (err error) {
 	it, err := b.index.iter()
 	if err != nil {
 		return err
 	}
 	defer it.close()
+	// The sstable is built on another goroutine (the merge and the
+	// writer were each about half of this pass).
+	iw := newAsyncWriter(w)
+	defer func() {
+		err = errors.Join(err, iw.close())
+	}()
 	var fprGroup, fprList []byte
 	flushFpr := func() error {
 		if fprGroup == nil {
 			return nil
 		}
-		err := iw.add(fprGroup, fprList)
+		iw.add(fprGroup, fprList)
 		fprGroup, fprList = nil, nil
-		return err
+		return nil
 	}
 	var prevHash []byte
 	var words wordCounter // the word counts follow each word's postings
@@ -556,7 +570,7 @@ func (b *bulkBuild) writeIndex(iw *sstWriter, last eventlog.Index, stop *atomic.
 			continue
 		}
 		v = v[:len(v)-8]
-		if err := words.next(k, iw.add); err != nil {
+		if err := words.next(k, iw.write); err != nil {
 			return err
 		}
 		if k[0] == prefixFpr {
@@ -588,11 +602,9 @@ func (b *bulkBuild) writeIndex(iw *sstWriter, last eventlog.Index, stop *atomic.
 			}
 			prevHash = append(prevHash[:0], k...)
 		}
-		if err := iw.add(k, v); err != nil {
-			return err
-		}
+		iw.add(k, v)
 	}
-	return errors.Join(flushFpr(), words.flush(iw.add))
+	return errors.Join(flushFpr(), words.flush(iw.write))
 }
 
 // bulkScan reads events [from, target] in batches, prepares each batch on

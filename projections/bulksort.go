@@ -570,6 +570,13 @@ func (a *asyncWriter) add(k, v []byte) {
 	}
 }
 
+// write is add with the signature of sstWriter.add (errors come from
+// close).
+func (a *asyncWriter) write(k, v []byte) error {
+	a.add(k, v)
+	return nil
+}
+
 // close sends what is left, waits for the writer and returns its first
 // error. It must be called exactly once.
 func (a *asyncWriter) close() error {
