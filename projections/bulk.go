@@ -27,6 +27,13 @@ import (
 // index. The prefix tree is built in one pass from the sorted hashes
 // (ptree.Build).
 //
+// Pass 1 prepares each event (record, index entries) and adds it to the
+// sorts as the events come: read from the log (CatchUp: bulkApply) or
+// handed over by the log's writer (an import: BulkBuilder). Pass 2 finds
+// the cutoff from the sorted record keys; passes 3 (records, latest
+// pointers) and 4 (every other index entry) then merge their sorts into
+// sstables at the same time.
+//
 // It covers the leading run of events in which every key is new: it stops
 // before the first admin event and before the second version of any key
 // (found by the sort), so its end state is by construction what applying
@@ -35,8 +42,10 @@ import (
 // incrementally, as are hash collisions and sample-point hashes (the bulk
 // result is discarded and nothing was ingested).
 //
-// Memory: the sorts' buffers (Config.BulkSortBytes, up to 1.5 times that
-// each, and an eighth of it for the record keys) and 24 bytes per SKS key
+// Memory: the sorts' buffers (Config.BulkSortBytes for the records and
+// for the index entries, up to 2 times that each with the entries and the
+// radix sort's scratch space, and an eighth of it for the record keys;
+// mapped outside the Go heap) and 24 bytes per SKS key
 // for the prefix tree build (about 150 MB for the six million keys of the
 // SKS keyspace); spilled runs and sstables go to a temporary directory
 // beside the database, removed afterwards.

@@ -534,6 +534,7 @@ func (w *sstWriter) finish() error {
 type asyncWriter struct {
 	w    *sstWriter
 	ch   chan []byte
+	free chan []byte // batches written, for reuse
 	done chan error
 	buf  []byte
 }
@@ -541,10 +542,11 @@ type asyncWriter struct {
 const asyncBatchBytes = 1 << 20
 
 func newAsyncWriter(w *sstWriter) *asyncWriter {
-	a := &asyncWriter{w: w, ch: make(chan []byte, 4), done: make(chan error, 1)}
+	a := &asyncWriter{w: w, ch: make(chan []byte, 4), free: make(chan []byte, 6), done: make(chan error, 1)}
 	go func() {
 		var err error
 		for b := range a.ch {
+			batch := b
 			for len(b) > 0 && err == nil {
 				kl, n := binary.Uvarint(b)
 				b = b[n:]
@@ -552,6 +554,10 @@ func newAsyncWriter(w *sstWriter) *asyncWriter {
 				b = b[n:]
 				err = w.add(b[:kl], b[kl:kl+vl])
 				b = b[kl+vl:]
+			}
+			select {
+			case a.free <- batch[:0]:
+			default:
 			}
 		}
 		a.done <- err
@@ -566,7 +572,13 @@ func (a *asyncWriter) add(k, v []byte) {
 	a.buf = append(a.buf, v...)
 	if len(a.buf) >= asyncBatchBytes {
 		a.ch <- a.buf
-		a.buf = make([]byte, 0, asyncBatchBytes+len(v)+64)
+		// A written batch again when there is one: fresh batches were
+		// 200 MB of garbage for the 100k corpus.
+		select {
+		case a.buf = <-a.free:
+		default:
+			a.buf = make([]byte, 0, asyncBatchBytes+len(v)+64)
+		}
 	}
 }
 

@@ -46,7 +46,8 @@ type Config struct {
 	// memtables). Zero or less never does. Default 256.
 	BulkMinEvents int
 	// BulkSortBytes is the buffer of each external sort of the bulk path
-	// (two at once, each using up to 1.5 times this). Default 32 MiB.
+	// (two at once, each using up to 2 times this with its entries and
+	// scratch space, outside the Go heap). Default 32 MiB.
 	BulkSortBytes int
 	// FingerprintCacheEntries bounds the fingerprint lookups answered from
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
