@@ -24,11 +24,14 @@ import (
 const (
 	importChunkKeys  = 2048
 	importChunkBytes = 16 << 20
-	// A bulk import only appends, so each chunk costs an fsync and little
-	// else: bigger chunks, fewer fsyncs (the memory bound stays: two
-	// chunks in flight).
-	bulkChunkKeys  = 8192
-	bulkChunkBytes = 32 << 20
+	// A bulk import appends each chunk (one fsync) while the bulk
+	// builder prepares and sorts the chunk before: chunks of 8192 keys /
+	// 32 MiB had fewer fsyncs but kept 100 MiB more in flight (peak RSS
+	// 340–390 MiB against 240 MiB, and a page fault per fresh page) for no
+	// CPU or wall time won; smaller chunks also start the builder sooner
+	// and leave it less to do after the last append.
+	bulkChunkKeys  = 2048
+	bulkChunkBytes = 8 << 20
 	maxArmoredFile = 256 << 20 // armored files are read whole; dumps are binary
 )
 
