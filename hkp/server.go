@@ -173,12 +173,12 @@ type Server struct {
 	// config is replaced whole by Reload; read it through conf().
 	config atomic.Pointer[Config]
 	// hdrs holds header values derived from config (setConfig).
-	hdrs atomic.Pointer[respHeaders]
-	log    zerolog.Logger
-	store  *projections.Store
-	app    Appender
-	stats  StatsSource
-	mux    *http.ServeMux
+	hdrs  atomic.Pointer[respHeaders]
+	log   zerolog.Logger
+	store *projections.Store
+	app   Appender
+	stats StatsSource
+	mux   *http.ServeMux
 	// bodies holds one token per request body being read (MaxBodies).
 	bodies chan struct{}
 	// summaries caches what index pages show about each key.
