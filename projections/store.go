@@ -114,6 +114,8 @@ type Store struct {
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
 	refs refCache
+	// results caches word search answers until the next apply (searchcache.go).
+	results searchCache
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
