@@ -118,13 +118,12 @@ func (s *Server) writeMRIndex(w http.ResponseWriter, r *http.Request, q query, r
 	if q.limit >= 0 && q.limit < len(entries) {
 		entries = entries[:q.limit]
 	}
-	w.Header().Set("X-HKP-Results-Count", strconv.Itoa(total))
-	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-	var body bytes.Buffer
-	if err := writeMREntries(&body, entries, time.Now()); err != nil {
-		return err
-	}
-	return writeBody(w, r, body.Bytes())
+	h := w.Header()
+	h["X-Hkp-Results-Count"] = []string{strconv.Itoa(total)}
+	h["Content-Type"] = textPlain
+	// The entries' cached texts are written as they are, not copied into
+	// one body first (what writeMREntries writes).
+	return writeBody(w, r, mrEntryTexts(entries, time.Now())...)
 }
 
 // writeBody writes a 200 answer whose body is the pieces, in order.
@@ -230,10 +229,12 @@ func (s *Server) mrEntries(recs []*projections.Record) ([]*mrEntry, error) {
 	}
 	build := func(i int) error {
 		rec := recs[i]
-		if rec.Key == nil { // from SearchWordsMeta
-			if err := s.store.FillKey(rec); err != nil {
+		if rec.Key == nil { // from SearchWordsMeta, whose records are shared
+			full := *rec
+			if err := s.store.FillKey(&full); err != nil {
 				return err
 			}
+			rec = &full
 		}
 		k, err := projections.ParseEventKey(rec.Key)
 		if err != nil {

@@ -229,6 +229,7 @@ var (
 	one              = headerValue("1")
 	pgpKeysType      = headerValue("application/pgp-keys; charset=UTF-8")
 	gpgkeyAttachment = headerValue("attachment; filename=gpgkey.asc")
+	textPlain        = headerValue("text/plain; charset=UTF-8")
 )
 
 // Reload applies a new configuration to a running Server: search limits,

@@ -182,10 +182,11 @@ type SearchLimits struct {
 // limits and errors. The words must come from Words. No words, or a word
 // nobody has, gives no result and no error.
 func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error) {
-	out, err := s.SearchWordsMeta(words, lim)
+	shared, err := s.SearchWordsMeta(words, lim)
 	if err != nil {
 		return nil, err
 	}
+	out := copyRecords(shared)
 	for _, rec := range out {
 		// A version is never rewritten: reading it after the search's
 		// snapshot reads the same bytes.
@@ -200,7 +201,8 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 // records but Key (nil) comes from the word index itself, so a search reads
 // no record. FillKey reads a record's key when it is needed (op=index
 // answers most keys from entries cached by key hash). Answers are cached
-// until the projections apply anything (searchCache).
+// until the projections apply anything (searchCache), and shared: the
+// caller must modify neither the slice nor the records (FillKey a copy).
 func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, error) {
 	if len(words) == 0 {
 		return nil, nil
@@ -209,7 +211,7 @@ func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, er
 	at := s.Applied()
 	key := searchKey(words, lim)
 	if a, ok := s.results.get(key, at); ok {
-		return copyRecords(a.recs), a.err
+		return a.recs, a.err
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
@@ -220,7 +222,7 @@ func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, er
 	if err != nil {
 		return nil, err
 	}
-	return copyRecords(recs), nil
+	return recs, nil
 }
 
 // FillKey reads the key bytes of rec's version into rec.Key. A version is

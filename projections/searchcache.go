@@ -30,7 +30,7 @@ type searchCache struct {
 }
 
 type searchAnswer struct {
-	recs []*Record // shared: handed out as copies (copyRecords)
+	recs []*Record // shared with every caller, never modified
 	err  error
 }
 
@@ -100,7 +100,7 @@ func cacheable(err error) bool {
 }
 
 // copyRecords returns copies of the records, which the caller may modify
-// (FillKey sets Key); the slices inside them are shared and never written.
+// (fillKey sets Key); the slices inside them are shared and never written.
 func copyRecords(recs []*Record) []*Record {
 	if recs == nil {
 		return nil
