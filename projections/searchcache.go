@@ -23,7 +23,7 @@ import (
 // Bounded by cached records; when full, entries are dropped in map order.
 // Safe for concurrent use; the zero value works.
 type searchCache struct {
-	mu      sync.Mutex
+	mu      sync.RWMutex   // lookups never wait for each other
 	applied eventlog.Index // the applied index the entries were computed at
 	cost    int
 	m       map[string]searchAnswer
@@ -54,8 +54,8 @@ func searchKey(words []string, lim SearchLimits) string {
 
 // get returns the answer cached for key at applied index at.
 func (c *searchCache) get(key string, at eventlog.Index) (searchAnswer, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if c.applied != at {
 		return searchAnswer{}, false
 	}

@@ -113,7 +113,7 @@ type Store struct {
 	// facts caches what word searches learnt about versions (wordfacts.go).
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
-	refs refCache
+	refs refShards
 	// results caches word search answers until the next apply (searchcache.go).
 	results searchCache
 
@@ -169,7 +169,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		opts:   opts,
 		notify: make(chan struct{}),
 	}
-	s.refs.max = cfg.FingerprintCacheEntries
+	s.refs.setMax(cfg.FingerprintCacheEntries)
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
