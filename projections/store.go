@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -119,6 +120,10 @@ type Store struct {
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
+	// appliedNow is applied for readers that take no lock (Applied: every
+	// lookup and word search reads it; under s.mu it was a point of
+	// contention among 64 requests).
+	appliedNow atomic.Uint64
 	totals  map[eventlog.Origin]ApplyStats
 	notify  chan struct{} // closed and replaced whenever applied moves
 	closed  bool
@@ -209,6 +214,7 @@ func (s *Store) load() error {
 		}
 	}
 	s.applied = first
+	s.appliedNow.Store(uint64(first))
 	keys, err := s.getUint64(metaKey("keys"))
 	if err != nil {
 		return err
@@ -263,9 +269,7 @@ func (s *Store) PtreeConfig() ptree.Config { return s.cfg.Ptree }
 
 // Applied returns the log index every projection has applied.
 func (s *Store) Applied() eventlog.Index {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.applied
+	return eventlog.Index(s.appliedNow.Load())
 }
 
 // AppliedNotify returns a channel closed when Applied next changes.
@@ -279,6 +283,7 @@ func (s *Store) setApplied(idx eventlog.Index) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.applied = idx
+	s.appliedNow.Store(uint64(idx))
 	if !s.closed {
 		close(s.notify)
 		s.notify = make(chan struct{})
