@@ -124,9 +124,9 @@ type Store struct {
 	// lookup and word search reads it; under s.mu it was a point of
 	// contention among 64 requests).
 	appliedNow atomic.Uint64
-	totals  map[eventlog.Origin]ApplyStats
-	notify  chan struct{} // closed and replaced whenever applied moves
-	closed  bool
+	totals     map[eventlog.Origin]ApplyStats
+	notify     chan struct{} // closed and replaced whenever applied moves
+	closed     bool
 }
 
 // Open opens (or creates) the projections database in dir.
