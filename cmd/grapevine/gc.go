@@ -43,9 +43,10 @@ const (
 // function that stops the heap goal floor (a no-op when GOGC is set).
 func tuneGC(getenv func(string) string, logger zerolog.Logger) (gcPercent int, memLimit int64, stop func()) {
 	stop = func() {}
+	floor := 0
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(serveGCPercent)
-		stop = startHeapGoalFloor(serveGCPercent, serveMinHeapGoal)
+		stop, floor = startHeapGoalFloor(serveGCPercent, serveMinHeapGoal), serveMinHeapGoal
 	}
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(serveMemoryLimit)
@@ -53,7 +54,7 @@ func tuneGC(getenv func(string) string, logger zerolog.Logger) (gcPercent int, m
 	m := []rtmetrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
 	rtmetrics.Read(m)
 	gcPercent, memLimit = int(m[0].Value.Uint64()), int64(m[1].Value.Uint64())
-	logger.Debug().Int("gc_percent", gcPercent).Int64("memory_limit", memLimit).Int("min_heap_goal", serveMinHeapGoal).Msg("garbage collector settings")
+	logger.Debug().Int("gc_percent", gcPercent).Int64("memory_limit", memLimit).Int("min_heap_goal", floor).Msg("garbage collector settings")
 	return gcPercent, memLimit, stop
 }
 
