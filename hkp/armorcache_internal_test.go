@@ -11,16 +11,16 @@ import (
 
 // TestArmorCacheBound fills the cache far past its bound: it stays within
 // it, keeps answering what it holds by version, and refuses an entry
-// larger than an eighth of the bound.
+// larger than an eighth of a shard's part of the bound.
 func TestArmorCacheBound(t *testing.T) {
-	const max = 64 << 10
+	const max = 1 << 20
 	c := newArmorCache(max)
 	armor := bytes.Repeat([]byte("a"), 1000)
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < 5000; i++ {
 		rec := &projections.Record{RID: []byte(fmt.Sprintf("rid-%d", i%100)), Index: eventlog.Index(i)}
 		c.put(rec, armor)
-		if c.size > max {
-			t.Fatalf("after %d puts the cache holds %d bytes, over its bound %d", i+1, c.size, max)
+		if c.size() > max {
+			t.Fatalf("after %d puts the cache holds %d bytes, over its bound %d", i+1, c.size(), max)
 		}
 		if got := c.get(rec); !bytes.Equal(got, armor) {
 			t.Fatalf("entry %d not answered right after its put", i)
@@ -29,11 +29,12 @@ func TestArmorCacheBound(t *testing.T) {
 			t.Fatalf("entry %d answered for another version", i)
 		}
 	}
-	if n := c.len(); n < max/(1000+armorCacheEntryCost)-1 {
-		t.Errorf("cache holds %d entries; the bound allows %d", n, max/(1000+armorCacheEntryCost))
+	// Each shard holds its part of the bound, give or take an entry.
+	if n, allows := c.len(), max/(1000+armorCacheEntryCost); n < allows-armorShardCount {
+		t.Errorf("cache holds %d entries; the bound allows %d", n, allows)
 	}
 	big := &projections.Record{RID: []byte("big"), Index: 1}
-	c.put(big, make([]byte, max/8))
+	c.put(big, make([]byte, max/armorShardCount/8))
 	if c.get(big) != nil {
 		t.Error("an entry over an eighth of the bound was cached")
 	}

@@ -79,8 +79,14 @@ type mrText struct {
 // appendText appends the entry's lines at now to dst, rendering them only
 // when now is outside the range the last rendering holds for.
 func (e *mrEntry) appendText(dst []byte, now time.Time) []byte {
+	return append(dst, e.textAt(now)...)
+}
+
+// textAt returns the entry's lines at now, which the caller must not
+// modify, rendering them only when the cached text is not valid at now.
+func (e *mrEntry) textAt(now time.Time) []byte {
 	if t := e.text.Load(); t != nil && !now.Before(t.from) && (t.until.IsZero() || now.Before(t.until)) {
-		return append(dst, t.b...)
+		return t.b
 	}
 	var b strings.Builder
 	appendMREntry(&b, e, now)
@@ -103,7 +109,7 @@ func (e *mrEntry) appendText(dst []byte, now time.Time) []byte {
 		}
 	}
 	e.text.Store(t)
-	return append(dst, t.b...)
+	return t.b
 }
 
 func newMREntry(k *pgpkey.Key) *mrEntry {
@@ -120,23 +126,35 @@ func newMREntry(k *pgpkey.Key) *mrEntry {
 // writeMREntries writes "info:1:N" and the entries; N counts the entries
 // written (not those without an id).
 func writeMREntries(w io.Writer, entries []*mrEntry, now time.Time) error {
-	n := 0
-	for _, e := range entries {
-		if e.id != "" {
-			n++
-		}
+	parts := mrEntryTexts(entries, now)
+	size := 0
+	for _, p := range parts {
+		size += len(p)
 	}
-	b := make([]byte, 0, 16+160*n)
-	b = append(b, "info:1:"...)
-	b = strconv.AppendInt(b, int64(n), 10)
-	b = append(b, '\n')
-	for _, e := range entries {
-		if e.id != "" {
-			b = e.appendText(b, now)
-		}
+	b := make([]byte, 0, size)
+	for _, p := range parts {
+		b = append(b, p...)
 	}
 	_, err := w.Write(b)
 	return err
+}
+
+// mrEntryTexts returns what writeMREntries writes, in pieces: the info
+// line, then each entry's cached text (not to be modified).
+func mrEntryTexts(entries []*mrEntry, now time.Time) [][]byte {
+	parts := make([][]byte, 1, len(entries)+1)
+	n := 0
+	for _, e := range entries {
+		if e.id != "" {
+			parts = append(parts, e.textAt(now))
+			n++
+		}
+	}
+	info := make([]byte, 0, 16)
+	info = append(info, "info:1:"...)
+	info = strconv.AppendInt(info, int64(n), 10)
+	parts[0] = append(info, '\n')
+	return parts
 }
 
 func appendMREntry(b *strings.Builder, e *mrEntry, now time.Time) {

@@ -18,7 +18,7 @@ import (
 func TestHandleErrorAfterAnswerStarted(t *testing.T) {
 	s := &Server{log: zerolog.Nop()}
 	cfg := DefaultConfig()
-	s.config.Store(&cfg)
+	s.setConfig(&cfg)
 	h := s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusOK)

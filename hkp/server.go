@@ -172,11 +172,13 @@ func (c Config) Validate() error {
 type Server struct {
 	// config is replaced whole by Reload; read it through conf().
 	config atomic.Pointer[Config]
-	log    zerolog.Logger
-	store  *projections.Store
-	app    Appender
-	stats  StatsSource
-	mux    *http.ServeMux
+	// hdrs holds header values derived from config (setConfig).
+	hdrs  atomic.Pointer[respHeaders]
+	log   zerolog.Logger
+	store *projections.Store
+	app   Appender
+	stats StatsSource
+	mux   *http.ServeMux
 	// bodies holds one token per request body being read (MaxBodies).
 	bodies chan struct{}
 	// summaries caches what index pages show about each key.
@@ -196,6 +198,40 @@ type Server struct {
 // conf returns the current configuration.
 func (s *Server) conf() *Config { return s.config.Load() }
 
+// respHeaders holds response header values derived from the configuration,
+// made once per configuration rather than once per request.
+type respHeaders struct {
+	server       []string
+	armorComment []byte // the armor's Comment line naming the host, or nil
+}
+
+// headerValues returns the header values of the current configuration.
+func (s *Server) headerValues() *respHeaders { return s.hdrs.Load() }
+
+// setConfig makes cfg the configuration in force.
+func (s *Server) setConfig(cfg *Config) {
+	s.hdrs.Store(&respHeaders{server: headerValue(cfg.ServerHeader), armorComment: armorComment(cfg.Hostname)})
+	s.config.Store(cfg)
+}
+
+// headerValue returns a header value to store in a response's header map
+// directly, without Header.Set allocating a slice for it on every request:
+// the map of one response is its own, but the value slices may be shared
+// because net/http only reads them, and Header.Add, the only way to extend
+// one, reallocates a slice with no spare capacity.
+func headerValue(v string) []string { return []string{v}[:1:1] }
+
+// Header values every answer, or every answer of a kind, carries.
+var (
+	noCache          = headerValue("no-cache")
+	expiresZero      = headerValue("0")
+	anyOrigin        = headerValue("*")
+	one              = headerValue("1")
+	pgpKeysType      = headerValue("application/pgp-keys; charset=UTF-8")
+	gpgkeyAttachment = headerValue("attachment; filename=gpgkey.asc")
+	textPlain        = headerValue("text/plain; charset=UTF-8")
+)
+
 // Reload applies a new configuration to a running Server: search limits,
 // body size, access logging, rate limits and the stats page's settings
 // take effect at once. MaxBodies, BodyWait, SummaryCacheKeys and ArmorCacheBytes keep their
@@ -210,7 +246,7 @@ func (s *Server) Reload(cfg Config) error {
 	if cfg.RateLimit != old.RateLimit || cfg.RateBurst != old.RateBurst || !slices.Equal(cfg.TrustedProxies, old.TrustedProxies) {
 		s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies))
 	}
-	s.config.Store(&cfg)
+	s.setConfig(&cfg)
 	return nil
 }
 
@@ -229,7 +265,7 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 		summaries: newSummaryCache(cfg.SummaryCacheKeys),
 		armors:    newArmorCache(cfg.ArmorCacheBytes),
 	}
-	s.config.Store(&cfg)
+	s.setConfig(&cfg)
 	s.limiter.Store(newRateLimiter(cfg.RateLimit, cfg.RateBurst, cfg.TrustedProxies))
 	s.mux.Handle("/pks/lookup", s.handle(s.lookup, "GET", "HEAD"))
 	s.mux.Handle("/pks/add", s.handle(s.add, "POST"))
@@ -245,11 +281,11 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 // dispatches.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Server", s.conf().ServerHeader)
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Pragma", "no-cache")
-	h.Set("Expires", "0")
-	h.Set("Access-Control-Allow-Origin", "*")
+	h["Server"] = s.headerValues().server
+	h["Cache-Control"] = noCache
+	h["Pragma"] = noCache
+	h["Expires"] = expiresZero
+	h["Access-Control-Allow-Origin"] = anyOrigin
 	if !s.limiter.Load().admit(s, w, r) {
 		return
 	}

@@ -12,7 +12,7 @@ import (
 func BenchmarkLegacyRecords(b *testing.B) {
 	s := &Server{}
 	cfg := DefaultConfig()
-	s.config.Store(&cfg)
+	s.setConfig(&cfg)
 	v4 := []*projections.Record{{SKS: true}, {SKS: true}}
 	mixed := []*projections.Record{{SKS: true}, {SKS: false}, {SKS: true}}
 	for _, c := range []struct {

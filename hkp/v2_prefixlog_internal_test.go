@@ -30,7 +30,7 @@ func TestPrefixLogCachesFinishedDays(t *testing.T) {
 	cl := &countingLog{}
 	s := &Server{app: cl}
 	cfg := DefaultConfig()
-	s.config.Store(&cfg)
+	s.setConfig(&cfg)
 	get := func(day string) {
 		t.Helper()
 		rec := httptest.NewRecorder()

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -26,6 +27,13 @@ import (
 // index. The prefix tree is built in one pass from the sorted hashes
 // (ptree.Build).
 //
+// Pass 1 prepares each event (record, index entries) and adds it to the
+// sorts as the events come: read from the log (CatchUp: bulkApply) or
+// handed over by the log's writer (an import: BulkBuilder). Pass 2 finds
+// the cutoff from the sorted record keys; passes 3 (records, latest
+// pointers) and 4 (every other index entry) then merge their sorts into
+// sstables at the same time.
+//
 // It covers the leading run of events in which every key is new: it stops
 // before the first admin event and before the second version of any key
 // (found by the sort), so its end state is by construction what applying
@@ -34,8 +42,10 @@ import (
 // incrementally, as are hash collisions and sample-point hashes (the bulk
 // result is discarded and nothing was ingested).
 //
-// Memory: the sorts' buffers (Config.BulkSortBytes, up to 1.5 times that
-// each, and an eighth of it for the record keys) and 24 bytes per SKS key
+// Memory: the sorts' buffers (Config.BulkSortBytes for the records and
+// for the index entries, up to 2 times that each with the entries and the
+// radix sort's scratch space, and an eighth of it for the record keys;
+// mapped outside the Go heap) and 24 bytes per SKS key
 // for the prefix tree build (about 150 MB for the six million keys of the
 // SKS keyspace); spilled runs and sstables go to a temporary directory
 // beside the database, removed afterwards.
@@ -58,24 +68,31 @@ type bulkPrep struct {
 	origin eventlog.Origin
 	bad    bool // a KeySubmitted whose key does not parse
 	recKey []byte
-	val    []byte // see appendBulkValue
+	val    []byte // origin(1) time-ns(8 BE) then the encoded record (encodeRecord)
+	// index holds the key's index entries (hash, fingerprint, key IDs,
+	// search terms), each as uvarint key length, uvarint value length, key,
+	// value; every value ends with the event's index (8 BE), so that the
+	// entries of events after the cutoff, known only at the end, can be
+	// left out then.
+	index []byte
 }
 
-// bulk value layout (sorter A, keyed by recordKey):
+// prepareBulk derives from one event its record and every index entry
+// (pass 1 sorts both, so that only merges are left after the last event).
 //
-//	origin(1) time-ns(8 BE)
-//	n-ids(uvarint) then per id: fpr-len(1) fpr keyid(8 BE)
-//	n-terms(uvarint) then per term: prefix(1: W or E) len(uvarint) bytes
-//	the encoded record (encodeRecord)
-func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
+// key, when not nil, is ev.Key already parsed (ParseEventKey) by the
+// writer of the event.
+func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key) bulkPrep {
 	p := bulkPrep{idx: idx, kind: ev.Kind, origin: ev.Origin}
 	if ev.Kind != eventlog.KindKeySubmitted {
 		return p
 	}
-	key, err := ParseEventKey(ev.Key)
-	if err != nil {
-		p.bad = true
-		return p
+	if key == nil {
+		var err error
+		if key, err = ParseEventKey(ev.Key); err != nil {
+			p.bad = true
+			return p
+		}
 	}
 	rid := RecordID(key)
 	rec := &Record{
@@ -84,19 +101,40 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
 		Hash:    key.Hash(),
 		SKS:     key.SKSCompatible(),
 		Created: creationTime(key.Primary.Body),
-		Key:     key.Marshal(),
 	}
 	p.recKey = recordKey(rid, idx)
-	// Room for the IDs, terms and record header of most keys: growing v
-	// copied every key once more (10 % of this function).
-	v := make([]byte, 0, 512+len(rec.Key))
+	// The record's header (encodeRecord without key bytes), then the
+	// canonical key written in place: no copy of the key made to be
+	// copied again.
+	v := make([]byte, 0, 9+64+key.MarshalSize())
 	v = append(v, byte(ev.Origin))
 	v = binary.BigEndian.AppendUint64(v, uint64(ev.Time.UnixNano()))
+	v = append(v, encodeRecord(rec)...)
+	p.val = key.AppendMarshal(v)
+
+	var flags byte
+	if rec.SKS {
+		flags |= flagSKS
+	}
+	ix := make([]byte, 0, 1024)
+	var ridv []byte // <len><rid>, the value of hash and fingerprint entries
+	ridv = appendRID(ridv, rid)
+	add := func(k, v []byte) error {
+		ix = binary.AppendUvarint(ix, uint64(len(k)))
+		ix = binary.AppendUvarint(ix, uint64(len(v)+8))
+		ix = append(ix, k...)
+		ix = append(ix, v...)
+		ix = binary.BigEndian.AppendUint64(ix, uint64(idx))
+		return nil
+	}
+	add(hashKey(rec.Hash), ridv)
 	ids := append([]pgpkey.SubkeyID{{Fingerprint: key.Fingerprint(), KeyID: key.KeyID()}}, key.SubkeyIDs()...)
-	v = binary.AppendUvarint(v, uint64(len(ids)))
 	for _, id := range ids {
-		v = appendRID(v, id.Fingerprint.Bytes())
-		v = binary.BigEndian.AppendUint64(v, uint64(id.KeyID))
+		// F lists hold record IDs in the order they were added: by
+		// index, which follows the fingerprint in the sort key.
+		add(binary.BigEndian.AppendUint64(fprKey(id.Fingerprint.Bytes()), uint64(idx)), ridv)
+		add(keyIDKey(uint64(id.KeyID), rid), nil)
+		add(shortIDKey(id.KeyID.Short(), rid), nil)
 	}
 	var terms [][]byte
 	for _, u := range key.UserIDs() {
@@ -107,66 +145,26 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event) bulkPrep {
 			terms = append(terms, append([]byte{prefixEmail}, e...))
 		}
 	}
-	v = binary.AppendUvarint(v, uint64(len(terms)))
-	for _, t := range terms {
-		v = append(v, t[0])
-		v = binary.AppendUvarint(v, uint64(len(t)-1))
-		v = append(v, t[1:]...)
-	}
-	p.val = append(v, encodeRecord(rec)...)
+	addSearchTerms(add, terms, rid, idx, flags, rec)
+	p.index = ix
 	return p
 }
 
+// bulkValue is a record's value in the records sort.
 type bulkValue struct {
 	origin eventlog.Origin
 	time   time.Time
-	ids    []pgpkey.SubkeyID // only Fingerprint bytes via fprs, KeyID
-	fprs   [][]byte
-	terms  [][]byte // prefix byte + term
 	rec    []byte
 }
 
 func decodeBulkValue(v []byte) (bulkValue, error) {
 	var b bulkValue
-	bad := fmt.Errorf("bulk value: %w", errBadRecord)
 	if len(v) < 9 {
-		return b, bad
+		return b, fmt.Errorf("bulk value: %w", errBadRecord)
 	}
 	b.origin = eventlog.Origin(v[0])
 	b.time = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
-	v = v[9:]
-	n, k := binary.Uvarint(v)
-	if k <= 0 {
-		return b, bad
-	}
-	v = v[k:]
-	for range n {
-		if len(v) < 1 || len(v) < 1+int(v[0])+8 {
-			return b, bad
-		}
-		l := int(v[0])
-		b.fprs = append(b.fprs, v[1:1+l])
-		b.ids = append(b.ids, pgpkey.SubkeyID{KeyID: pgpkey.KeyID(binary.BigEndian.Uint64(v[1+l:]))})
-		v = v[1+l+8:]
-	}
-	n, k = binary.Uvarint(v)
-	if k <= 0 {
-		return b, bad
-	}
-	v = v[k:]
-	for range n {
-		if len(v) < 1 {
-			return b, bad
-		}
-		p := v[0]
-		l, k := binary.Uvarint(v[1:])
-		if k <= 0 || len(v) < 1+k+int(l) {
-			return b, bad
-		}
-		b.terms = append(b.terms, append([]byte{p}, v[1+k:1+k+int(l)]...))
-		v = v[1+k+int(l):]
-	}
-	b.rec = v
+	b.rec = v[9:]
 	return b, nil
 }
 
@@ -182,48 +180,123 @@ func ridOfRecordKey(k []byte) ([]byte, eventlog.Index, bool) {
 // leading part it can build exactly) into the empty store and ingests
 // them. It returns errBulkFallback, with nothing changed, when it cannot.
 func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlog.Index) (ApplyStats, error) {
-	var total ApplyStats
-	if s.Applied() != 0 || s.keys != 0 || !slices.Equal(Projections, bulkProjections) {
-		return total, errBulkFallback
+	b, err := s.newBulkBuild()
+	if err != nil {
+		return ApplyStats{}, err
 	}
-	start := time.Now()
+	defer b.discard()
+	if err := s.bulkScan(ctx, log, 1, target, b.addFromLog); err != nil {
+		return ApplyStats{}, err
+	}
+	return b.finish(ctx)
+}
+
+// bulkBuild is one run of the bulk path: pass 1 hands it prepared events
+// in log order (add), finish builds and ingests. Until finish ingests,
+// everything it wrote is in a temporary directory (discard removes it).
+type bulkBuild struct {
+	s     *Store
+	tmp   string
+	start time.Time
+	// records holds each record by its key; rids the record keys alone,
+	// to find the cutoff without reading the records twice; index every
+	// other entry (values suffixed with their event's index).
+	records, rids, index *sorter
+	// cutoff is the first index not to build, once known from pass 1 (an
+	// admin event); 0 until then.
+	cutoff eventlog.Index
+	fed    eventlog.Index // the last index add was given
+	// fromLog counts the events read back from the log (addFromLog), not
+	// handed over by the log's writer.
+	fromLog int64
+	others  []bulkAside // rejected and unknown-kind events, counted if before the cutoff
+}
+
+type bulkAside struct {
+	idx    eventlog.Index
+	origin eventlog.Origin
+	bad    bool
+}
+
+// newBulkBuild starts a bulk build of the empty store, or returns
+// errBulkFallback when the store is not empty.
+func (s *Store) newBulkBuild() (*bulkBuild, error) {
+	if s.Applied() != 0 || s.keys != 0 || !slices.Equal(Projections, bulkProjections) {
+		return nil, errBulkFallback
+	}
 	tmp := filepath.Join(s.dir, "bulk.tmp")
 	if err := os.RemoveAll(tmp); err != nil {
-		return total, fmt.Errorf("bulk: %w", err)
+		return nil, fmt.Errorf("bulk: %w", err)
 	}
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return total, fmt.Errorf("bulk: %w", err)
+		return nil, fmt.Errorf("bulk: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	return &bulkBuild{
+		s: s, tmp: tmp, start: time.Now(),
+		records: newSorter(tmp, "records", s.cfg.BulkSortBytes),
+		rids:    newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8)),
+		index:   newSorter(tmp, "index", s.cfg.BulkSortBytes),
+	}, nil
+}
 
-	// Pass 1: read and prepare events in log order; stop at the first
-	// admin event.
-	records := newSorter(tmp, "records", s.cfg.BulkSortBytes)
-	// The record keys alone, to find the cutoff without reading the
-	// records twice.
-	rids := newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8))
-	cutoff := target + 1
-	type aside struct {
-		idx    eventlog.Index
-		origin eventlog.Origin
-		bad    bool
+// discard removes the temporary files and frees the sorts' memory (after
+// finish too).
+func (b *bulkBuild) discard() {
+	b.records.free()
+	b.rids.free()
+	b.index.free()
+	os.RemoveAll(b.tmp)
+}
+
+// add is pass 1 for one prepared event, in log order; it returns false at
+// the first admin event (the bulk part ends before it).
+func (b *bulkBuild) add(p *bulkPrep) (bool, error) {
+	if b.cutoff != 0 {
+		return false, nil
 	}
-	var others []aside // rejected and unknown-kind events, counted if before the cutoff
-	err := s.bulkScan(ctx, log, target, func(p *bulkPrep) (bool, error) {
-		switch {
-		case p.kind == eventlog.KindKeyBlocked || p.kind == eventlog.KindKeyUnblocked || p.kind == eventlog.KindKeyDeleted:
-			cutoff = p.idx
-			return false, nil
-		case p.kind != eventlog.KindKeySubmitted || p.bad:
-			others = append(others, aside{p.idx, p.origin, p.bad})
-			return true, nil
-		}
-		if err := rids.add(p.recKey, nil); err != nil {
+	b.fed = p.idx
+	switch {
+	case p.kind == eventlog.KindKeyBlocked || p.kind == eventlog.KindKeyUnblocked || p.kind == eventlog.KindKeyDeleted:
+		b.cutoff = p.idx
+		return false, nil
+	case p.kind != eventlog.KindKeySubmitted || p.bad:
+		b.others = append(b.others, bulkAside{p.idx, p.origin, p.bad})
+		return true, nil
+	}
+	if err := b.rids.add(p.recKey, nil); err != nil {
+		return false, err
+	}
+	for ix := p.index; len(ix) > 0; {
+		kl, n := binary.Uvarint(ix)
+		ix = ix[n:]
+		vl, n := binary.Uvarint(ix)
+		ix = ix[n:]
+		if err := b.index.add(ix[:kl], ix[kl:kl+vl]); err != nil {
 			return false, err
 		}
-		return true, records.add(p.recKey, p.val)
-	})
-	if err != nil {
+		ix = ix[kl+vl:]
+	}
+	return true, b.records.add(p.recKey, p.val)
+}
+
+// addFromLog is add for an event read from the log.
+func (b *bulkBuild) addFromLog(p *bulkPrep) (bool, error) {
+	b.fromLog++
+	return b.add(p)
+}
+
+// finish runs passes 2 to 4 over what add was given and ingests the
+// result with every projection's applied index. The caller must have made
+// the log durable up to the last index it added.
+func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
+	s, tmp, start := b.s, b.tmp, b.start
+	var total ApplyStats
+	records, rids, others := b.records, b.rids, b.others
+	cutoff := b.cutoff
+	if cutoff == 0 {
+		cutoff = b.fed + 1
+	}
+	if err := ctx.Err(); err != nil {
 		return total, err
 	}
 	scanned := time.Now()
@@ -260,8 +333,9 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	}
 	last := cutoff - 1
 
-	// Pass 3: records and latest pointers straight to sstables (they come
-	// in record-ID order), every other entry into the second sort.
+	// Passes 3 and 4 at once, each merging one sort straight into
+	// sstables: the records and latest pointers (they come in record-ID
+	// order) here, every other entry on its own goroutine.
 	wopts := s.opts.MakeWriterOptions(len(s.opts.Levels)-1, s.db.FormatMajorVersion().MaxTableFormat())
 	newWriter := func(name string) *sstWriter {
 		return &sstWriter{dir: tmp, name: name, opts: wopts, target: sstTargetBytes}
@@ -273,7 +347,22 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 			w.finish()
 		}
 	}()
-	index := newSorter(tmp, "index", s.cfg.BulkSortBytes)
+	var stop atomic.Bool
+	indexDone := make(chan error, 1)
+	passesStart := time.Now()
+	var indexTook time.Duration
+	go func() {
+		err := b.writeIndex(iw, last, &stop)
+		indexTook = time.Since(passesStart)
+		indexDone <- err
+	}()
+	indexWaited := false
+	defer func() {
+		if !indexWaited {
+			stop.Store(true)
+			<-indexDone
+		}
+	}()
 	var elems []ptree.Elem
 	counters := make(map[string][2]uint64)
 	byOrigin := make(map[eventlog.Origin]ApplyStats)
@@ -288,7 +377,6 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 			recs.close()
 		}
 	}()
-	var kbuf []byte
 	for {
 		k, v, ok, err := it.next()
 		if err != nil {
@@ -322,21 +410,6 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 			it.close()
 			return total, err
 		}
-		add := func(k, v []byte) error { return index.add(k, v) }
-		err = add(hashKey(rec.Hash), appendRID(nil, rid))
-		for i, fpr := range bv.fprs {
-			// F lists hold record IDs in the order they were added: by
-			// index, which follows the fingerprint in the sort key.
-			kbuf = binary.BigEndian.AppendUint64(fprKey(fpr), uint64(idx))
-			err = errors.Join(err, add(kbuf, appendRID(nil, rid)),
-				add(keyIDKey(uint64(bv.ids[i].KeyID), rid), nil),
-				add(shortIDKey(bv.ids[i].KeyID.Short(), rid), nil))
-		}
-		err = errors.Join(err, addSearchTerms(add, bv.terms, rid, idx, flags, rec))
-		if err != nil {
-			it.close()
-			return total, err
-		}
 		keys++
 		o := byOrigin[bv.origin]
 		o.Added++
@@ -353,6 +426,7 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	if err := recs.close(); err != nil {
 		return total, err
 	}
+	recordsTook := time.Since(passesStart)
 	// The prefix tree, from the sorted hashes, while pass 4 runs.
 	treeDone := make(chan error, 1)
 	go func() {
@@ -377,78 +451,10 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		}
 		byOrigin[a.origin] = o
 	}
-
-	// Pass 4: the second sort, grouped where a value gathers several
-	// entries (fingerprint lists).
-	if it, err = index.iter(); err != nil {
+	indexWaited = true
+	if err := <-indexDone; err != nil {
 		return total, err
 	}
-	var fprGroup, fprList []byte
-	flushFpr := func() error {
-		if fprGroup == nil {
-			return nil
-		}
-		err := iw.add(fprGroup, fprList)
-		fprGroup, fprList = nil, nil
-		return err
-	}
-	var prevHash []byte
-	var words wordCounter // the word counts follow each word's postings
-	for {
-		k, v, ok, err := it.next()
-		if err != nil {
-			it.close()
-			return total, err
-		}
-		if !ok {
-			break
-		}
-		if err := words.next(k, iw.add); err != nil {
-			it.close()
-			return total, err
-		}
-		if k[0] == prefixFpr {
-			g := k[:len(k)-8]
-			if fprGroup != nil && !bytes.Equal(g, fprGroup) {
-				if err := flushFpr(); err != nil {
-					it.close()
-					return total, err
-				}
-			}
-			if fprGroup == nil {
-				fprGroup = bytes.Clone(g)
-			}
-			dup := false
-			for _, r := range ridList(fprList) {
-				dup = dup || bytes.Equal(r, v[1:])
-			}
-			if !dup {
-				fprList = append(fprList, v...)
-			}
-			continue
-		}
-		if err := flushFpr(); err != nil {
-			it.close()
-			return total, err
-		}
-		if k[0] == prefixHash {
-			if bytes.Equal(k, prevHash) {
-				// Two keys with one SKS hash: the incremental rules decide.
-				it.close()
-				return total, errBulkFallback
-			}
-			prevHash = append(prevHash[:0], k...)
-		}
-		if err := iw.add(k, v); err != nil {
-			it.close()
-			return total, err
-		}
-	}
-	it.close()
-	if err := errors.Join(flushFpr(), words.flush(iw.add)); err != nil {
-		return total, err
-	}
-
 	treeWaited = true
 	if err := <-treeDone; err != nil {
 		if errors.Is(err, ptree.ErrSamplePoint) || errors.Is(err, ptree.ErrDuplicate) {
@@ -496,6 +502,9 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 		paths = append(paths, w.paths...)
 	}
 	built := time.Now()
+	if err := ctx.Err(); err != nil {
+		return total, err
+	}
 	// One ingest: every file, and with them the applied indexes, become
 	// visible together or not at all.
 	if err := s.db.Ingest(paths); err != nil {
@@ -517,16 +526,100 @@ func (s *Store) bulkApply(ctx context.Context, log *eventlog.Log, target eventlo
 	s.mu.Unlock()
 	s.bulkLast = last
 	s.setApplied(last)
-	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).
-		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("ingest", time.Since(built)).
+	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).Int64("read_from_log", b.fromLog).
+		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("records_pass", recordsTook).
+		Dur("index_pass", indexTook).Dur("ingest", time.Since(built)).
 		Msg("bulk applied")
 	return total, nil
 }
 
-// bulkScan reads events [1, target] in batches, prepares each batch on
+// writeIndex is pass 4: the index entries of events up to last, merged
+// from their sort into iw, grouped where a value gathers several entries
+// (fingerprint lists), with each word's count after its postings. It
+// returns errBulkFallback at two keys with one SKS hash, and stops early
+// when stop is set.
+func (b *bulkBuild) writeIndex(w *sstWriter, last eventlog.Index, stop *atomic.Bool) (err error) {
+	it, err := b.index.iter()
+	if err != nil {
+		return err
+	}
+	defer it.close()
+	// The sstable is built on another goroutine (the merge and the
+	// writer were each about half of this pass).
+	iw := newAsyncWriter(w)
+	defer func() {
+		err = errors.Join(err, iw.close())
+	}()
+	var fprGroup, fprList []byte
+	flushFpr := func() error {
+		if fprGroup == nil {
+			return nil
+		}
+		iw.add(fprGroup, fprList)
+		fprGroup, fprList = nil, nil
+		return nil
+	}
+	var prevHash []byte
+	var words wordCounter // the word counts follow each word's postings
+	for n := 0; ; n++ {
+		if n%4096 == 0 && stop.Load() {
+			return errors.New("bulk: index pass stopped")
+		}
+		k, v, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if len(v) < 8 {
+			return fmt.Errorf("bulk: index entry %x: %w", k, errBadRecord)
+		}
+		if eventlog.Index(binary.BigEndian.Uint64(v[len(v)-8:])) > last {
+			continue
+		}
+		v = v[:len(v)-8]
+		if err := words.next(k, iw.write); err != nil {
+			return err
+		}
+		if k[0] == prefixFpr {
+			g := k[:len(k)-8]
+			if fprGroup != nil && !bytes.Equal(g, fprGroup) {
+				if err := flushFpr(); err != nil {
+					return err
+				}
+			}
+			if fprGroup == nil {
+				fprGroup = bytes.Clone(g)
+			}
+			dup := false
+			for _, r := range ridList(fprList) {
+				dup = dup || bytes.Equal(r, v[1:])
+			}
+			if !dup {
+				fprList = append(fprList, v...)
+			}
+			continue
+		}
+		if err := flushFpr(); err != nil {
+			return err
+		}
+		if k[0] == prefixHash {
+			if bytes.Equal(k, prevHash) {
+				// Two keys with one SKS hash: the incremental rules decide.
+				return errBulkFallback
+			}
+			prevHash = append(prevHash[:0], k...)
+		}
+		iw.add(k, v)
+	}
+	return errors.Join(flushFpr(), words.flush(iw.write))
+}
+
+// bulkScan reads events [from, target] in batches, prepares each batch on
 // cfg.Workers goroutines and hands the results to fn in log order until fn
 // returns false.
-func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog.Index, fn func(*bulkPrep) (bool, error)) error {
+func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, from, target eventlog.Index, fn func(*bulkPrep) (bool, error)) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -537,7 +630,7 @@ func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog
 	go func() {
 		defer wg.Done()
 		defer close(batches)
-		it := log.NewIterator(1, target+1)
+		it := log.NewIterator(from, target+1)
 		for {
 			idxs := make([]eventlog.Index, 0, s.cfg.BatchEvents)
 			evs := make([]*eventlog.Event, 0, s.cfg.BatchEvents)
@@ -556,21 +649,8 @@ func (s *Store) bulkScan(ctx context.Context, log *eventlog.Log, target eventlog
 			if len(evs) == 0 {
 				return
 			}
-			out := make([]bulkPrep, len(evs))
-			workers := min(s.cfg.Workers, len(evs))
-			var pw sync.WaitGroup
-			for w := 0; w < workers; w++ {
-				pw.Add(1)
-				go func(w int) {
-					defer pw.Done()
-					for i := w; i < len(evs); i += workers {
-						out[i] = prepareBulk(idxs[i], evs[i])
-					}
-				}(w)
-			}
-			pw.Wait()
 			select {
-			case batches <- out:
+			case batches <- s.prepareBatch(idxs, evs, nil):
 			case <-ctx.Done():
 				return
 			}
@@ -597,4 +677,27 @@ scan:
 		return readErr
 	}
 	return parent.Err()
+}
+
+// prepareBatch prepares events on cfg.Workers goroutines; keys, when not
+// nil, holds the events' keys already parsed (nil entries are parsed).
+func (s *Store) prepareBatch(idxs []eventlog.Index, evs []*eventlog.Event, keys []*pgpkey.Key) []bulkPrep {
+	out := make([]bulkPrep, len(evs))
+	workers := min(s.cfg.Workers, len(evs))
+	var pw sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		pw.Add(1)
+		go func(w int) {
+			defer pw.Done()
+			for i := w; i < len(evs); i += workers {
+				var k *pgpkey.Key
+				if keys != nil {
+					k = keys[i]
+				}
+				out[i] = prepareBulk(idxs[i], evs[i], k)
+			}
+		}(w)
+	}
+	pw.Wait()
+	return out
 }

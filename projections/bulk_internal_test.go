@@ -66,8 +66,8 @@ func TestBulkFallsBackForUnknownProjection(t *testing.T) {
 	}
 }
 
-// The sort compares the first 8 key bytes as an integer first: keys that
-// tie there (shorter than 8 bytes and zero-padded, or sharing 8 bytes) must
+// The sort orders by the first 8 key bytes as an integer first (by radix
+// when there are many): keys that tie there (shorter than 8 bytes and zero-padded, or sharing 8 bytes) must
 // still come out in bytes.Compare order, in memory and merged from runs.
 func TestSorterOrder(t *testing.T) {
 	var keys [][]byte
@@ -79,14 +79,16 @@ func TestSorterOrder(t *testing.T) {
 	// others are read in place.
 	keys = append(keys, bytes.Repeat([]byte("z"), 3<<19))
 	rng := rand.New(rand.NewPCG(1, 2))
-	for range 300 {
+	// Enough keys for the radix sort (radixMin), with long runs of equal
+	// 8-byte prefixes.
+	for range 3 * radixMin {
 		k := make([]byte, rng.IntN(12))
 		for i := range k {
 			k[i] = "ab\x00\xff"[rng.IntN(4)]
 		}
 		keys = append(keys, k)
 	}
-	for _, limit := range []int{1 << 20, 256} { // in memory; spilled runs
+	for _, limit := range []int{1 << 20, 256, 256 << 10} { // in memory; spilled runs; runs sorted by radix
 		s := newSorter(t.TempDir(), "t", limit)
 		for _, k := range keys {
 			if err := s.add(k, append([]byte("v"), k...)); err != nil {

@@ -93,12 +93,12 @@ func compareDBs(tb testing.TB, inc, bulk *projections.Store) {
 	}
 }
 
-// TestBulkEqualsIncremental builds one log — distinct keys, then repeated
-// and partial keys (merges, no-ops), a key that does not parse, an admin
-// deletion and a block, more keys — applies it event by event into one
-// store and with the bulk path into another, and compares every Pebble
-// entry.
-func TestBulkEqualsIncremental(t *testing.T) {
+// bulkTestLog builds one log — distinct keys, then repeated and partial
+// keys (merges, no-ops), a key that does not parse, an admin deletion and a
+// block, more keys — applied event by event into the store it returns,
+// with the number of distinct keys at its start.
+func bulkTestLog(t *testing.T) (*testStore, int) {
+	t.Helper()
 	keys := append(fixtureKeys(t), debianKeys(t, 200)...)
 	rng := rand.New(rand.NewSource(3))
 	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
@@ -131,6 +131,15 @@ func TestBulkEqualsIncremental(t *testing.T) {
 	admin(t, inc, eventlog.KindKeyBlocked, blocked.Fingerprint())
 	submit(t, inc, keys[distinct+1].Raw, keys[5].Raw)
 	catchUp(t, inc)
+
+	return inc, distinct
+}
+
+// TestBulkEqualsIncremental applies bulkTestLog's log event by event into
+// one store and with the bulk path into another, and compares every Pebble
+// entry.
+func TestBulkEqualsIncremental(t *testing.T) {
+	inc, distinct := bulkTestLog(t)
 
 	for _, tc := range []struct {
 		name string

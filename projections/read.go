@@ -182,14 +182,15 @@ type SearchLimits struct {
 // limits and errors. The words must come from Words. No words, or a word
 // nobody has, gives no result and no error.
 func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error) {
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	out, err := searchWords(snap, &s.facts, words, lim)
+	shared, err := s.SearchWordsMeta(words, lim)
 	if err != nil {
 		return nil, err
 	}
+	out := copyRecords(shared)
 	for _, rec := range out {
-		if err := fillKey(snap, rec); err != nil {
+		// A version is never rewritten: reading it after the search's
+		// snapshot reads the same bytes.
+		if err := fillKey(s.db, rec); err != nil {
 			return nil, err
 		}
 	}
@@ -199,11 +200,29 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 // SearchWordsMeta is SearchWords without the key bytes: every field of the
 // records but Key (nil) comes from the word index itself, so a search reads
 // no record. FillKey reads a record's key when it is needed (op=index
-// answers most keys from entries cached by key hash).
+// answers most keys from entries cached by key hash). Answers are cached
+// until the projections apply anything (searchCache), and shared: the
+// caller must modify neither the slice nor the records (FillKey a copy).
 func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, error) {
+	if len(words) == 0 {
+		return nil, nil
+	}
+	// Read before the snapshot is taken: see searchCache.
+	at := s.Applied()
+	key := searchKey(words, lim)
+	if a, ok := s.results.get(key, at); ok {
+		return a.recs, a.err
+	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	return searchWords(snap, &s.facts, words, lim)
+	recs, err := searchWords(snap, &s.facts, words, lim)
+	if cacheable(err) {
+		s.results.put(key, at, searchAnswer{recs: recs, err: err})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return recs, nil
 }
 
 // FillKey reads the key bytes of rec's version into rec.Key. A version is

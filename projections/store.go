@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -46,7 +47,8 @@ type Config struct {
 	// memtables). Zero or less never does. Default 256.
 	BulkMinEvents int
 	// BulkSortBytes is the buffer of each external sort of the bulk path
-	// (two at once, each using up to 1.5 times this). Default 32 MiB.
+	// (two at once, each using up to 2 times this with its entries and
+	// scratch space, outside the Go heap). Default 32 MiB.
 	BulkSortBytes int
 	// FingerprintCacheEntries bounds the fingerprint lookups answered from
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
@@ -113,13 +115,19 @@ type Store struct {
 	// facts caches what word searches learnt about versions (wordfacts.go).
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
-	refs refCache
+	refs refShards
+	// results caches word search answers until the next apply (searchcache.go).
+	results searchCache
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
-	totals  map[eventlog.Origin]ApplyStats
-	notify  chan struct{} // closed and replaced whenever applied moves
-	closed  bool
+	// appliedNow is applied for readers that take no lock (Applied: every
+	// lookup and word search reads it; under s.mu it was a point of
+	// contention among 64 requests).
+	appliedNow atomic.Uint64
+	totals     map[eventlog.Origin]ApplyStats
+	notify     chan struct{} // closed and replaced whenever applied moves
+	closed     bool
 }
 
 // Open opens (or creates) the projections database in dir.
@@ -167,7 +175,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		opts:   opts,
 		notify: make(chan struct{}),
 	}
-	s.refs.max = cfg.FingerprintCacheEntries
+	s.refs.setMax(cfg.FingerprintCacheEntries)
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
@@ -207,6 +215,7 @@ func (s *Store) load() error {
 		}
 	}
 	s.applied = first
+	s.appliedNow.Store(uint64(first))
 	keys, err := s.getUint64(metaKey("keys"))
 	if err != nil {
 		return err
@@ -261,9 +270,7 @@ func (s *Store) PtreeConfig() ptree.Config { return s.cfg.Ptree }
 
 // Applied returns the log index every projection has applied.
 func (s *Store) Applied() eventlog.Index {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.applied
+	return eventlog.Index(s.appliedNow.Load())
 }
 
 // AppliedNotify returns a channel closed when Applied next changes.
@@ -277,6 +284,7 @@ func (s *Store) setApplied(idx eventlog.Index) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.applied = idx
+	s.appliedNow.Store(uint64(idx))
 	if !s.closed {
 		close(s.notify)
 		s.notify = make(chan struct{})

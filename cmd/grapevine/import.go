@@ -24,11 +24,14 @@ import (
 const (
 	importChunkKeys  = 2048
 	importChunkBytes = 16 << 20
-	// A bulk import only appends, so each chunk costs an fsync and little
-	// else: bigger chunks, fewer fsyncs (the memory bound stays: two
-	// chunks in flight).
-	bulkChunkKeys  = 8192
-	bulkChunkBytes = 32 << 20
+	// A bulk import appends each chunk (one fsync) while the bulk
+	// builder prepares and sorts the chunk before: chunks of 8192 keys /
+	// 32 MiB had fewer fsyncs but kept 100 MiB more in flight (peak RSS
+	// 340–390 MiB against 240 MiB, and a page fault per fresh page) for no
+	// CPU or wall time won; smaller chunks also start the builder sooner
+	// and leave it less to do after the last append.
+	bulkChunkKeys  = 2048
+	bulkChunkBytes = 8 << 20
 	maxArmoredFile = 256 << 20 // armored files are read whole; dumps are binary
 )
 
@@ -81,6 +84,22 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 			// recording it: those keys are the first ones read again.
 			im.skip = int64(last - im.resume.LogIndex)
 		}
+		// The projections are built from the events as they are appended
+		// (and from those a killed run appended, read back first), so
+		// that building overlaps appending and the log is not read and
+		// parsed again; they become visible at the end, in index, once
+		// the log is durable.
+		im.builder, err = b.store.NewBulkBuilder(ctx, b.log)
+		if errors.Is(err, projections.ErrBulkNotApplicable) {
+			im.builder = nil
+		} else if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		defer func() {
+			if im.builder != nil {
+				im.builder.Abort()
+			}
+		}()
 	} else {
 		im.resume.Bulk = false
 		if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
@@ -189,6 +208,9 @@ type importer struct {
 	// skip counts keys already in the log from a killed bulk run that the
 	// progress file does not record yet.
 	skip int64
+	// builder, when not nil, builds the projections of a bulk import from
+	// the events as they are appended (nil: index reads the log).
+	builder *projections.BulkBuilder
 }
 
 type statsAcc struct{ Added, Updated, Unchanged int64 }
@@ -477,6 +499,9 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 				Time:   now,
 				Key:    keyBytes,
 			})
+			// k is what parsing keyBytes gives (as for ApplyParsed
+			// below): the builder need not parse it again.
+			keys = append(keys, k)
 			continue
 		}
 		// The abuse limits apply before anything is stored (limits.go).
@@ -507,9 +532,21 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 	}
 	im.bytes += c.bytes
 	if len(events) > 0 {
+		// Nothing else writes the log (the basedir is locked), so the
+		// events' indexes are known before the append; the builder
+		// prepares them while they are written.
+		first := im.b.log.LastIndex() + 1
+		if im.builder != nil {
+			if err := im.builder.Add(first, events, keys); err != nil {
+				return err
+			}
+		}
 		last, err := im.b.log.Append(ctx, events...)
 		if err != nil {
 			return fmt.Errorf("append to log: %w", err)
+		}
+		if want := first + eventlog.Index(len(events)) - 1; last != want {
+			return fmt.Errorf("append to log: events written up to %d, expected %d", last, want)
 		}
 		im.resume.LogIndex = uint64(last)
 		if im.bulk {
@@ -517,7 +554,6 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 			im.prog.update(im.keys, im.bytes, im.rejected)
 			return nil
 		}
-		first := last - eventlog.Index(len(events)) + 1
 		st, err := im.b.store.ApplyParsed(first, events, keys)
 		if err != nil {
 			return err
@@ -541,9 +577,29 @@ func (im *importer) reject(f inputFile, offset int64, err error) {
 // path of projections.Store.CatchUp when the store is empty).
 func (im *importer) index(ctx context.Context) error {
 	b := im.b
+	if im.builder != nil {
+		// Every event added is durable: Append returned for each.
+		bb := im.builder
+		im.builder = nil
+		start := time.Now()
+		st, err := bb.Finish(ctx, b.log)
+		switch {
+		case errors.Is(err, projections.ErrBulkNotApplicable):
+			b.logger.Info().Msg("bulk build not applicable; indexing from the log")
+		case err != nil:
+			return fmt.Errorf("indexing: %w", err)
+		default:
+			b.logger.Info().Uint64("applied", uint64(b.store.Applied())).Int64("added", st.Added).
+				Dur("took", time.Since(start)).Msg("bulk build done")
+			im.stats.Added += st.Added
+			im.stats.Updated += st.Updated
+			im.stats.Unchanged += st.Unchanged
+		}
+	}
 	behind := b.log.LastIndex() - b.store.Applied()
 	if behind == 0 {
-		return nil
+		im.resume.Bulk = false
+		return im.saveResume()
 	}
 	p := newProgress(im.stderr, b.logger, "indexing", int64(behind), "events")
 	base := b.store.Applied()

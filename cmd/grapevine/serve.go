@@ -55,7 +55,8 @@ func (e *env) serveCmd(ctx context.Context, args []string) (err error) {
 	for _, n := range notices {
 		logger.Info().Str("sksconf", n.String()).Msg("option accepted but not used")
 	}
-	tuneGC(os.Getenv, logger)
+	_, _, stopGCFloor := tuneGC(os.Getenv, logger)
+	defer stopGCFloor()
 	d := &daemon{conf: conf, logger: logger, paths: paths, hup: make(chan os.Signal, 1)}
 	// Registered before any port opens, so that a SIGHUP sent once the
 	// daemon answers always reaches the reloader (serve_recon.go).
