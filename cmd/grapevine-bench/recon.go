@@ -218,7 +218,7 @@ func gvPair(ctx context.Context, c config, aDir, template, work string, want []s
 	// Both nodes first bring their Hockeypuck datasets up to their logs
 	// (start-up work after an import), so the session measures recon.
 	for _, dir := range []string{aDir, bDir} {
-		if _, err := waitHockeypuck(ctx, c.grapevine, dir, 15*time.Minute); err != nil {
+		if _, err := waitApplied(ctx, c.grapevine, dir, 15*time.Minute, time.Second); err != nil {
 			return reconRun{}, err
 		}
 	}
