@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -387,66 +386,6 @@ func parseWrkDuration(s string) time.Duration {
 	return time.Duration(v * unit)
 }
 
-// uploadResult is one upload measurement.
-type uploadResult struct {
-	keys, errors int
-	wall, max    time.Duration
-}
-
-// upload posts every key to base+/pks/add from clients goroutines and
-// stops early (counting only the keys done) at limit.
-func upload(ctx context.Context, base string, bodies [][]byte, clients int, limit time.Duration) uploadResult {
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	next := make(chan []byte)
-	go func() {
-		defer close(next)
-		for _, b := range bodies {
-			select {
-			case next <- b:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	var mu sync.Mutex
-	var res uploadResult
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < clients; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for body := range next {
-				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, base+"/pks/add", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				resp, err := client.Do(req)
-				ok := false
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					ok = resp.StatusCode/100 == 2
-				}
-				d := time.Since(t0)
-				mu.Lock()
-				res.keys++
-				if !ok {
-					res.errors++
-				}
-				res.max = max(res.max, d)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	res.wall = time.Since(start)
-	return res
-}
-
 // httpRows starts both servers on the stores of the last run, measures
 // lookups and uploads, stops the servers and returns the rows.
 func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows []row, err error) {
@@ -536,16 +475,18 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 			row{name: name + " p99 (ms)", grapevine: ms(res[0].p99), sk: ms(res[1].p99), prec: 2},
 		)
 	}
-	var up [2]uploadResult
+	var up [2]corpus.UploadResult
 	var gvApplied time.Duration
 	for i, s := range servers {
 		fmt.Fprintf(os.Stderr, "http: /pks/add of %d keys from %d clients to %s\n", len(bodies), c.uploadClients, s.name)
-		up[i] = upload(ctx, s.base, bodies, c.uploadClients, c.uploadLimit)
+		upCtx, cancel := context.WithTimeout(ctx, c.uploadLimit)
+		up[i] = corpus.Upload(upCtx, s.base, bodies, c.uploadClients)
+		cancel()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		stall[i] = max(stall[i], up[i].max)
-		fmt.Fprintf(os.Stderr, "      %d keys in %v (%.1f keys/s), %d errors, longest %v\n", up[i].keys, up[i].wall.Round(time.Millisecond), rate(up[i].keys, up[i].wall), up[i].errors, up[i].max)
+		stall[i] = max(stall[i], up[i].Max)
+		fmt.Fprintf(os.Stderr, "      %d keys in %v (%.1f keys/s), %d errors, longest %v\n", up[i].Keys, up[i].Wall.Round(time.Millisecond), rate(up[i].Keys, up[i].Wall), up[i].Errors, up[i].Max)
 		if s == gv {
 			// Every upload is durable when answered; the projections
 			// apply it a moment later, and the Hockeypuck dataset defers
@@ -556,15 +497,15 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 			if err != nil {
 				return nil, err
 			}
-			gvApplied = up[i].wall + catchUp
+			gvApplied = up[i].Wall + catchUp
 			fmt.Fprintf(os.Stderr, "      every projection applied %v after the last answer\n", catchUp.Round(time.Millisecond))
 		}
 	}
 	rows = append(rows,
-		row{name: fmt.Sprintf("HTTP /pks/add, %d clients (keys/s)", c.uploadClients), grapevine: rate(up[0].keys, up[0].wall), sk: rate(up[1].keys, up[1].wall), higherBetter: true},
-		row{name: fmt.Sprintf("HTTP /pks/add, %d clients, until every projection applied them (keys/s)", c.uploadClients), grapevine: rate(up[0].keys, gvApplied), sk: rate(up[1].keys, up[1].wall), higherBetter: true},
+		row{name: fmt.Sprintf("HTTP /pks/add, %d clients (keys/s)", c.uploadClients), grapevine: rate(up[0].Keys, up[0].Wall), sk: rate(up[1].Keys, up[1].Wall), higherBetter: true},
+		row{name: fmt.Sprintf("HTTP /pks/add, %d clients, until every projection applied them (keys/s)", c.uploadClients), grapevine: rate(up[0].Keys, gvApplied), sk: rate(up[1].Keys, up[1].Wall), higherBetter: true},
 		row{name: fmt.Sprintf("HTTP /pks/add, %d clients errors (of keys)", c.uploadClients), text: [2]string{
-			fmt.Sprintf("%d of %d", up[0].errors, up[0].keys), fmt.Sprintf("%d of %d", up[1].errors, up[1].keys)}},
+			fmt.Sprintf("%d of %d", up[0].Errors, up[0].Keys), fmt.Sprintf("%d of %d", up[1].Errors, up[1].Keys)}},
 		row{name: "HTTP longest single request (ms)", grapevine: ms(stall[0]), sk: ms(stall[1])},
 	)
 	for _, s := range servers {

@@ -3,8 +3,12 @@ package corpus
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
@@ -41,5 +45,45 @@ func TestUploadBodies(t *testing.T) {
 		if err != nil || len(got) != 1 || !bytes.Equal(got[0].Raw, raws[i].Raw) {
 			t.Errorf("body %d does not carry key %d (%v)", i, i, err)
 		}
+	}
+}
+
+// TestUpload: every body is posted once, urlencoded, and answers that are
+// not 2xx count as errors; a cancelled context posts nothing more.
+func TestUpload(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/pks/add" || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[string(b)]++
+		mu.Unlock()
+		if string(b) == "keytext=bad" {
+			http.Error(w, "refused", http.StatusUnprocessableEntity)
+		}
+	}))
+	defer srv.Close()
+	bodies := [][]byte{[]byte("keytext=a"), []byte("keytext=b"), []byte("keytext=bad"), []byte("keytext=c")}
+	res := Upload(context.Background(), srv.URL, bodies, 3)
+	if res.Keys != 4 || res.Errors != 1 {
+		t.Errorf("Upload: %d keys, %d errors; want 4 and 1", res.Keys, res.Errors)
+	}
+	for _, b := range bodies {
+		if got[string(b)] != 1 {
+			t.Errorf("%s posted %d times, want once", b, got[string(b)])
+		}
+	}
+	if res.Max <= 0 || res.Wall < res.Max {
+		t.Errorf("Wall %v, Max %v: want 0 < Max <= Wall", res.Wall, res.Max)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if res := Upload(ctx, srv.URL, bodies, 2); res.Keys != 0 {
+		t.Errorf("cancelled Upload posted %d bodies, want 0", res.Keys)
 	}
 }

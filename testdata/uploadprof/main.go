@@ -30,7 +30,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -103,7 +102,7 @@ func main() {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	upload(base, bodies[:*warm], *clients)
+	corpus.Upload(context.Background(), base, bodies[:*warm], *clients)
 	bodies = bodies[*warm:]
 	for {
 		m := metrics(mbase)
@@ -132,7 +131,8 @@ func main() {
 		time.Sleep(200 * time.Millisecond)
 	}
 	start := time.Now()
-	keys, errs := upload(base, bodies, *clients)
+	up := corpus.Upload(context.Background(), base, bodies, *clients)
+	keys, errs := up.Keys, up.Errors
 	wall := time.Since(start)
 	c1 := procCPU(pid)
 	var ru1 syscall.Rusage
@@ -219,44 +219,4 @@ func freePorts(n int) []int {
 		l.Close()
 	}
 	return out
-}
-
-func upload(base string, bodies [][]byte, clients int) (int, int) {
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, DisableCompression: true}
-	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
-	next := make(chan []byte)
-	go func() {
-		for _, b := range bodies {
-			next <- b
-		}
-		close(next)
-	}()
-	var mu sync.Mutex
-	keys, errs := 0, 0
-	var wg sync.WaitGroup
-	for i := 0; i < clients; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for body := range next {
-				req, _ := http.NewRequest(http.MethodPost, base+"/pks/add", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				resp, err := client.Do(req)
-				ok := false
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					ok = resp.StatusCode/100 == 2
-				}
-				mu.Lock()
-				keys++
-				if !ok {
-					errs++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return keys, errs
 }
