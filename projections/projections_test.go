@@ -17,6 +17,7 @@ import (
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
 	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
@@ -446,3 +447,36 @@ func TestReopenResumes(t *testing.T) {
 }
 
 var _ = pebble.ErrNotFound
+
+// generatedKeys returns the n keys of the generated corpus of seed (two
+// RSA moduli, so it is quick to make), each as submitted and canonical.
+func generatedKeys(tb testing.TB, n int, seed int64) (raws [][]byte, keys []*pgpkey.Key) {
+	tb.Helper()
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: seed, RSAPoolSize: 2}); err != nil {
+		tb.Fatal(err)
+	}
+	decoded, err := pgpkey.Decode(buf.Bytes())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, raw := range decoded {
+		k, err := pgpkey.Canonicalize(raw.Packets)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		raws, keys = append(raws, raw.Raw), append(keys, k)
+	}
+	return raws, keys
+}
+
+// userIDWords returns the search words of k's user IDs, as a set.
+func userIDWords(k *pgpkey.Key) map[string]bool {
+	ws := make(map[string]bool)
+	for _, u := range k.UserIDs() {
+		for _, w := range projections.Words(u) {
+			ws[w] = true
+		}
+	}
+	return ws
+}

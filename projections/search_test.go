@@ -1,16 +1,12 @@
 package projections_test
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"math/rand"
 	"slices"
 	"testing"
 
 	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
-	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
 )
 
 // TestSearchWordsMatchesScan checks word search against its definition on
@@ -20,23 +16,8 @@ import (
 // so that the intersection is exercised with candidates missing from
 // every other word's postings, from some, and from none.
 func TestSearchWordsMatchesScan(t *testing.T) {
-	var buf bytes.Buffer
-	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: 300, Seed: 7, RSAPoolSize: 2}); err != nil {
-		t.Fatal(err)
-	}
+	raws, _ := generatedKeys(t, 300, 7)
 	ts := openTestStore(t, t.TempDir(), 64)
-	r := pgpkey.NewReader(&buf)
-	var raws [][]byte
-	for {
-		raw, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		raws = append(raws, raw.Raw)
-	}
 	submit(t, ts, raws...)
 	catchUp(t, ts)
 
@@ -50,13 +31,7 @@ func TestSearchWordsMatchesScan(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		ws := make(map[string]bool)
-		for _, u := range k.UserIDs() {
-			for _, w := range projections.Words(u) {
-				ws[w] = true
-			}
-		}
-		keys = append(keys, key{rec, ws})
+		keys = append(keys, key{rec, userIDWords(k)})
 		return nil
 	}); err != nil {
 		t.Fatal(err)

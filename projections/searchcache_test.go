@@ -1,15 +1,11 @@
 package projections_test
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"slices"
 	"testing"
 
 	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
-	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
 )
 
 // TestSearchCacheFollowsApplies: a word search asked again after more keys
@@ -17,32 +13,10 @@ import (
 // and SearchWords, whose records carry the keys, answers copies: the
 // shared answers of SearchWordsMeta keep no key bytes.
 func TestSearchCacheFollowsApplies(t *testing.T) {
-	var buf bytes.Buffer
-	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: 200, Seed: 11, RSAPoolSize: 2}); err != nil {
-		t.Fatal(err)
-	}
-	var raws [][]byte
-	words := make([]map[string]bool, 0, 200)
-	r := pgpkey.NewReader(&buf)
-	for {
-		raw, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := pgpkey.Canonicalize(raw.Packets)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws := make(map[string]bool)
-		for _, u := range k.UserIDs() {
-			for _, w := range projections.Words(u) {
-				ws[w] = true
-			}
-		}
-		raws, words = append(raws, raw.Raw), append(words, ws)
+	raws, keys := generatedKeys(t, 200, 11)
+	words := make([]map[string]bool, len(keys))
+	for i, k := range keys {
+		words[i] = userIDWords(k)
 	}
 	half := len(raws) / 2
 	// A word carried by keys of both halves, but not by too many.
