@@ -215,6 +215,13 @@ type importer struct {
 
 type statsAcc struct{ Added, Updated, Unchanged int64 }
 
+// add counts what one application of events reported.
+func (a *statsAcc) add(st projections.ApplyStats) {
+	a.Added += st.Added
+	a.Updated += st.Updated
+	a.Unchanged += st.Unchanged
+}
+
 // resumeState is the import-progress file: how far each input file was
 // imported, written after each chunk is durable in the log and applied.
 type resumeState struct {
@@ -559,9 +566,7 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 			return err
 		}
 		im.appended += int64(len(events))
-		im.stats.Added += st.Added
-		im.stats.Updated += st.Updated
-		im.stats.Unchanged += st.Unchanged
+		im.stats.add(st)
 	}
 	im.prog.update(im.keys, im.bytes, im.rejected)
 	return nil
@@ -591,9 +596,7 @@ func (im *importer) index(ctx context.Context) error {
 		default:
 			b.logger.Info().Uint64("applied", uint64(b.store.Applied())).Int64("added", st.Added).
 				Dur("took", time.Since(start)).Msg("bulk build done")
-			im.stats.Added += st.Added
-			im.stats.Updated += st.Updated
-			im.stats.Unchanged += st.Unchanged
+			im.stats.add(st)
 		}
 	}
 	behind := b.log.LastIndex() - b.store.Applied()
@@ -610,9 +613,7 @@ func (im *importer) index(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("indexing: %w", err)
 	}
-	im.stats.Added += st.Added
-	im.stats.Updated += st.Updated
-	im.stats.Unchanged += st.Unchanged
+	im.stats.add(st)
 	im.resume.Bulk = false
 	return im.saveResume()
 }
