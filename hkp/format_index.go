@@ -1,6 +1,7 @@
 package hkp
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -126,16 +127,7 @@ func newMREntry(k *pgpkey.Key) *mrEntry {
 // writeMREntries writes "info:1:N" and the entries; N counts the entries
 // written (not those without an id).
 func writeMREntries(w io.Writer, entries []*mrEntry, now time.Time) error {
-	parts := mrEntryTexts(entries, now)
-	size := 0
-	for _, p := range parts {
-		size += len(p)
-	}
-	b := make([]byte, 0, size)
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	_, err := w.Write(b)
+	_, err := w.Write(bytes.Join(mrEntryTexts(entries, now), nil))
 	return err
 }
 
