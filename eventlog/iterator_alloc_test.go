@@ -38,14 +38,7 @@ func TestIteratorTailAllocatesLittle(t *testing.T) {
 		}
 	}
 	read() // warm up: the segment's offsets are learned once
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	const rounds = 10
-	for range rounds {
-		read()
-	}
-	runtime.ReadMemStats(&after)
-	perRead := (after.TotalAlloc - before.TotalAlloc) / rounds
+	perRead := bytesAllocated(10, func(int) { read() })
 	t.Logf("%d bytes allocated per tail read", perRead)
 	if perRead > 32<<10 {
 		t.Errorf("a read of the 2 newest entries allocated %d bytes, want under 32 KiB", perRead)
@@ -73,16 +66,21 @@ func TestFollowingReaderAllocatesLittle(t *testing.T) {
 		}
 	}
 	round(20)
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	const rounds = 20
-	for n := range rounds {
-		round(21 + n)
-	}
-	runtime.ReadMemStats(&after)
-	perRound := (after.TotalAlloc - before.TotalAlloc) / rounds
+	perRound := bytesAllocated(20, func(i int) { round(21 + i) })
 	t.Logf("%d bytes allocated per append and read", perRound)
 	if perRound > 32<<10 {
 		t.Errorf("an append and a read of it allocated %d bytes, want under 32 KiB", perRound)
 	}
+}
+
+// bytesAllocated returns the bytes allocated on the Go heap per call of
+// f(0), f(1), ... f(rounds-1), by every goroutine while they ran.
+func bytesAllocated(rounds int, f func(i int)) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range rounds {
+		f(i)
+	}
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / uint64(rounds)
 }
