@@ -211,7 +211,12 @@ func TestDecodeReusesBuffer(t *testing.T) {
 	want := strings.Join(hashesOf(t, raws), " ")
 	input := []byte(other)
 	var before, after runtime.MemStats
-	const n = 50
+	// Under the race detector sync.Pool drops a quarter of what is put
+	// back, so a call then allocates 16 KB + a quarter of the 64 KiB
+	// buffer on average (≈ 33 KB): the bound lies between that and the 82
+	// KB of a fresh buffer per call, and n is large enough that chance
+	// runs of drops stay far below it.
+	const n = 200
 	runtime.ReadMemStats(&before)
 	for range n {
 		if _, err := pgpkey.Decode(input); err != nil {
@@ -220,7 +225,7 @@ func TestDecodeReusesBuffer(t *testing.T) {
 	}
 	runtime.ReadMemStats(&after)
 	per := (after.TotalAlloc - before.TotalAlloc) / n
-	if limit := uint64(32 << 10); per > limit { // was 82 KB with a fresh buffer each time
+	if limit := uint64(48 << 10); per > limit { // was 82 KB with a fresh buffer each time
 		t.Errorf("Decode allocated %d bytes per call of a %d-byte upload, want at most %d", per, len(input), limit)
 	}
 	if got := strings.Join(hashesOf(t, raws), " "); got != want {
