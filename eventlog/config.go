@@ -44,6 +44,11 @@ const (
 	// network are a few MiB; 64 MiB leaves room without letting one upload
 	// exhaust memory.
 	DefaultMaxEventBytes = 64 << 20
+	// DefaultTailBytes is the size of the in-memory copy of the newest
+	// records (Config.TailBytes): at 1.4 KB per uploaded key, the last
+	// 3,000 keys, over a second of uploads at full speed, while the
+	// projections following the log read a few records behind the writer.
+	DefaultTailBytes = 4 << 20
 
 	// maxLimitBytes caps both sizes so that a segment always stays below
 	// 2 GiB (segments overrun SegmentSize by at most one record) and
@@ -71,6 +76,12 @@ type Config struct {
 	// larger one with ErrTooLarge. Zero: DefaultMaxEventBytes (64 MiB). At
 	// most 1 GiB.
 	MaxEventBytes int
+	// TailBytes bounds the copy of the newest records that a Log opened
+	// for appending keeps in memory, so that readers following the log
+	// (the projections, after every group commit) read them without
+	// touching the segment files. Zero: DefaultTailBytes (4 MiB); negative:
+	// no copy, every read goes to the files. At most 1 GiB.
+	TailBytes int
 }
 
 // DefaultConfig returns the production configuration.
@@ -79,6 +90,7 @@ func DefaultConfig() Config {
 		Logger:        zerolog.Nop(),
 		SegmentSize:   DefaultSegmentSize,
 		MaxEventBytes: DefaultMaxEventBytes,
+		TailBytes:     DefaultTailBytes,
 	}
 }
 
@@ -107,6 +119,8 @@ func (c Config) Validate() error {
 		return &ConfigError{"MaxEventBytes", c.MaxEventBytes, errors.New("must not be negative")}
 	case c.MaxEventBytes > maxLimitBytes:
 		return &ConfigError{"MaxEventBytes", c.MaxEventBytes, fmt.Errorf("must be at most %d", maxLimitBytes)}
+	case c.TailBytes > maxLimitBytes:
+		return &ConfigError{"TailBytes", c.TailBytes, fmt.Errorf("must be at most %d", maxLimitBytes)}
 	}
 	return nil
 }
@@ -118,6 +132,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxEventBytes == 0 {
 		c.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if c.TailBytes == 0 {
+		c.TailBytes = DefaultTailBytes
 	}
 	return c
 }

@@ -4,3 +4,6 @@ package eventlog
 // fail if fn returns an error, as if its fsync had failed. Tests only; call
 // it while no Append is in flight.
 func SetAfterWriteHook(l *Log, fn func() error) { l.afterWriteHook = fn }
+
+// TailWindow returns the entries [first, end) the in-memory tail holds.
+func TailWindow(l *Log) (first, end Index) { return l.tail.window() }

@@ -34,8 +34,9 @@ const maxBatchBytes = 16 << 20
 //
 // All methods are safe for concurrent use. Appends go through one writer
 // goroutine that commits whatever callers have queued as one batch with one
-// fsync (group commit). Reads never wait for appends: they read the segment
-// files directly, up to LastIndex.
+// fsync (group commit). Reads never wait for appends: they read the newest
+// entries from an in-memory copy (Config.TailBytes) and older ones from the
+// segment files directly, up to LastIndex.
 type Log struct {
 	dir      string
 	cfg      Config
@@ -51,6 +52,11 @@ type Log struct {
 
 	segMu sync.RWMutex
 	segs  []*segment // log order; only appended to after Open
+
+	// tail holds the newest records in memory (nil when read-only or
+	// Config.TailBytes < 0). The writer adds a batch to it before
+	// publishing the batch in last.
+	tail *memTail
 
 	// closeMu is held for reading while an Append enqueues, and for
 	// writing by Close, which closes reqs.
@@ -84,6 +90,7 @@ type Log struct {
 	batch     wal.Batch
 	tailBytes int64    // size of the tail segment, mirroring tidwall/wal's
 	offs      []uint32 // commit's scratch: offsets of the batch's records
+	recs      [][]byte // commit's scratch: the batch's records
 	lastTime  int64    // Unix ns of the last entry
 
 	roMu  sync.Mutex // serialises refresh in read-only mode
@@ -125,6 +132,9 @@ func newLog(dir string, cfg Config, readOnly bool) *Log {
 		logger:   cfg.Logger.With().Str("component", "eventlog").Logger(),
 		readOnly: readOnly,
 		notifyCh: make(chan struct{}),
+	}
+	if !readOnly {
+		l.tail = newMemTail(cfg.TailBytes)
 	}
 	return l
 }
@@ -554,6 +564,7 @@ func (l *Log) commit(reqs []*appendReq) {
 	// Where the records land in the tail segment, for readers (noteWritten).
 	startTail := tail
 	offs := l.offs[:0]
+	recs := l.recs[:0]
 	l.batch.Clear()
 	for _, r := range reqs {
 		start := 0
@@ -571,6 +582,7 @@ func (l *Log) commit(reqs []*appendReq) {
 			}
 			idx++
 			l.batch.Write(uint64(idx), rec)
+			recs = append(recs, rec)
 			bytes += uint64(len(rec))
 			offs = append(offs, uint32(tail))
 			tail += int64(uvarintLen(uint64(len(rec))) + len(rec))
@@ -599,6 +611,11 @@ func (l *Log) commit(reqs []*appendReq) {
 		segs[len(segs)-1].noteWritten(startTail, offs, tail)
 	}
 	l.offs = offs[:0]
+	// Before last: a reader that sees the new last finds them in the tail
+	// (or, if it looked before, in the files).
+	l.tail.add(last+1, recs)
+	clear(recs) // do not pin the callers' pooled buffers
+	l.recs = recs[:0]
 	l.lastTime = lastTime
 	l.last.Store(uint64(idx))
 	l.nEvents.Add(uint64(idx - last))

@@ -154,7 +154,7 @@ func TestAppendRejects(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	for _, cfg := range []eventlog.Config{
-		{SegmentSize: -1}, {SegmentSize: 2 << 30}, {MaxEventBytes: -1}, {MaxEventBytes: 2 << 30},
+		{SegmentSize: -1}, {SegmentSize: 2 << 30}, {MaxEventBytes: -1}, {MaxEventBytes: 2 << 30}, {TailBytes: 2 << 30},
 	} {
 		err := cfg.Validate()
 		var ce *eventlog.ConfigError

@@ -22,46 +22,57 @@ func (l *Log) segmentFor(i Index) (*segment, error) {
 	return findSegment(segs, i), nil
 }
 
-// readRecord returns the record of entry i, verified against its checksum.
+// readRecord returns the record of entry i, verified against its checksum
+// (unless it comes from the tail, which holds only verified records, and
+// which callers must not modify).
 func (l *Log) readRecord(i Index) ([]byte, error) {
+	rec, _, err := l.readShared(i)
+	return rec, err
+}
+
+// readShared is readRecord, also reporting whether rec is the tail's.
+func (l *Log) readShared(i Index) (rec []byte, shared bool, err error) {
 	if i == 0 || i > l.lastIndex() {
 		if !l.readOnly || i == 0 || i > l.LastIndex() {
-			return nil, fmt.Errorf("%w: %d", ErrNotFound, i)
+			return nil, false, fmt.Errorf("%w: %d", ErrNotFound, i)
 		}
+	}
+	if rec, ok := l.tail.get(i); ok {
+		return rec, true, nil
 	}
 	s, err := l.segmentFor(i)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	off, err := s.offset(i)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	f, err := os.Open(s.path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
 	var hdr [binary.MaxVarintLen64]byte
 	n, err := f.ReadAt(hdr[:], off)
 	if n == 0 && err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	size, m := binary.Uvarint(hdr[:n])
 	if m <= 0 || size > maxLimitBytes {
-		return nil, fmt.Errorf("%w: bad entry length at %s byte %d", ErrCorrupt, s.path, off)
+		return nil, false, fmt.Errorf("%w: bad entry length at %s byte %d", ErrCorrupt, s.path, off)
 	}
-	rec := make([]byte, size)
+	rec = make([]byte, size)
 	if _, err := f.ReadAt(rec, off+int64(m)); err != nil {
 		if err == io.EOF {
 			err = fmt.Errorf("%w: entry at %s byte %d cut short", ErrCorrupt, s.path, off)
 		}
-		return nil, err
+		return nil, false, err
 	}
 	if err := verifyRecord(rec); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return rec, nil
+	return rec, false, nil
 }
 
 // Read returns entry i. It returns ErrNotFound if i is outside
@@ -71,12 +82,14 @@ func (l *Log) Read(i Index) (*Event, error) {
 	if l.closed.Load() {
 		return nil, ErrClosed
 	}
-	rec, err := l.readRecord(i)
+	rec, shared, err := l.readShared(i)
 	if err != nil {
 		return nil, fmt.Errorf("read index %d: %w", i, err)
 	}
 	e := new(Event)
-	if err := e.decode(rec, false); err != nil {
+	// Unlike an Iterator's, Read's events are the caller's to modify: a
+	// record of the tail is copied.
+	if err := e.decode(rec, shared); err != nil {
 		return nil, fmt.Errorf("read index %d: %w", i, err)
 	}
 	return e, nil
@@ -142,8 +155,11 @@ func (l *Log) IndexAtTime(t time.Time) (Index, error) {
 // the same error again.
 //
 // The events an Iterator returns belong to the caller, but their Key and
-// Target slices may share backing arrays with other events from the same
-// Iterator: treat them as read-only.
+// Target slices may share backing arrays with other events, from this
+// Iterator and, for the newest entries, from the Log's in-memory tail that
+// every reader shares: treat them as read-only. (A write would not go
+// unnoticed: other readers of that entry would fail its checksum with
+// ErrCorrupt.)
 type Iterator struct {
 	l        *Log
 	next, to Index
@@ -199,14 +215,26 @@ func (it *Iterator) Next() (Index, *Event, error) {
 	if it.next >= it.to {
 		return it.fail(io.EOF)
 	}
-	if it.f == nil || it.next >= it.segEnd {
-		if err := it.openSegment(); err != nil {
+	if it.f != nil && it.next >= it.segEnd {
+		it.closeFile()
+	}
+	var rec []byte
+	if it.f == nil {
+		// Between files: the entry may be in the Log's in-memory tail.
+		// Once reading a file, keep to it up to its end: its buffered
+		// reads are as cheap, and the tail may move on meanwhile.
+		rec, _ = it.l.tail.get(it.next)
+	}
+	if rec == nil {
+		if it.f == nil {
+			if err := it.openSegment(); err != nil {
+				return it.fail(fmt.Errorf("iterate at index %d: %w", it.next, err))
+			}
+		}
+		var err error
+		if rec, err = it.readFrame(); err != nil {
 			return it.fail(fmt.Errorf("iterate at index %d: %w", it.next, err))
 		}
-	}
-	rec, err := it.readFrame()
-	if err != nil {
-		return it.fail(fmt.Errorf("iterate at index %d: %w", it.next, err))
 	}
 	e := new(Event)
 	if err := e.decode(rec, false); err != nil {
