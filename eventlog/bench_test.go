@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -162,4 +163,71 @@ func benchAppendBatch(b *testing.B, noSync bool, segmentSize int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(l.Stats().Events)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkFollowedAppend is the upload path's use of the log: 8 clients
+// each append one 1.4 KB key and wait for it, while 3 readers follow the
+// log as the projections do (a new Iterator after every Notify), with the
+// in-memory tail and without it (TailBytes < 0: every catch-up opens the
+// tail segment). fsync is off to show the code's CPU, not the disk's.
+func BenchmarkFollowedAppend(b *testing.B) {
+	for _, tail := range []int{0, -1} {
+		name := "tail"
+		if tail < 0 {
+			name = "files"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := benchConfig(true)
+			cfg.TailBytes = tail
+			l, err := eventlog.Open(b.TempDir(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			e := benchEvent()
+			e.Key = e.Key[:1400]
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					next := eventlog.Index(1)
+					for ctx.Err() == nil {
+						ch := l.Notify()
+						if l.LastIndex() < next {
+							select {
+							case <-ch:
+							case <-ctx.Done():
+							}
+							continue
+						}
+						it := l.NewIterator(next, 0)
+						for {
+							idx, _, err := it.Next()
+							if err != nil {
+								break
+							}
+							next = idx + 1
+						}
+						it.Close()
+					}
+				}()
+			}
+			b.ReportAllocs()
+			b.SetParallelism(4) // 8 appenders on 2 CPUs
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := l.Append(ctx, e); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			cancel()
+			wg.Wait()
+		})
+	}
 }
