@@ -171,6 +171,7 @@ type Iterator struct {
 	size     int64 // file size when opened
 	slab     []byte
 	err      error
+	diskOnly bool // never serve from the Log's in-memory tail
 }
 
 const (
@@ -203,6 +204,16 @@ func (l *Log) NewIterator(from, to Index) *Iterator {
 	return it
 }
 
+// NewDiskIterator is NewIterator reading every entry from the segment
+// files, none from the in-memory copy of the newest ones (Config.TailBytes):
+// for verifying what is on disk (grapevine check), where a copy made
+// before the disk damaged the file would hide the damage.
+func (l *Log) NewDiskIterator(from, to Index) *Iterator {
+	it := l.NewIterator(from, to)
+	it.diskOnly = true
+	return it
+}
+
 // Next returns the next entry and its index, or io.EOF after the last
 // entry of the range.
 func (it *Iterator) Next() (Index, *Event, error) {
@@ -219,7 +230,7 @@ func (it *Iterator) Next() (Index, *Event, error) {
 		it.closeFile()
 	}
 	var rec []byte
-	if it.f == nil {
+	if it.f == nil && !it.diskOnly {
 		// Between files: the entry may be in the Log's in-memory tail.
 		// Once reading a file, keep to it up to its end: its buffered
 		// reads are as cheap, and the tail may move on meanwhile.

@@ -213,6 +213,41 @@ func TestTailReadsNoFiles(t *testing.T) {
 	}
 }
 
+// NewDiskIterator reads the files even for entries in the tail: a record
+// damaged on disk after it was appended is reported, not hidden by the
+// copy in memory.
+func TestDiskIteratorReadsFiles(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, testConfig(t, nil))
+	defer l.Close()
+	last := mustAppend(t, l, keyEvent(1), keyEvent(2))
+	restore := moveSegments(t, dir)
+	it := l.NewDiskIterator(last, 0)
+	if _, _, err := it.Next(); err == nil {
+		t.Fatal("a disk iterator read an entry with the files moved away")
+	}
+	it.Close()
+	restore()
+	got := readAll(t, l, 1, 0)
+	it = l.NewDiskIterator(1, 0)
+	defer it.Close()
+	for k := 0; ; k++ {
+		_, e, err := it.Next()
+		if err == io.EOF {
+			if k != len(got) {
+				t.Fatalf("read %d entries, want %d", k, len(got))
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := sameEvent(e, got[k]); d != "" {
+			t.Fatalf("entry %d: %s", k+1, d)
+		}
+	}
+}
+
 // One Append bigger than the tail (a bulk import's batch) empties the
 // window rather than copying part of it; the next small Appends fill it
 // again, and every entry reads back right.

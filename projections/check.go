@@ -221,7 +221,7 @@ func (c *checker) replay(ctx context.Context, log *eventlog.Log, snap *pebble.Sn
 		c.find(CheckLog, next, "log starts at index %d: events 1 to %d are missing", next, next-1)
 		replaying = false
 	}
-	it := log.NewIterator(next, at+1)
+	it := log.NewDiskIterator(next, at+1) // what is on disk, not the log's copy in memory
 	defer func() { it.Close() }()
 	badRun := 0
 	for next <= at {
@@ -248,7 +248,7 @@ func (c *checker) replay(ctx context.Context, log *eventlog.Log, snap *pebble.Sn
 				break
 			}
 			next++
-			it = log.NewIterator(next, at+1)
+			it = log.NewDiskIterator(next, at+1)
 			continue
 		}
 		badRun = 0
