@@ -83,7 +83,10 @@
 // One writer goroutine gathers the queued Appends into a batch, frames its
 // records into one buffer and writes it with one write(2) and one fsync
 // (a segment that fills is written, fsynced and closed first, and the new
-// one created). Append returns after that fsync; when a batch starts a new
+// one created). On Linux the writer reserves each segment's blocks ahead
+// with fallocate(FALLOC_FL_KEEP_SIZE), which leaves the file's size (the
+// end of the log) alone and makes each fsync cheaper. Append returns after
+// that fsync; when a batch starts a new
 // segment, the directory is fsynced too before anyone is told. A failed
 // write or fsync (a full disk) fails its batch with ErrWriteFailed; before
 // the next batch the writer removes the segments the failed batch started,
