@@ -54,6 +54,11 @@ type Config struct {
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
 	// Default 32768.
 	FingerprintCacheEntries int
+	// WordCountCacheEntries bounds the word posting counts the applier
+	// keeps in memory (applycache.go; about 60 bytes each) instead of
+	// reading them back at every commit; 0 turns the cache off. Default
+	// 131072.
+	WordCountCacheEntries int
 }
 
 // DefaultConfig returns the configuration used by the daemon.
@@ -69,6 +74,7 @@ func DefaultConfig() Config {
 		BulkSortBytes: 32 << 20,
 
 		FingerprintCacheEntries: 32768,
+		WordCountCacheEntries:   1 << 17,
 	}
 }
 
@@ -85,6 +91,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: BulkSortBytes %d: must be positive", c.BulkSortBytes)
 	case c.FingerprintCacheEntries < 0:
 		return fmt.Errorf("projections: FingerprintCacheEntries %d: must not be negative", c.FingerprintCacheEntries)
+	case c.WordCountCacheEntries < 0:
+		return fmt.Errorf("projections: WordCountCacheEntries %d: must not be negative", c.WordCountCacheEntries)
 	case c.MemTableBytes < 1<<20:
 		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
 	}
@@ -116,6 +124,9 @@ type Store struct {
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
 	refs refShards
+	// cache holds word counts and stats counters as the applier last
+	// committed them (applycache.go).
+	cache applyCache
 	// results caches word search answers until the next apply (searchcache.go).
 	results searchCache
 
@@ -176,6 +187,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		notify: make(chan struct{}),
 	}
 	s.refs.setMax(cfg.FingerprintCacheEntries)
+	s.cache.max = cfg.WordCountCacheEntries
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err
