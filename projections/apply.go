@@ -423,52 +423,23 @@ func (a *batchApplier) count(t time.Time, isNew bool) {
 // index into the batch and commits it. Pebble's own WAL is not synced: the
 // event log is the durable record, and the applied index travels in the same
 // atomic batch, so a lost batch is simply applied again after a crash.
+//
+// On error nothing of the batch is visible: the batch is dropped and so
+// are the prefix tree's changes (its cache holds the batch's inserts and
+// deletes until they are committed) and the apply cache is left as it was.
 func (a *batchApplier) commit(applied eventlog.Index) error {
-	b := a.b
-	a.s.cache.valid(a.s.Applied())
-	newCounters := make(map[string][16]byte, len(a.counters))
-	for k, c := range a.counters {
-		key := append([]byte{prefixCounters}, k...)
-		prev, ok := a.s.cache.counter(k)
-		if !ok {
-			if v, closer, err := a.s.db.Get(key); err == nil {
-				copy(prev[:], v)
-				closer.Close()
-			}
-		}
-		var v [16]byte
-		binary.BigEndian.PutUint64(v[0:8], binary.BigEndian.Uint64(prev[0:8])+c[0])
-		binary.BigEndian.PutUint64(v[8:16], binary.BigEndian.Uint64(prev[8:16])+c[1])
-		if err := b.Set(key, v[:], nil); err != nil {
-			return err
-		}
-		newCounters[k] = v
-	}
-	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
-		return err
-	}
-	if err := a.commitWordCounts(); err != nil {
-		return err
-	}
-	if err := a.s.tree.Flush(b); err != nil {
-		a.s.tree.Reset()
-		return fmt.Errorf("flush prefix tree: %w", err)
-	}
-	for _, p := range Projections {
-		if err := b.Set(appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(applied)), nil); err != nil {
-			return err
+	sorted, newCounters, err := a.prepareCommit(applied)
+	a.b.Close()
+	if err == nil {
+		err = sorted.Commit(pebble.NoSync)
+		if err != nil {
+			sorted.Close()
+			err = fmt.Errorf("commit batch up to index %d: %w", applied, err)
 		}
 	}
-	sorted, err := sortedBatch(a.s.db, b)
-	b.Close()
 	if err != nil {
 		a.s.tree.Reset()
-		return fmt.Errorf("sort batch up to index %d: %w", applied, err)
-	}
-	if err := sorted.Commit(pebble.NoSync); err != nil {
-		sorted.Close()
-		a.s.tree.Reset()
-		return fmt.Errorf("commit batch up to index %d: %w", applied, err)
+		return err
 	}
 	invalidateRefs(&a.s.refs, a.written, a.fprLists)
 	a.s.keys = a.keys
@@ -480,6 +451,54 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 	}
 	a.s.cache.at = applied
 	return sorted.Close()
+}
+
+// prepareCommit completes the batch and returns it sorted (sortedBatch),
+// with the stats counters it writes.
+func (a *batchApplier) prepareCommit(applied eventlog.Index) (*pebble.Batch, map[string][16]byte, error) {
+	b := a.b
+	a.s.cache.valid(a.s.Applied())
+	newCounters := make(map[string][16]byte, len(a.counters))
+	for k, c := range a.counters {
+		key := append([]byte{prefixCounters}, k...)
+		prev, ok := a.s.cache.counter(k)
+		if !ok {
+			v, closer, err := a.s.db.Get(key)
+			switch {
+			case err == nil:
+				copy(prev[:], v)
+				closer.Close()
+			case !errors.Is(err, pebble.ErrNotFound):
+				return nil, nil, fmt.Errorf("read counter %s: %w", k, err)
+			}
+		}
+		var v [16]byte
+		binary.BigEndian.PutUint64(v[0:8], binary.BigEndian.Uint64(prev[0:8])+c[0])
+		binary.BigEndian.PutUint64(v[8:16], binary.BigEndian.Uint64(prev[8:16])+c[1])
+		if err := b.Set(key, v[:], nil); err != nil {
+			return nil, nil, err
+		}
+		newCounters[k] = v
+	}
+	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
+		return nil, nil, err
+	}
+	if err := a.commitWordCounts(); err != nil {
+		return nil, nil, err
+	}
+	if err := a.s.tree.Flush(b); err != nil {
+		return nil, nil, fmt.Errorf("flush prefix tree: %w", err)
+	}
+	for _, p := range Projections {
+		if err := b.Set(appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(applied)), nil); err != nil {
+			return nil, nil, err
+		}
+	}
+	sorted, err := sortedBatch(a.s.db, b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sort batch up to index %d: %w", applied, err)
+	}
+	return sorted, newCounters, nil
 }
 
 // batchOp is one operation of a batch: a Set or a Delete of key.
