@@ -67,13 +67,15 @@ func applyAll(tb testing.TB, s *Store, evs []parsedEvent, n int) {
 
 // BenchmarkApplyNewKeys applies GRAPEVINE_BENCH_APPLY_NEW (4,000) keys no
 // store has seen onto a store of GRAPEVINE_BENCH_APPLY_BASE (20,000)
-// generated keys, in batches of 16 (what the follower sees under a burst
-// of uploads: what arrived during the previous batch) and of 2,048 (a
+// generated keys, after 500 more applied untimed to warm the caches, in
+// batches of 4 (what the runner sees under a burst of uploads from 8
+// clients: the events of one or two group commits) and of 2,048 (a
 // catch-up), until the store is closed (its memtables flushed). It
-// reports wall, process CPU (Pebble's flushes and compactions included)
-// and the applying goroutine's CPU (its thread's: less noisy on a shared
-// machine) ns and allocations per new key; the key parse is not included
-// (the runner does it on other goroutines).
+// reports ns and allocations per new key: wall, process CPU (Pebble's
+// flushes and compactions included) and the applying goroutine's CPU
+// (its thread's: less noisy on a shared machine). The key parse is not
+// included (the runner does it on other goroutines).
+// GRAPEVINE_BENCH_APPLY_MEMTABLE_MB sets the memtable size.
 func BenchmarkApplyNewKeys(b *testing.B) {
 	base, fresh := 20000, 4000
 	if v, err := strconv.Atoi(os.Getenv("GRAPEVINE_BENCH_APPLY_BASE")); err == nil && v > 0 {
@@ -89,7 +91,7 @@ func BenchmarkApplyNewKeys(b *testing.B) {
 	var freshCache string
 	if fixture != "" {
 		baseDir = filepath.Join(fixture, fmt.Sprintf("base-%d", base))
-		freshCache = filepath.Join(fixture, fmt.Sprintf("new-%d.keys", fresh))
+		freshCache = filepath.Join(fixture, fmt.Sprintf("new-%d.keys", 500+fresh))
 	}
 	if _, err := os.Stat(baseDir); err != nil {
 		tmp := baseDir + ".tmp"
@@ -111,8 +113,16 @@ func BenchmarkApplyNewKeys(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	newKeys := parsedCorpus(b, fresh, 1001, eventlog.Index(base)+1, freshCache)
-	for _, batch := range []int{16, 2048} {
+	// The first warm keys are applied untimed: the daemon's block cache
+	// and apply cache are warm.
+	const warm = 500
+	newKeys := parsedCorpus(b, warm+fresh, 1001, eventlog.Index(base)+1, freshCache)
+	warmKeys, newKeys := newKeys[:warm], newKeys[warm:]
+	cfg := DefaultConfig()
+	if v, err := strconv.Atoi(os.Getenv("GRAPEVINE_BENCH_APPLY_MEMTABLE_MB")); err == nil && v > 0 {
+		cfg.MemTableBytes = uint64(v) << 20
+	}
+	for _, batch := range []int{4, 2048} {
 		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) {
 			b.ReportAllocs()
 			var elapsed, cpu, fg time.Duration
@@ -123,10 +133,11 @@ func BenchmarkApplyNewKeys(b *testing.B) {
 				if err := os.CopyFS(dir, os.DirFS(baseDir)); err != nil {
 					b.Fatal(err)
 				}
-				s, err := Open(filepath.Join(dir, "db"), DefaultConfig())
+				s, err := Open(filepath.Join(dir, "db"), cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
+				applyAll(b, s, warmKeys, batch)
 				var m0, m1 runtime.MemStats
 				runtime.ReadMemStats(&m0)
 				b.StartTimer()
