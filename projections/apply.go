@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -428,16 +427,14 @@ func (a *batchApplier) count(t time.Time, isNew bool) {
 // are the prefix tree's changes (its cache holds the batch's inserts and
 // deletes until they are committed) and the apply cache is left as it was.
 func (a *batchApplier) commit(applied eventlog.Index) error {
-	sorted, newCounters, err := a.prepareCommit(applied)
-	a.b.Close()
+	newCounters, err := a.prepareCommit(applied)
 	if err == nil {
-		err = sorted.Commit(pebble.NoSync)
-		if err != nil {
-			sorted.Close()
+		if err = a.b.Commit(pebble.NoSync); err != nil {
 			err = fmt.Errorf("commit batch up to index %d: %w", applied, err)
 		}
 	}
 	if err != nil {
+		a.b.Close()
 		a.s.tree.Reset()
 		return err
 	}
@@ -450,12 +447,12 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 		a.s.cache.putCounter(k, v)
 	}
 	a.s.cache.at = applied
-	return sorted.Close()
+	return a.b.Close()
 }
 
-// prepareCommit completes the batch and returns it sorted (sortedBatch),
-// with the stats counters it writes.
-func (a *batchApplier) prepareCommit(applied eventlog.Index) (*pebble.Batch, map[string][16]byte, error) {
+// prepareCommit completes the batch and returns the stats counters it
+// writes.
+func (a *batchApplier) prepareCommit(applied eventlog.Index) (map[string][16]byte, error) {
 	b := a.b
 	a.s.cache.valid(a.s.Applied())
 	newCounters := make(map[string][16]byte, len(a.counters))
@@ -469,103 +466,32 @@ func (a *batchApplier) prepareCommit(applied eventlog.Index) (*pebble.Batch, map
 				copy(prev[:], v)
 				closer.Close()
 			case !errors.Is(err, pebble.ErrNotFound):
-				return nil, nil, fmt.Errorf("read counter %s: %w", k, err)
+				return nil, fmt.Errorf("read counter %s: %w", k, err)
 			}
 		}
 		var v [16]byte
 		binary.BigEndian.PutUint64(v[0:8], binary.BigEndian.Uint64(prev[0:8])+c[0])
 		binary.BigEndian.PutUint64(v[8:16], binary.BigEndian.Uint64(prev[8:16])+c[1])
 		if err := b.Set(key, v[:], nil); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		newCounters[k] = v
 	}
 	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := a.commitWordCounts(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := a.s.tree.Flush(b); err != nil {
-		return nil, nil, fmt.Errorf("flush prefix tree: %w", err)
+		return nil, fmt.Errorf("flush prefix tree: %w", err)
 	}
 	for _, p := range Projections {
 		if err := b.Set(appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(applied)), nil); err != nil {
-			return nil, nil, err
-		}
-	}
-	sorted, err := sortedBatch(a.s.db, b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("sort batch up to index %d: %w", applied, err)
-	}
-	return sorted, newCounters, nil
-}
-
-// batchOp is one operation of a batch: a Set or a Delete of key.
-type batchOp struct {
-	kind       pebble.InternalKeyKind
-	key, value []byte
-}
-
-// sortedBatch returns a new batch of b's operations in key order, only the
-// last operation of each key kept: what committing b would leave in the
-// database. Pebble inserts a batch into the memtable's skiplist in batch
-// order, starting each search from the previous insert's position, so keys
-// in order share most of the search; in log order (a record, its indexes,
-// its words, the next record ...) every insert searched from the top (2.8
-// µs each, cache misses in a 32 MiB skiplist, 26 per new key). The
-// entries point into b's buffer, which must stay open until the copy is
-// made.
-func sortedBatch(db *pebble.DB, b *pebble.Batch) (*pebble.Batch, error) {
-	ops := make([]batchOp, 0, b.Count())
-	r := b.Reader()
-	for {
-		kind, k, v, ok, err := r.Next()
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			break
-		}
-		switch kind {
-		case pebble.InternalKeyKindSet, pebble.InternalKeyKindDelete:
-		default:
-			return nil, fmt.Errorf("batch operation of kind %s", kind)
-		}
-		ops = append(ops, batchOp{kind, k, v})
-	}
-	// Sorting positions rather than the operations swaps 4 bytes with no
-	// pointers (a stable sort of the operations themselves cost more than
-	// it saved). Ties go by position: of two operations on one key the
-	// later one stays later.
-	order := make([]int32, len(ops))
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(i, j int32) int {
-		if c := bytes.Compare(ops[i].key, ops[j].key); c != 0 {
-			return c
-		}
-		return int(i - j)
-	})
-	out := db.NewBatchWithSize(len(b.Repr()))
-	for n, i := range order {
-		op := ops[i]
-		if n+1 < len(order) && bytes.Equal(op.key, ops[order[n+1]].key) {
-			continue // overwritten by a later operation of the batch
-		}
-		var err error
-		if op.kind == pebble.InternalKeyKindSet {
-			err = out.Set(op.key, op.value, nil)
-		} else {
-			err = out.Delete(op.key, nil)
-		}
-		if err != nil {
-			out.Close()
 			return nil, err
 		}
 	}
-	return out, nil
+	return newCounters, nil
 }
 
 // treeOp decides what a prefix tree error means. A duplicate insert or a

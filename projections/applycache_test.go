@@ -280,8 +280,8 @@ func TestApplyCacheBounded(t *testing.T) {
 }
 
 // TestSortedBatchEqualsBatch: committing a batch sorted and with its
-// overwritten operations dropped leaves the database as committing it as
-// written does.
+// overwritten operations dropped (BenchmarkCommitOrder's variant) leaves
+// the database as committing it as written does.
 func TestSortedBatchEqualsBatch(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	open := func() *pebble.DB {
