@@ -125,8 +125,13 @@ func (c *refCache) current() uint64 {
 }
 
 // put caches refs as fpr's answer if nothing was committed since epoch.
+// It never waits: when the shard is busy the answer is not cached (a
+// waiting writer makes every new reader wait behind it: the armor cache's
+// put says more).
 func (c *refCache) put(epoch uint64, fpr []byte, refs []Ref) {
-	c.mu.Lock()
+	if !c.mu.TryLock() {
+		return
+	}
 	defer c.mu.Unlock()
 	if epoch != c.epoch || c.max <= 0 {
 		return
