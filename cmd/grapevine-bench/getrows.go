@@ -77,13 +77,11 @@ func getOnlyRows(ctx context.Context, c config, dir, dumpDir string) ([]row, err
 		if err != nil {
 			return nil, err
 		}
-		if profile {
+		if profile && c.runs > 1 {
 			// The profiles disturb what they measure: that run's figures
-			// are printed, not counted.
+			// are printed, not counted (unless it is the only run).
 			fmt.Fprintf(os.Stderr, "get-only: run %d was profiled (%s); not counted\n", run+1, c.getProfile)
-			if c.runs > 1 {
-				continue
-			}
+			continue
 		}
 		warm, cold = append(warm, w), append(cold, cd)
 	}
