@@ -127,6 +127,8 @@ type Store struct {
 	// cache holds word counts and stats counters as the applier last
 	// committed them (applycache.go).
 	cache applyCache
+	// gate bounds the lookups inside Pebble point reads (read.go).
+	gate lookupGate
 	// results caches word search answers until the next apply (searchcache.go).
 	results searchCache
 
