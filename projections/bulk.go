@@ -144,7 +144,7 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key, arena 
 		return nil
 	}
 	add(hashKey(rec.Hash), ridv)
-	ids := append([]pgpkey.SubkeyID{{Fingerprint: key.Fingerprint(), KeyID: key.KeyID()}}, key.SubkeyIDs()...)
+	ids := append([]pgpkey.SubkeyID{key.Identity()}, key.SubkeyIDs()...)
 	for _, id := range ids {
 		// F lists hold record IDs in the order they were added: by
 		// index, which follows the fingerprint in the sort key.
@@ -152,14 +152,27 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key, arena 
 		add(keyIDKey(uint64(id.KeyID), rid), nil)
 		add(shortIDKey(id.KeyID.Short(), rid), nil)
 	}
-	var terms [][]byte
+	// The search terms, written into one buffer (a slice per term was
+	// 12 allocations a key) and cut once it is complete.
+	var tbuf []byte
+	var ends []int
 	for _, u := range key.UserIDs() {
 		for _, w := range Words(u) {
-			terms = append(terms, append([]byte{prefixWord}, w...))
+			tbuf = append(append(tbuf, prefixWord), w...)
+			ends = append(ends, len(tbuf))
 		}
 		if e := Email(u); e != "" {
-			terms = append(terms, append([]byte{prefixEmail}, e...))
+			tbuf = append(append(tbuf, prefixEmail), e...)
+			ends = append(ends, len(tbuf))
 		}
+	}
+	terms := make([][]byte, len(ends))
+	for i, e := range ends {
+		s := 0
+		if i > 0 {
+			s = ends[i-1]
+		}
+		terms[i] = tbuf[s:e:e]
 	}
 	addSearchTerms(add, terms, rid, idx, flags, rec)
 	// If the entries outgrew the arena, append moved them (and only
