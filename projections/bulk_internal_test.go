@@ -92,6 +92,15 @@ func TestSorterOrder(t *testing.T) {
 		}
 		keys = append(keys, k)
 	}
+	// And many sharing their first 8 bytes (as the postings of one word),
+	// sorted by the next 8 first: tails shorter and longer than 8 bytes.
+	for range 2 * radixMin {
+		k := []byte("Wgmail\x00\x14")[:6+rng.IntN(3)]
+		for range rng.IntN(20) {
+			k = append(k, "ab\x00\xff"[rng.IntN(4)])
+		}
+		keys = append(keys, k)
+	}
 	for _, limit := range []int{1 << 20, 256, 256 << 10} { // in memory; spilled runs; runs sorted by radix
 		s := newSorter(t.TempDir(), "t", limit)
 		for _, k := range keys {

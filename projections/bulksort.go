@@ -180,7 +180,23 @@ func (s *sorter) sortBuf() {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(ents[i:j], cmpKeys)
+			// Keys sharing their first 8 bytes (the postings of one
+			// word, most of them): sorted by the next 8 as an integer,
+			// held in pre meanwhile, then by whole keys (comparing key
+			// slices for every pair was 3 % of an import's CPU).
+			pre := ents[i].pre
+			g := ents[i:j]
+			for x := range g {
+				k := buf[g[x].ko : g[x].ko+int(g[x].kl)]
+				g[x].pre = 0
+				if len(k) > 8 {
+					g[x].pre = keyPrefix(k[8:])
+				}
+			}
+			slices.SortFunc(g, cmpKeys)
+			for x := range g {
+				g[x].pre = pre
+			}
 		}
 		i = j
 	}
