@@ -79,7 +79,7 @@ func TestSorterOrder(t *testing.T) {
 		"abcdefghi", "abcdefgg\xff", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00", "abcdefgha"} {
 		keys = append(keys, []byte(k))
 	}
-	// A pair larger than a run reader's buffer (1 MiB) is copied out, the
+	// A pair larger than a run reader's buffer (runReadBytes) is copied out, the
 	// others are read in place.
 	keys = append(keys, bytes.Repeat([]byte("z"), 3<<19))
 	rng := rand.New(rand.NewPCG(1, 2))
