@@ -3,6 +3,7 @@ package corpus
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -85,5 +86,67 @@ func TestUpload(t *testing.T) {
 	cancel()
 	if res := Upload(ctx, srv.URL, bodies, 2); res.Keys != 0 {
 		t.Errorf("cancelled Upload posted %d bodies, want 0", res.Keys)
+	}
+}
+
+// TestUploadServerCloses: a server that closes the connection after each
+// answer (as an HTTP/1.0 server does) still gets every body exactly once,
+// on a new connection each time.
+func TestUploadServerCloses(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	conns := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[string(b)]++
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		w.Header().Set("Connection", "close")
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	var bodies [][]byte
+	for i := range 20 {
+		bodies = append(bodies, []byte(fmt.Sprintf("keytext=%d", i)))
+	}
+	res := Upload(context.Background(), srv.URL, bodies, 2)
+	if res.Keys != 20 || res.Errors != 0 {
+		t.Errorf("Upload: %d keys, %d errors; want 20 and 0", res.Keys, res.Errors)
+	}
+	for _, b := range bodies {
+		if got[string(b)] != 1 {
+			t.Errorf("%s posted %d times, want once", b, got[string(b)])
+		}
+	}
+	if len(conns) != 20 {
+		t.Errorf("%d connections for 20 answers that each closed theirs", len(conns))
+	}
+}
+
+// TestUploadRetriesIdleClose: a keep-alive connection the server closed
+// while it was idle is redialled, and the body on it is posted once.
+func TestUploadRetriesIdleClose(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[string(b)]++
+		mu.Unlock()
+	}))
+	srv.Start()
+	defer srv.Close()
+	c := &uploadConn{base: srv.URL}
+	defer c.close()
+	if !c.post([]byte("keytext=first")) {
+		t.Fatal("first post failed")
+	}
+	srv.CloseClientConnections() // the server drops the idle connection
+	if !c.post([]byte("keytext=second")) {
+		t.Fatal("post after the server closed the idle connection failed")
+	}
+	if got["keytext=first"] != 1 || got["keytext=second"] != 1 {
+		t.Errorf("posted %v, want each once", got)
 	}
 }

@@ -6,7 +6,7 @@
 // POST /pks/add, and prints the daemon's utime+stime per key (until both
 // projections have applied the last upload), the client's, and fsyncs per
 // key; -prof writes a CPU profile of the daemon (-profsec seconds from the
-// first upload). Wall-clock keys/s is
+// first upload), -clientprof one of its own upload clients. Wall-clock keys/s is
 // printed too but means little on a loaded machine.
 //
 //	go run ./testdata/uploadprof -bin ./grapevine -dir store -mkstore 20000
@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,7 @@ func main() {
 	prof := flag.String("prof", "", "write CPU profile here")
 	profSec := flag.Int("profsec", 30, "seconds the CPU profile covers from the first upload (less than the burst to leave the Hockeypuck dataset's catch-up out)")
 	warm := flag.Int("warm", 500, "keys uploaded before measuring")
+	clientProf := flag.String("clientprof", "", "write a CPU profile of this client's burst here")
 	flag.Parse()
 	ctx := context.Background()
 	if *mk > 0 {
@@ -130,8 +132,20 @@ func main() {
 		}()
 		time.Sleep(200 * time.Millisecond)
 	}
+	if *clientProf != "" {
+		f, err := os.Create(*clientProf)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+	}
 	start := time.Now()
 	up := corpus.Upload(context.Background(), base, bodies, *clients)
+	if *clientProf != "" {
+		pprof.StopCPUProfile()
+	}
 	keys, errs := up.Keys, up.Errors
 	wall := time.Since(start)
 	c1 := procCPU(pid)
