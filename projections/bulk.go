@@ -196,7 +196,13 @@ const bulkArenaBytes = 4 << 20
 // batch.
 type bulkArenas struct{ free chan []byte }
 
-func newBulkArenas() *bulkArenas { return &bulkArenas{free: make(chan []byte, 16)} }
+// bulkArenasKept bounds the arenas kept for reuse: on 2 workers about 8
+// are in flight (a batch being prepared, two waiting, one being added).
+// Arenas grown past 2 × bulkArenaBytes (a very large key) are not kept, so
+// the free list holds at most 64 MiB.
+const bulkArenasKept = 8
+
+func newBulkArenas() *bulkArenas { return &bulkArenas{free: make(chan []byte, bulkArenasKept)} }
 
 func (a *bulkArenas) get() []byte {
 	if a != nil {
@@ -215,6 +221,9 @@ func (a *bulkArenas) put(b *bulkBatch) {
 		return
 	}
 	for _, m := range b.arenas {
+		if cap(m) > 2*bulkArenaBytes {
+			continue
+		}
 		select {
 		case a.free <- m:
 		default:

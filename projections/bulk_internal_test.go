@@ -282,3 +282,25 @@ func TestBulkRecordTablesUncompressed(t *testing.T) {
 		t.Fatalf("%d records tables, %d others", records, others)
 	}
 }
+
+// TestBulkArenasBounded: the arenas kept for reuse are bounded in number
+// and size, whatever batches hand back (a very large key grows an arena).
+func TestBulkArenasBounded(t *testing.T) {
+	ar := newBulkArenas()
+	b := &bulkBatch{arenas: [][]byte{make([]byte, 0, 64<<20)}}
+	for range 2 * bulkArenasKept {
+		b.arenas = append(b.arenas, make([]byte, 0, bulkArenaBytes))
+	}
+	ar.put(b)
+	if b.arenas != nil {
+		t.Fatal("batch keeps its arenas after put")
+	}
+	if got := len(ar.free); got != bulkArenasKept {
+		t.Fatalf("%d arenas kept, want %d", got, bulkArenasKept)
+	}
+	for range bulkArenasKept {
+		if m := ar.get(); cap(m) > 2*bulkArenaBytes || len(m) != 0 {
+			t.Fatalf("arena of len %d, cap %d handed out", len(m), cap(m))
+		}
+	}
+}
