@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -302,5 +303,33 @@ func TestBulkArenasBounded(t *testing.T) {
 		if m := ar.get(); cap(m) > 2*bulkArenaBytes || len(m) != 0 {
 			t.Fatalf("arena of len %d, cap %d handed out", len(m), cap(m))
 		}
+	}
+}
+
+// TestSorterSpillsReuseWriter: spilling a run allocates no new 1 MiB write
+// buffer each time (small sort buffers spill often: ≈ 40 runs for the
+// 100k corpus).
+func TestSorterSpillsReuseWriter(t *testing.T) {
+	s := newSorter(t.TempDir(), "t", 64<<10)
+	defer s.free()
+	k, v := make([]byte, 16), make([]byte, 1000)
+	add := func(n int) {
+		for i := range n {
+			binary.BigEndian.PutUint64(k, uint64(i))
+			if err := s.add(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(200) // the first spill makes the writer and maps the buffers
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	add(2000) // ≈ 30 more spills
+	runtime.ReadMemStats(&after)
+	if len(s.runs) < 20 {
+		t.Fatalf("%d runs: the test needs many spills", len(s.runs))
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Fatalf("%d spills allocated %d bytes", len(s.runs)-1, got)
 	}
 }
