@@ -118,6 +118,8 @@ type Store struct {
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
 	refs refShards
+	// gate bounds the lookups inside Pebble point reads (read.go).
+	gate lookupGate
 	// results caches word search answers until the next apply (searchcache.go).
 	results searchCache
 
