@@ -48,7 +48,9 @@ type Config struct {
 	BulkMinEvents int
 	// BulkSortBytes is the buffer of each external sort of the bulk path
 	// (two at once, each using up to 2 times this with its entries and
-	// scratch space, outside the Go heap). Default 32 MiB.
+	// scratch space, outside the Go heap). Default 8 MiB: buffers of 32 MiB
+	// cost more in first-touch page faults and cache misses than the
+	// extra runs cost to merge (docs/benchmarks.md).
 	BulkSortBytes int
 	// FingerprintCacheEntries bounds the fingerprint lookups answered from
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
@@ -71,7 +73,7 @@ func DefaultConfig() Config {
 		MemTableBytes: 32 << 20,
 		Ptree:         ptree.DefaultConfig(),
 		BulkMinEvents: 256,
-		BulkSortBytes: 32 << 20,
+		BulkSortBytes: 8 << 20,
 
 		FingerprintCacheEntries: 32768,
 		WordCountCacheEntries:   1 << 17,
