@@ -108,7 +108,16 @@ func (c *armorCache) put(rec *projections.Record, armor []byte) {
 	if len(armor)+armorCacheEntryCost > sh.max/8 {
 		return // one huge key must not flush the shard
 	}
-	sh.mu.Lock()
+	// A put never waits: when the shard is busy the answer is not
+	// cached. A writer waiting for the lock makes every new reader wait
+	// behind it, and with 64 gets that all miss (every fingerprint
+	// cycled) the readers it waited for sat in the run queue: execution
+	// traces showed gets waiting up to 100 ms in get's RLock behind such
+	// puts (docs/benchmarks.md, stall work of issue 4). A skipped put
+	// costs the next get of that version one armoring.
+	if !sh.mu.TryLock() {
+		return
+	}
 	defer sh.mu.Unlock()
 	if _, ok := sh.m[string(k)]; ok {
 		return

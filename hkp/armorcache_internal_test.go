@@ -42,3 +42,24 @@ func TestArmorCacheBound(t *testing.T) {
 		t.Error("a zero bound does not turn the cache off")
 	}
 }
+
+// TestArmorCachePutNeverWaits: a put into a shard another goroutine is
+// reading leaves the answer uncached instead of waiting for the lock (a
+// waiting writer would make every new reader queue behind it); once the
+// shard is free the put caches.
+func TestArmorCachePutNeverWaits(t *testing.T) {
+	c := newArmorCache(1 << 20)
+	rec := &projections.Record{RID: []byte("rid"), Index: 7}
+	var buf [maxVersionKey]byte
+	sh := c.shard(versionKey(&buf, rec.RID, uint64(rec.Index)))
+	sh.mu.RLock()
+	c.put(rec, []byte("armor")) // with a plain Lock this would never return
+	sh.mu.RUnlock()
+	if c.get(rec) != nil {
+		t.Fatal("a put into a busy shard cached its answer; want it skipped")
+	}
+	c.put(rec, []byte("armor"))
+	if got := c.get(rec); string(got) != "armor" {
+		t.Fatalf("a put into a free shard left %q cached", got)
+	}
+}

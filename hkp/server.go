@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -277,9 +278,18 @@ func New(cfg Config, store *projections.Store, app Appender, stats StatsSource) 
 	return s, nil
 }
 
+// traceRegion names the region of an HKP request in an execution trace.
+const traceRegion = "hkp request"
+
 // ServeHTTP sets the headers every answer carries (hkp.md §1.3, §1.4) and
 // dispatches.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A region per request in an execution trace (a no-op unless one is
+	// being taken: GRAPEVINE_PPROF's /debug/pprof/trace), so that `go tool
+	// trace` can say where the slowest requests spent their time —
+	// running, waiting for a CPU, in syscalls, blocked, or stopped by the
+	// GC (docs/benchmarks.md, the stall work of issue 4).
+	defer trace.StartRegion(r.Context(), traceRegion).End()
 	h := w.Header()
 	h["Server"] = s.headerValues().server
 	h["Cache-Control"] = noCache

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/trace"
 	"strings"
 	"testing"
 	"time"
@@ -540,4 +541,27 @@ func TestStatsPageCountsLive(t *testing.T) {
 	}
 	resp, body = ts.get(t, "/pks/health")
 	mustStatus(t, resp, 200)
+}
+
+// TestRequestTraceRegion: while an execution trace is taken, each request
+// is a region named "hkp request", which `go tool trace` uses to show where
+// the slowest requests spent their time (docs/benchmarks.md).
+func TestRequestTraceRegion(t *testing.T) {
+	ts := newTestServer(t, nil)
+	var buf bytes.Buffer
+	if err := trace.Start(&buf); err != nil {
+		t.Skipf("tracing already on: %v", err)
+	}
+	resp, err := http.Get(ts.URL + "/pks/lookup?op=stats")
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	trace.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(buf.Bytes(), []byte("hkp request")) {
+		t.Fatalf("a %d-byte trace of a request names no region \"hkp request\"", buf.Len())
+	}
 }

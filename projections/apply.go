@@ -90,6 +90,14 @@ type batchApplier struct {
 	// wordCounts holds the batch's changes of word posting counts,
 	// added to the stored counts at commit.
 	wordCounts map[string]int64
+	// newCounts are the counts commitWordCounts wrote, for the apply
+	// cache once the batch is committed.
+	newCounts []wordCount
+}
+
+type wordCount struct {
+	word string
+	n    uint64
 }
 
 type writtenKey struct {
@@ -355,29 +363,33 @@ func (a *batchApplier) indexWords(k, old *pgpkey.Key, rec *Record, flags byte) e
 
 // commitWordCounts adds the batch's changes of word counts to the stored
 // counts; a count that reaches zero is removed, as a replay never writes
-// one.
+// one. It reads the stored counts from the apply cache when it has them,
+// and records the new ones for it in a.newCounts.
 func (a *batchApplier) commitWordCounts() error {
 	for w, d := range a.wordCounts {
 		if d == 0 {
 			continue
 		}
 		k := wordCountKey(w)
-		var n uint64
-		v, closer, err := a.s.db.Get(k)
-		switch {
-		case err == nil:
-			n, err = decodeCount(v)
-			closer.Close()
-			if err != nil {
-				return fmt.Errorf("word %q: %w", w, err)
+		n, ok := a.s.cache.count(w)
+		if !ok {
+			v, closer, err := a.s.db.Get(k)
+			switch {
+			case err == nil:
+				n, err = decodeCount(v)
+				closer.Close()
+				if err != nil {
+					return fmt.Errorf("word %q: %w", w, err)
+				}
+			case !errors.Is(err, pebble.ErrNotFound):
+				return err
 			}
-		case !errors.Is(err, pebble.ErrNotFound):
-			return err
 		}
 		if d < 0 && uint64(-d) > n {
 			return fmt.Errorf("word %q: count %d would drop by %d: %w", w, n, -d, errBadRecord)
 		}
 		n = uint64(int64(n) + d)
+		var err error
 		if n == 0 {
 			err = a.b.Delete(k, nil)
 		} else {
@@ -386,6 +398,7 @@ func (a *batchApplier) commitWordCounts() error {
 		if err != nil {
 			return err
 		}
+		a.newCounts = append(a.newCounts, wordCount{w, n})
 	}
 	return nil
 }
@@ -409,44 +422,76 @@ func (a *batchApplier) count(t time.Time, isNew bool) {
 // index into the batch and commits it. Pebble's own WAL is not synced: the
 // event log is the durable record, and the applied index travels in the same
 // atomic batch, so a lost batch is simply applied again after a crash.
+//
+// On error nothing of the batch is visible: the batch is dropped and so
+// are the prefix tree's changes (its cache holds the batch's inserts and
+// deletes until they are committed) and the apply cache is left as it was.
 func (a *batchApplier) commit(applied eventlog.Index) error {
-	b := a.b
-	for k, c := range a.counters {
-		key := append([]byte{prefixCounters}, k...)
-		var prev [16]byte
-		if v, closer, err := a.s.db.Get(key); err == nil {
-			copy(prev[:], v)
-			closer.Close()
-		}
-		v := make([]byte, 16)
-		binary.BigEndian.PutUint64(v[0:8], binary.BigEndian.Uint64(prev[0:8])+c[0])
-		binary.BigEndian.PutUint64(v[8:16], binary.BigEndian.Uint64(prev[8:16])+c[1])
-		if err := b.Set(key, v, nil); err != nil {
-			return err
+	newCounters, err := a.prepareCommit(applied)
+	if err == nil {
+		if err = a.b.Commit(pebble.NoSync); err != nil {
+			err = fmt.Errorf("commit batch up to index %d: %w", applied, err)
 		}
 	}
-	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
-		return err
-	}
-	if err := a.commitWordCounts(); err != nil {
-		return err
-	}
-	if err := a.s.tree.Flush(b); err != nil {
+	if err != nil {
+		a.b.Close()
 		a.s.tree.Reset()
-		return fmt.Errorf("flush prefix tree: %w", err)
-	}
-	for _, p := range Projections {
-		if err := b.Set(appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(applied)), nil); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		a.s.tree.Reset()
-		return fmt.Errorf("commit batch up to index %d: %w", applied, err)
+		return err
 	}
 	invalidateRefs(&a.s.refs, a.written, a.fprLists)
 	a.s.keys = a.keys
-	return b.Close()
+	for _, wc := range a.newCounts {
+		a.s.cache.putCount(wc.word, wc.n)
+	}
+	for k, v := range newCounters {
+		a.s.cache.putCounter(k, v)
+	}
+	a.s.cache.at = applied
+	return a.b.Close()
+}
+
+// prepareCommit completes the batch and returns the stats counters it
+// writes.
+func (a *batchApplier) prepareCommit(applied eventlog.Index) (map[string][16]byte, error) {
+	b := a.b
+	a.s.cache.valid(a.s.Applied())
+	newCounters := make(map[string][16]byte, len(a.counters))
+	for k, c := range a.counters {
+		key := append([]byte{prefixCounters}, k...)
+		prev, ok := a.s.cache.counter(k)
+		if !ok {
+			v, closer, err := a.s.db.Get(key)
+			switch {
+			case err == nil:
+				copy(prev[:], v)
+				closer.Close()
+			case !errors.Is(err, pebble.ErrNotFound):
+				return nil, fmt.Errorf("read counter %s: %w", k, err)
+			}
+		}
+		var v [16]byte
+		binary.BigEndian.PutUint64(v[0:8], binary.BigEndian.Uint64(prev[0:8])+c[0])
+		binary.BigEndian.PutUint64(v[8:16], binary.BigEndian.Uint64(prev[8:16])+c[1])
+		if err := b.Set(key, v[:], nil); err != nil {
+			return nil, err
+		}
+		newCounters[k] = v
+	}
+	if err := b.Set(metaKey("keys"), binary.BigEndian.AppendUint64(nil, uint64(a.keys)), nil); err != nil {
+		return nil, err
+	}
+	if err := a.commitWordCounts(); err != nil {
+		return nil, err
+	}
+	if err := a.s.tree.Flush(b); err != nil {
+		return nil, fmt.Errorf("flush prefix tree: %w", err)
+	}
+	for _, p := range Projections {
+		if err := b.Set(appliedKey(p), binary.BigEndian.AppendUint64(nil, uint64(applied)), nil); err != nil {
+			return nil, err
+		}
+	}
+	return newCounters, nil
 }
 
 // treeOp decides what a prefix tree error means. A duplicate insert or a

@@ -3,12 +3,17 @@ package projections
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/sstable"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
@@ -75,7 +80,7 @@ func TestSorterOrder(t *testing.T) {
 		"abcdefghi", "abcdefgg\xff", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00", "abcdefgha"} {
 		keys = append(keys, []byte(k))
 	}
-	// A pair larger than a run reader's buffer (1 MiB) is copied out, the
+	// A pair larger than a run reader's buffer (runReadBytes) is copied out, the
 	// others are read in place.
 	keys = append(keys, bytes.Repeat([]byte("z"), 3<<19))
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -85,6 +90,15 @@ func TestSorterOrder(t *testing.T) {
 		k := make([]byte, rng.IntN(12))
 		for i := range k {
 			k[i] = "ab\x00\xff"[rng.IntN(4)]
+		}
+		keys = append(keys, k)
+	}
+	// And many sharing their first 8 bytes (as the postings of one word),
+	// sorted by the next 8 first: tails shorter and longer than 8 bytes.
+	for range 2 * radixMin {
+		k := []byte("Wgmail\x00\x14")[:6+rng.IntN(3)]
+		for range rng.IntN(20) {
+			k = append(k, "ab\x00\xff"[rng.IntN(4)])
 		}
 		keys = append(keys, k)
 	}
@@ -119,5 +133,203 @@ func TestSorterOrder(t *testing.T) {
 		if !slices.EqualFunc(got, want, bytes.Equal) {
 			t.Fatalf("limit %d (%d runs): order differs from bytes.Compare", limit, len(s.runs))
 		}
+	}
+}
+
+// debianEvents returns the first n keys of the Debian keyring as
+// KeySubmitted events, with the keys parsed.
+func debianEvents(t *testing.T, n int) ([]*eventlog.Event, []*pgpkey.Key) {
+	t.Helper()
+	data, err := os.ReadFile(testenv.RequireFile(t, "/usr/share/keyrings/debian-keyring.gpg", "debian-keyring"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []*eventlog.Event
+	var keys []*pgpkey.Key
+	for len(data) > 0 && len(evs) < n {
+		raw, err := pgpkey.FirstKey(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = data[len(raw.Raw):]
+		k, err := ParseEventKey(raw.Raw)
+		if err != nil {
+			continue
+		}
+		evs = append(evs, &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginImport, Time: time.Now(), Key: raw.Raw})
+		keys = append(keys, k)
+	}
+	return evs, keys
+}
+
+// TestBulkPrepareReusesArenas: once a batch's arenas are back, preparing
+// the next batch writes the records and index entries into them instead of
+// allocating each event's (the 100k corpus allocated 620 MB there).
+func TestBulkPrepareReusesArenas(t *testing.T) {
+	evs, keys := debianEvents(t, 40)
+	var keyBytes int
+	idxs := make([]eventlog.Index, len(evs))
+	for i, ev := range evs {
+		keyBytes += len(ev.Key)
+		idxs[i] = eventlog.Index(i + 1)
+	}
+	s := &Store{cfg: DefaultConfig()}
+	s.cfg.Workers = 2
+	ar := newBulkArenas()
+	prepare := func() {
+		b := s.prepareBatch(idxs, evs, keys, ar)
+		for i := range b.preps {
+			if len(b.preps[i].val) < len(evs[i].Key)/2 || len(b.preps[i].index) == 0 {
+				t.Fatalf("event %d prepared without its record or index entries", i)
+			}
+		}
+		ar.put(&b)
+	}
+	prepare()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const runs = 10
+	for range runs {
+		prepare()
+	}
+	runtime.ReadMemStats(&after)
+	if got := int(after.TotalAlloc-before.TotalAlloc) / runs; got > keyBytes/2 {
+		t.Fatalf("preparing %d keys of %d bytes allocated %d bytes per batch", len(evs), keyBytes, got)
+	}
+}
+
+// TestBulkPrepareArenasKeepEvents: events prepared into arenas that fill
+// up (fresh arenas mid-batch, keys larger than an arena's room) keep their
+// own bytes: each equals what a lone prepare of that event gives.
+func TestBulkPrepareArenasKeepEvents(t *testing.T) {
+	evs, keys := debianEvents(t, 300)
+	idxs := make([]eventlog.Index, len(evs))
+	for i := range evs {
+		idxs[i] = eventlog.Index(i + 1)
+	}
+	s := &Store{cfg: DefaultConfig()}
+	s.cfg.Workers = 3
+	ar := newBulkArenas()
+	// A small arena to start with: most events need a fresh one.
+	ar.free <- make([]byte, 0, 1000)
+	b := s.prepareBatch(idxs, evs, keys, ar)
+	if len(b.arenas) < 2 {
+		t.Fatalf("%d arenas for %d events", len(b.arenas), len(evs))
+	}
+	for i := range evs {
+		var own []byte
+		want := prepareBulk(idxs[i], evs[i], keys[i], &own)
+		got := b.preps[i]
+		if !bytes.Equal(got.recKey, want.recKey) || !bytes.Equal(got.val, want.val) || !bytes.Equal(got.index, want.index) {
+			t.Fatalf("event %d: prepared bytes differ from a lone prepare", i)
+		}
+	}
+}
+
+// TestBulkRecordTablesUncompressed: the bulk path writes the records'
+// sstables without compression (key material and signatures do not
+// compress: Snappy saved 3 % of their bytes for 6 % of an import's CPU)
+// and every other table with the store's compression.
+func TestBulkRecordTablesUncompressed(t *testing.T) {
+	evs, _ := debianEvents(t, 60)
+	dir := t.TempDir()
+	log, err := eventlog.Open(filepath.Join(dir, "log"), eventlog.Config{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	if _, err := log.Append(context.Background(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.BulkMinEvents = 1
+	s, err := Open(filepath.Join(dir, "db"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CatchUp(context.Background(), log, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.BulkApplied() == 0 {
+		t.Fatal("bulk path not taken")
+	}
+	// The ingest may have been queued behind the memtable (a flushable
+	// ingest): flush it into the levels.
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	levels, err := s.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var records, others int
+	for _, tables := range levels {
+		for _, tb := range tables {
+			name := tb.Properties.CompressionName
+			if tb.Smallest.UserKey[0] == prefixRecord {
+				records++
+				if name != sstable.NoCompression.String() {
+					t.Errorf("records table %s: compression %q", tb.FileNum, name)
+				}
+			} else if name != sstable.SnappyCompression.String() {
+				t.Errorf("table %s from %q: compression %q", tb.FileNum, tb.Smallest.UserKey, name)
+			} else {
+				others++
+			}
+		}
+	}
+	if records == 0 || others == 0 {
+		t.Fatalf("%d records tables, %d others", records, others)
+	}
+}
+
+// TestBulkArenasBounded: the arenas kept for reuse are bounded in number
+// and size, whatever batches hand back (a very large key grows an arena).
+func TestBulkArenasBounded(t *testing.T) {
+	ar := newBulkArenas()
+	b := &bulkBatch{arenas: [][]byte{make([]byte, 0, 64<<20)}}
+	for range 2 * bulkArenasKept {
+		b.arenas = append(b.arenas, make([]byte, 0, bulkArenaBytes))
+	}
+	ar.put(b)
+	if b.arenas != nil {
+		t.Fatal("batch keeps its arenas after put")
+	}
+	if got := len(ar.free); got != bulkArenasKept {
+		t.Fatalf("%d arenas kept, want %d", got, bulkArenasKept)
+	}
+	for range bulkArenasKept {
+		if m := ar.get(); cap(m) > 2*bulkArenaBytes || len(m) != 0 {
+			t.Fatalf("arena of len %d, cap %d handed out", len(m), cap(m))
+		}
+	}
+}
+
+// TestSorterSpillsReuseWriter: spilling a run allocates no new 1 MiB write
+// buffer each time (small sort buffers spill often: ≈ 40 runs for the
+// 100k corpus).
+func TestSorterSpillsReuseWriter(t *testing.T) {
+	s := newSorter(t.TempDir(), "t", 64<<10)
+	defer s.free()
+	k, v := make([]byte, 16), make([]byte, 1000)
+	add := func(n int) {
+		for i := range n {
+			binary.BigEndian.PutUint64(k, uint64(i))
+			if err := s.add(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(200) // the first spill makes the writer and maps the buffers
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	add(2000) // ≈ 30 more spills
+	runtime.ReadMemStats(&after)
+	if len(s.runs) < 20 {
+		t.Fatalf("%d runs: the test needs many spills", len(s.runs))
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Fatalf("%d spills allocated %d bytes", len(s.runs)-1, got)
 	}
 }

@@ -65,7 +65,7 @@ func (s *Store) NewBulkBuilder(ctx context.Context, log *eventlog.Log) (*BulkBui
 	// Two stages, as in bulkScan: one goroutine prepares a batch (on
 	// cfg.Workers goroutines) while the next adds the one before to the
 	// sorts.
-	prepared := make(chan []bulkPrep, 2)
+	prepared := make(chan bulkBatch, 2)
 	go func() {
 		defer close(prepared)
 		for in := range bb.in {
@@ -75,7 +75,7 @@ func (s *Store) NewBulkBuilder(ctx context.Context, log *eventlog.Log) (*BulkBui
 				for i := range idxs {
 					idxs[i] = in.first + eventlog.Index(i)
 				}
-				var batch []bulkPrep
+				var batch bulkBatch
 				select {
 				case <-bb.failed:
 				default:
@@ -83,7 +83,7 @@ func (s *Store) NewBulkBuilder(ctx context.Context, log *eventlog.Log) (*BulkBui
 					if in.keys != nil {
 						keys = in.keys[:n]
 					}
-					batch = s.prepareBatch(idxs, in.evs[:n], keys)
+					batch = s.prepareBatch(idxs, in.evs[:n], keys, b.arenas)
 				}
 				prepared <- batch
 				in.first += eventlog.Index(n)
@@ -103,18 +103,19 @@ func (s *Store) NewBulkBuilder(ctx context.Context, log *eventlog.Log) (*BulkBui
 			}
 		}
 		if prefix > 0 {
-			if err := s.bulkScan(ctx, log, 1, prefix, b.addFromLog); err != nil {
+			if err := s.bulkScan(ctx, log, 1, prefix, b.arenas, b.addFromLog); err != nil {
 				fail(err)
 				return
 			}
 		}
 		for batch := range prepared {
-			for i := range batch {
-				if _, err := b.add(&batch[i]); err != nil {
+			for i := range batch.preps {
+				if _, err := b.add(&batch.preps[i]); err != nil {
 					fail(err)
 					return
 				}
 			}
+			b.arenas.put(&batch)
 		}
 	}()
 	return bb, nil

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -28,9 +30,63 @@ type Reader interface {
 	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
 }
 
+// lookupGate bounds how many lookups are inside a Pebble point read at
+// once: lookupSlots, a few per P. Without it, 64 connections' gets that
+// miss every cache (every fingerprint cycled, 64 connections on 2 cores)
+// all ran Pebble's reads at once, and its block cache — a read-write lock
+// per shard, 4 shards per P, a write lock for every block read from disk —
+// formed lock convoys: a writer waiting for readers that sat in the Go run
+// queue behind 60 other goroutines, every new reader waiting for that
+// writer, each hand-off costing a trip through the run queue. Execution
+// traces showed chains of requests each waiting 40-50 ms on one shard, the
+// longest requests of the benchmark (docs/benchmarks.md, stall work of
+// issue 4). With the gate at most lookupSlots goroutines contend for the
+// shards, and the others wait in a first-come queue, parked rather than
+// runnable. The slots are held only for the Get itself, never while
+// waiting for anything else, so the gate cannot deadlock; several slots
+// per P keep reads that go to disk from holding up the others.
+//
+// The zero value is ready to use. Iterators (word search, scans) are not
+// gated: they read blocks later, as they move.
+type lookupGate struct {
+	once  sync.Once
+	slots chan struct{}
+}
+
+// lookupSlots is the number of lookups a lookupGate lets into Pebble at
+// once.
+func lookupSlots() int { return max(8, 4*runtime.GOMAXPROCS(0)) }
+
+func (g *lookupGate) enter() {
+	g.once.Do(func() { g.slots = make(chan struct{}, lookupSlots()) })
+	g.slots <- struct{}{}
+}
+
+func (g *lookupGate) leave() { <-g.slots }
+
+// gatedReader is a Reader whose point reads pass through a lookupGate.
+type gatedReader struct {
+	r Reader
+	g *lookupGate
+}
+
+func (r gatedReader) Get(key []byte) ([]byte, io.Closer, error) {
+	r.g.enter()
+	defer r.g.leave()
+	return r.r.Get(key)
+}
+
+func (r gatedReader) NewIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
+	return r.r.NewIter(o)
+}
+
+// lookupReader is what lookups read the database through: point reads
+// gated (lookupGate).
+func (s *Store) lookupReader() Reader { return gatedReader{r: s.db, g: &s.gate} }
+
 // Latest returns the newest live version of the record rid, or ErrNotFound.
 // The returned Record owns its memory.
-func (s *Store) Latest(rid []byte) (*Record, error) { return latest(s.db, rid) }
+func (s *Store) Latest(rid []byte) (*Record, error) { return latest(s.lookupReader(), rid) }
 
 func latest(r Reader, rid []byte) (*Record, error) {
 	v, closer, err := r.Get(latestKey(rid))
@@ -67,9 +123,32 @@ func version(r Reader, rid []byte, idx eventlog.Index) (*Record, error) {
 	return rec, nil
 }
 
+// ReadKey calls fn with the key bytes of the version ref names, read in
+// place: key is Pebble's buffer, valid only during the call, and must be
+// neither modified nor kept. It is Version without the copy of the record
+// (a cold op=get armors the key and keeps only the armor: the copy was a
+// sixth of what such a get allocated). A deletion version gives
+// ErrNotFound and no call.
+func (s *Store) ReadKey(ref Ref, fn func(key []byte)) error {
+	v, closer, err := s.lookupReader().Get(recordKey(ref.RID, ref.Index))
+	if err != nil {
+		return fmt.Errorf("read record %X@%d: %w", ref.RID, ref.Index, err)
+	}
+	defer closer.Close()
+	rec, err := decodeRecord(ref.RID, ref.Index, v)
+	if err != nil {
+		return err
+	}
+	if rec.Deleted {
+		return ErrNotFound
+	}
+	fn(rec.Key)
+	return nil
+}
+
 // ByHash returns the live key whose SKS hash is h (op=hget, /pks/hashquery).
 func (s *Store) ByHash(h pgpkey.KeyHash) (*Record, error) {
-	v, closer, err := s.db.Get(hashKey(h))
+	v, closer, err := s.lookupReader().Get(hashKey(h))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
 	}
@@ -227,7 +306,7 @@ func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, er
 
 // FillKey reads the key bytes of rec's version into rec.Key. A version is
 // never rewritten, so it may be read after the search's snapshot is gone.
-func (s *Store) FillKey(rec *Record) error { return fillKey(s.db, rec) }
+func (s *Store) FillKey(rec *Record) error { return fillKey(s.lookupReader(), rec) }
 
 func fillKey(r Reader, rec *Record) error {
 	full, err := version(r, rec.RID, rec.Index)

@@ -36,7 +36,7 @@ func (s *Store) FingerprintRefs(fpr []byte) ([]Ref, error) {
 		return refs, nil
 	}
 	epoch := c.current()
-	v, closer, err := s.db.Get(fprKey(fpr))
+	v, closer, err := s.lookupReader().Get(fprKey(fpr))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}
@@ -48,7 +48,7 @@ func (s *Store) FingerprintRefs(fpr []byte) ([]Ref, error) {
 	closer.Close()
 	out := make([]Ref, 0, len(rids))
 	for _, rid := range rids {
-		ref, ok, err := latestRef(s.db, rid)
+		ref, ok, err := latestRef(s.lookupReader(), rid)
 		if err != nil {
 			return nil, err
 		}
@@ -83,7 +83,9 @@ func latestRef(r Reader, rid []byte) (ref Ref, ok bool, err error) {
 
 // Version returns the version ref names, or ErrNotFound if it is a
 // deletion. The Record owns its memory.
-func (s *Store) Version(ref Ref) (*Record, error) { return version(s.db, ref.RID, ref.Index) }
+func (s *Store) Version(ref Ref) (*Record, error) {
+	return version(s.lookupReader(), ref.RID, ref.Index)
+}
 
 // refCache keeps FingerprintRefs answers, so that a repeated op=get reads
 // nothing from Pebble (its two point reads were a quarter of a get's CPU).
@@ -123,8 +125,13 @@ func (c *refCache) current() uint64 {
 }
 
 // put caches refs as fpr's answer if nothing was committed since epoch.
+// It never waits: when the shard is busy the answer is not cached (a
+// waiting writer makes every new reader wait behind it: the armor cache's
+// put says more).
 func (c *refCache) put(epoch uint64, fpr []byte, refs []Ref) {
-	c.mu.Lock()
+	if !c.mu.TryLock() {
+		return
+	}
 	defer c.mu.Unlock()
 	if epoch != c.epoch || c.max <= 0 {
 		return

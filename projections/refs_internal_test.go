@@ -48,3 +48,21 @@ func TestRefCacheEpochAndBound(t *testing.T) {
 		t.Error("a cache with no bound cached an answer")
 	}
 }
+
+// TestRefCachePutNeverWaits: a put into a shard another goroutine is
+// reading leaves the answer uncached instead of waiting for the lock;
+// once the shard is free the put caches.
+func TestRefCachePutNeverWaits(t *testing.T) {
+	c := refCache{max: 100}
+	refs := []Ref{{RID: []byte("rid"), Index: 3}}
+	c.mu.RLock()
+	c.put(c.epoch, []byte("fpr"), refs) // with a plain Lock this would never return
+	c.mu.RUnlock()
+	if _, ok := c.get([]byte("fpr")); ok {
+		t.Fatal("a put into a busy shard cached its answer; want it skipped")
+	}
+	c.put(c.current(), []byte("fpr"), refs)
+	if got, ok := c.get([]byte("fpr")); !ok || len(got) != 1 {
+		t.Fatalf("a put into a free shard cached %v, %v", got, ok)
+	}
+}

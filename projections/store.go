@@ -48,12 +48,19 @@ type Config struct {
 	BulkMinEvents int
 	// BulkSortBytes is the buffer of each external sort of the bulk path
 	// (two at once, each using up to 2 times this with its entries and
-	// scratch space, outside the Go heap). Default 32 MiB.
+	// scratch space, outside the Go heap). Default 8 MiB: buffers of 32 MiB
+	// cost more in first-touch page faults and cache misses than the
+	// extra runs cost to merge (docs/benchmarks.md).
 	BulkSortBytes int
 	// FingerprintCacheEntries bounds the fingerprint lookups answered from
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
 	// Default 32768.
 	FingerprintCacheEntries int
+	// WordCountCacheEntries bounds the word posting counts the applier
+	// keeps in memory (applycache.go; about 60 bytes each) instead of
+	// reading them back at every commit; 0 turns the cache off. Default
+	// 131072.
+	WordCountCacheEntries int
 }
 
 // DefaultConfig returns the configuration used by the daemon.
@@ -66,9 +73,10 @@ func DefaultConfig() Config {
 		MemTableBytes: 32 << 20,
 		Ptree:         ptree.DefaultConfig(),
 		BulkMinEvents: 256,
-		BulkSortBytes: 32 << 20,
+		BulkSortBytes: 8 << 20,
 
 		FingerprintCacheEntries: 32768,
+		WordCountCacheEntries:   1 << 17,
 	}
 }
 
@@ -85,6 +93,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: BulkSortBytes %d: must be positive", c.BulkSortBytes)
 	case c.FingerprintCacheEntries < 0:
 		return fmt.Errorf("projections: FingerprintCacheEntries %d: must not be negative", c.FingerprintCacheEntries)
+	case c.WordCountCacheEntries < 0:
+		return fmt.Errorf("projections: WordCountCacheEntries %d: must not be negative", c.WordCountCacheEntries)
 	case c.MemTableBytes < 1<<20:
 		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
 	}
@@ -116,6 +126,11 @@ type Store struct {
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
 	refs refShards
+	// cache holds word counts and stats counters as the applier last
+	// committed them (applycache.go).
+	cache applyCache
+	// gate bounds the lookups inside Pebble point reads (read.go).
+	gate lookupGate
 	// results caches word search answers until the next apply (searchcache.go).
 	results searchCache
 
@@ -176,6 +191,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		notify: make(chan struct{}),
 	}
 	s.refs.setMax(cfg.FingerprintCacheEntries)
+	s.cache.max = cfg.WordCountCacheEntries
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err

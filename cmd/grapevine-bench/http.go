@@ -33,8 +33,10 @@ type server struct {
 	name string
 	cmd  *exec.Cmd
 	base string // http://127.0.0.1:PORT
-	done chan struct{}
-	log  *os.File
+	// metrics is where a profiled grapevine serves /debug/pprof/, or "".
+	metrics string
+	done    chan struct{}
+	log     *os.File
 }
 
 // stop ends the process we started, by its PID: SIGTERM (both servers
@@ -126,18 +128,35 @@ func startServer(ctx context.Context, name string, cmd *exec.Cmd, logPath string
 // startGrapevine runs grapevine serve on the imported basedir, recon
 // listening but never gossiping.
 func startGrapevine(ctx context.Context, bin, dir string) (*server, error) {
-	p, err := freePorts(2)
+	return startGrapevineProfiled(ctx, bin, dir, filepath.Join(filepath.Dir(dir), "gv-serve.log"), false)
+}
+
+// startGrapevineProfiled is startGrapevine; with profile the daemon also
+// serves /metrics and /debug/pprof/ (GRAPEVINE_PPROF) on a free loopback
+// port, which the server's metrics field then names.
+func startGrapevineProfiled(ctx context.Context, bin, dir, logPath string, profile bool) (*server, error) {
+	p, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
 	conf := fmt.Sprintf("hostname: 127.0.0.254\nhkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\ndontgossip:\n", p[0], p[1])
+	if profile {
+		conf += fmt.Sprintf("grapevine_metrics_address: 127.0.0.1:%d\n", p[2])
+	}
 	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 	abs, _ := filepath.Abs(bin)
 	cmd := exec.Command(abs, "serve", "--basedir", dir)
 	cmd.Dir = dir
-	return startServer(ctx, "grapevine serve", cmd, filepath.Join(filepath.Dir(dir), "gv-serve.log"), p[0])
+	if profile {
+		cmd.Env = append(os.Environ(), "GRAPEVINE_PPROF=1")
+	}
+	s, err := startServer(ctx, "grapevine serve", cmd, logPath, p[0])
+	if err == nil && profile {
+		s.metrics = fmt.Sprintf("http://127.0.0.1:%d", p[2])
+	}
+	return s, err
 }
 
 // startSKS runs sks db on the built SKS basedir (sks-peer.md: the sksconf
@@ -289,6 +308,7 @@ func mix(s string) uint64 {
 type wrkResult struct {
 	rps           float64
 	p50, p99, max time.Duration
+	p999          time.Duration // 99.9th percentile (the script's done line)
 	errors        int64
 	requests      int64
 }
@@ -302,6 +322,9 @@ function init(args) i = ((id or 1) * 7919) %% #paths end
 function request()
   i = i %% #paths + 1
   return wrk.format("GET", paths[i])
+end
+function done(summary, latency, requests)
+  io.write(string.format("tail latency (us): p99.9 %%d max %%d\n", latency:percentile(99.9), latency.max))
 end
 `
 
@@ -336,6 +359,7 @@ var (
 	wrkReqRE     = regexp.MustCompile(`(?m)^\s+(\d+) requests in`)
 	wrkSockRE    = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 	wrkNon2xxRE  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	wrkTailRE    = regexp.MustCompile(`(?m)^tail latency \(us\): p99\.9 (\d+) max (\d+)`)
 )
 
 // parseWrk reads wrk --latency output. Errors are socket errors plus
@@ -368,6 +392,12 @@ func parseWrk(s string) (wrkResult, error) {
 	if e := wrkNon2xxRE.FindStringSubmatch(s); e != nil {
 		n, _ := strconv.ParseInt(e[1], 10, 64)
 		r.errors += n
+	}
+	if t := wrkTailRE.FindStringSubmatch(s); t != nil {
+		// Whole microseconds: more exact than the rounded Latency line.
+		p, _ := strconv.ParseInt(t[1], 10, 64)
+		m, _ := strconv.ParseInt(t[2], 10, 64)
+		r.p999, r.max = time.Duration(p)*time.Microsecond, time.Duration(m)*time.Microsecond
 	}
 	return r, nil
 }

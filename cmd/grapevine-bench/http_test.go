@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestAllApplied(t *testing.T) {
 	for _, tc := range []struct {
@@ -17,5 +20,32 @@ func TestAllApplied(t *testing.T) {
 		if got := allApplied(tc.stats); got != tc.want {
 			t.Errorf("allApplied(%q) = %v, want %v", tc.stats, got, tc.want)
 		}
+	}
+}
+
+// TestParseWrkTail: the Lua script's done line gives p99.9 and the longest
+// request in whole microseconds, which win over the rounded Latency line.
+func TestParseWrkTail(t *testing.T) {
+	out := `Running 15s test @ http://127.0.0.1:1
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.10ms    6.20ms  97.58ms   91.00%
+    Req/Sec     9.20k     1.10k   12.00k    70.00%
+  Latency Distribution
+     50%    2.99ms
+     75%    4.00ms
+     90%    8.00ms
+     99%   30.54ms
+  276249 requests in 15.07s, 700.00MB read
+Requests/sec:  18333.12
+Transfer/sec:     46.00MB
+tail latency (us): p99.9 62446 max 97584
+`
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.p999 != 62446*time.Microsecond || r.max != 97584*time.Microsecond || r.p99 != 30540*time.Microsecond || r.requests != 276249 {
+		t.Fatalf("parsed %+v", r)
 	}
 }

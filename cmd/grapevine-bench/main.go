@@ -66,6 +66,11 @@ type config struct {
 	reconOnly    bool          // only the recon rows
 	reconProfile string        // directory for CPU profiles of the grapevine nodes
 	reconSettle  time.Duration // wait after starting a recon pair before the first session
+
+	getOnly    bool   // only the two op=get rows at 64 connections, grapevine only (getrows.go)
+	getBasedir string // -get-only: the imported grapevine basedir (default: -work/gv)
+	getCorpus  string // -get-only: the dump directory it was imported from (default: -work's corpus)
+	getProfile string // -get-only: directory for profiles and a trace of the last run's every-fingerprint row
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -91,6 +96,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&c.uploadKeys, "upload-keys", 5000, "keys of the second corpus (seed+1000) uploaded to each server (default 5000; scaled down for -keys under 100000 unless set)")
 	fs.IntVar(&c.uploadClients, "upload-clients", 8, "concurrent /pks/add clients")
 	fs.DurationVar(&c.uploadLimit, "upload-limit", 90*time.Second, "stop uploading to a server after this long (keys/s counts the keys done)")
+	fs.BoolVar(&c.getOnly, "get-only", false, "measure only op=get at 64 connections, the 1000 sampled fingerprints then every fingerprint, on grapevine alone, restarting it for each of -runs runs (tail latency: p99.9, longest request)")
+	fs.StringVar(&c.getBasedir, "get-basedir", "", "with -get-only: an imported grapevine basedir to serve (default: -work/gv)")
+	fs.StringVar(&c.getCorpus, "get-corpus", "", "with -get-only: the dump directory that basedir was imported from (default: -work/corpus-KEYS-SEED)")
+	fs.StringVar(&c.getProfile, "get-profile", "", "with -get-only: write a CPU profile, an execution trace (first 5 s) and mutex and block profiles of the last run's every-fingerprint row into this directory (that run is then not counted)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,6 +133,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if !set["upload-keys"] {
 			c.uploadKeys = max(200, c.uploadKeys*c.keys/100000)
 		}
+	}
+	if c.getOnly {
+		return runGetOnly(ctx, c, stdout)
 	}
 	if c.http {
 		if _, err := exec.LookPath("wrk"); err != nil {
@@ -372,6 +384,8 @@ func format(c config, rows []row, dumpBytes int64) string {
 	fmt.Fprintf(&b, "Measured %s on %s (%d CPUs, %s/%s), corpus %d keys seed %d (%.0f MB of dump files), median of %d runs.\n",
 		time.Now().UTC().Format("2006-01-02"), host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, c.keys, c.seed, float64(dumpBytes)/1e6, c.runs)
 	switch {
+	case c.getOnly:
+		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -get-only -keys %d -runs %d -duration %s`\n\n", c.keys, c.runs, c.duration)
 	case c.reconOnly:
 		fmt.Fprintf(&b, "Command: `go run ./cmd/grapevine-bench -keys %d -recon-only -recon-runs %d -recon-diff %s -recon-empty=%v`\n\n", c.keys, c.reconRuns, joinInts(c.reconDiffs), c.reconEmpty)
 	case c.http:

@@ -414,6 +414,13 @@ func (k *Key) KeyID() KeyID {
 	return id
 }
 
+// Identity returns the primary key's fingerprint and key ID together:
+// Fingerprint and KeyID each hash the primary packet.
+func (k *Key) Identity() SubkeyID {
+	f, id, _ := keyIdentity(k.Primary.Body)
+	return SubkeyID{Fingerprint: f, KeyID: id}
+}
+
 // SubkeyIDs returns the fingerprint and key ID of each subkey, in canonical
 // order. A subkey packet too malformed to compute them from is left out.
 func (k *Key) SubkeyIDs() []SubkeyID {

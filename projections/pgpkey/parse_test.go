@@ -202,6 +202,9 @@ func TestParseKeyV6(t *testing.T) {
 	if got, want := k.KeyID(), pgpkey.KeyID(e.PrimaryKey.KeyId); got != want {
 		t.Errorf("KeyID() = %s, want %s (the high 64 bits)", got, want)
 	}
+	if got := k.Identity(); got.Fingerprint != k.Fingerprint() || got.KeyID != k.KeyID() {
+		t.Errorf("Identity() = %+v, want Fingerprint() and KeyID()", got)
+	}
 	subs := k.SubkeyIDs()
 	if len(subs) != 1 || !bytes.Equal(subs[0].Fingerprint.Bytes(), e.Subkeys[0].PublicKey.Fingerprint) ||
 		subs[0].KeyID != pgpkey.KeyID(e.Subkeys[0].PublicKey.KeyId) {
@@ -226,6 +229,9 @@ func TestFingerprintV4MatchesGoCrypto(t *testing.T) {
 	}
 	if got, want := k.KeyID(), pgpkey.KeyID(e.PrimaryKey.KeyId); got != want {
 		t.Errorf("KeyID() = %s, want %s", got, want)
+	}
+	if got := k.Identity(); got.Fingerprint != k.Fingerprint() || got.KeyID != k.KeyID() {
+		t.Errorf("Identity() = %+v, want Fingerprint() and KeyID()", got)
 	}
 	subs := k.SubkeyIDs()
 	if len(subs) != 1 || subs[0].KeyID != pgpkey.KeyID(e.Subkeys[0].PublicKey.KeyId) {
@@ -259,6 +265,9 @@ func TestV3Key(t *testing.T) {
 	}
 	if got, want := k.KeyID(), pgpkey.KeyID(0x0203040506070809); got != want {
 		t.Errorf("KeyID() = %s, want %s (low 64 bits of n)", got, want)
+	}
+	if got := k.Identity(); got.Fingerprint != k.Fingerprint() || got.KeyID != k.KeyID() {
+		t.Errorf("Identity() = %+v, want Fingerprint() and KeyID()", got)
 	}
 	s := k.Summary()
 	if s.Version != 3 || s.Algorithm != 1 || s.Bits != 72 || !s.Created.Equal(time.Unix(0x40000000, 0)) || s.Verified {
