@@ -197,7 +197,7 @@ func (l *Log) open() error {
 		segs = []*segment{s}
 	}
 	tail := segs[len(segs)-1]
-	if l.wf, err = openForAppend(tail.path, int64(l.cfg.SegmentSize)); err != nil {
+	if l.wf, err = openForAppend(tail.path); err != nil {
 		return err
 	}
 	walLast := uint64(tail.first) + uint64(tail.count()) - 1
@@ -690,7 +690,7 @@ func (l *Log) reopenWriter() error {
 		}
 	}
 	tail := segs[len(segs)-1]
-	f, err := os.OpenFile(tail.path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := openForAppend(tail.path)
 	if err != nil {
 		return err
 	}
@@ -706,7 +706,6 @@ func (l *Log) reopenWriter() error {
 		f.Close()
 		return err
 	}
-	preallocate(f, int64(l.cfg.SegmentSize))
 	l.wf = f
 	l.logger.Info().Uint64("last", l.last.Load()).Msg("log writer recovered")
 	return nil

@@ -75,7 +75,6 @@ func (w *segWrite) cycle(first Index) error {
 	if err != nil {
 		return err
 	}
-	preallocate(f, int64(w.l.cfg.SegmentSize))
 	w.seg, w.f, w.tail, w.segStart, w.offs = s, f, 0, 0, w.offs[:0]
 	w.started = append(w.started, s)
 	return nil
@@ -93,13 +92,7 @@ func createSegment(dir string, first Index) (*segment, *os.File, error) {
 	return &segment{first: first, path: path}, f, nil
 }
 
-// openForAppend opens the tail segment for the writer, with its blocks up
-// to size preallocated (see preallocate).
-func openForAppend(path string, size int64) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return nil, err
-	}
-	preallocate(f, size)
-	return f, nil
+// openForAppend opens the tail segment for the writer.
+func openForAppend(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 }
