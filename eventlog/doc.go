@@ -106,7 +106,6 @@
 // as it writes. A batch bigger than the window (a bulk import) empties it.
 // Records in the window are never changed or reused, so an Iterator's
 // events may alias them (read-only, see Iterator); Read copies.
-// NewDiskIterator reads only the files, for verifying what is on disk.
 //
 // Open verifies every record of the last segment. Frames cut short and
 // records that fail their checksum at the end of it are a torn write of a

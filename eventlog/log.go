@@ -642,8 +642,6 @@ func (l *Log) fail(err error, reqs []*appendReq, w *segWrite) {
 		}
 	}
 	l.wf = nil
-	// commit's scratch may point into the failed requests' buffers.
-	clear(l.recs[:cap(l.recs)])
 	l.lastAttempt = time.Now()
 	for _, r := range reqs {
 		r.err = err
