@@ -56,7 +56,8 @@ func testConfig(tb testing.TB, buf *logBuffer) eventlog.Config {
 	}
 	cfg.Logger = zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(tb), buf))
 	tb.Cleanup(func() {
-		// Nothing here should need an operator's attention.
+		// Nothing here should need an operator; in particular the writer's
+		// prediction of tidwall/wal's segments must hold.
 		if lines := buf.lines(`"level":"error"`); len(lines) > 0 {
 			tb.Errorf("logged errors: %q", lines)
 		}

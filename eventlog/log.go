@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/tidwall/wal"
 )
 
 // Index is the position of an entry in the log. The first entry is 1; 0
@@ -25,7 +26,7 @@ type Index uint64
 // the Log recovers by itself (see Append).
 var ErrWriteFailed = errors.New("eventlog: write failed")
 
-// maxBatchBytes bounds how much the writer gathers into one batch; one
+// maxBatchBytes bounds how much the writer gathers into one WriteBatch; one
 // Append call bigger than that still goes out whole, alone.
 const maxBatchBytes = 16 << 20
 
@@ -85,9 +86,9 @@ type Log struct {
 	lock *os.File // dir/LOCK, held while open for writing
 
 	// Owned by the writer goroutine once Open returns.
-	wf        *os.File // the tail segment, open for appending; nil after a failed write
-	wbuf      []byte   // commit's scratch: the frames of the batch
-	tailBytes int64    // size of the tail segment: its acknowledged bytes
+	w         *wal.Log
+	batch     wal.Batch
+	tailBytes int64    // size of the tail segment, mirroring tidwall/wal's
 	offs      []uint32 // commit's scratch: offsets of the batch's records
 	recs      [][]byte // commit's scratch: the batch's records
 	lastTime  int64    // Unix ns of the last entry
@@ -119,7 +120,7 @@ type appendReq struct {
 // Stats are counters since Open.
 type Stats struct {
 	Events  uint64 // events appended
-	Batches uint64 // batches written (group commits)
+	Batches uint64 // tidwall/wal WriteBatch calls (group commits)
 	Syncs   uint64 // batches that were fsynced (Batches unless NoSync)
 	Bytes   uint64 // record bytes appended
 }
@@ -154,8 +155,8 @@ func Open(dir string, cfg Config) (*Log, error) {
 	cfg = cfg.withDefaults()
 	l := newLog(dir, cfg, false)
 	if err := l.open(); err != nil {
-		if l.wf != nil {
-			l.wf.Close()
+		if l.w != nil {
+			l.w.Close()
 		}
 		unlockDir(l.lock)
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
@@ -188,19 +189,38 @@ func (l *Log) open() error {
 		if err := l.recoverTail(segs[len(segs)-1]); err != nil {
 			return err
 		}
-	} else {
-		s, f, err := createSegment(l.dir, 1)
-		if err != nil {
-			return err
-		}
-		f.Close()
-		segs = []*segment{s}
 	}
-	tail := segs[len(segs)-1]
-	if l.wf, err = openForAppend(tail.path); err != nil {
+	l.w, err = wal.Open(l.dir, &wal.Options{
+		NoSync:           l.cfg.NoSync,
+		SegmentSize:      l.cfg.SegmentSize,
+		LogFormat:        wal.Binary,
+		SegmentCacheSize: 1, // we never read through tidwall/wal
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	})
+	if err != nil {
+		if errors.Is(err, wal.ErrCorrupt) {
+			err = fmt.Errorf("%w: tidwall/wal: %v", ErrCorrupt, err)
+		}
 		return err
 	}
-	walLast := uint64(tail.first) + uint64(tail.count()) - 1
+	if len(segs) == 0 {
+		// tidwall/wal created the first segment.
+		if segs, err = listSegments(l.dir); err != nil {
+			return err
+		}
+		if len(segs) == 0 {
+			return errors.New("tidwall/wal created no segment")
+		}
+	}
+	walLast, err := l.w.LastIndex()
+	if err != nil {
+		return err
+	}
+	tail := segs[len(segs)-1]
+	if want := uint64(tail.first) + uint64(tail.count()) - 1; walLast != want {
+		return fmt.Errorf("%w: tidwall/wal reports last index %d, segment files hold %d", ErrCorrupt, walLast, want)
+	}
 	l.segs = segs
 	l.last.Store(walLast)
 	// Make the segment files and the directory itself durable.
@@ -212,13 +232,11 @@ func (l *Log) open() error {
 			return err
 		}
 	}
-	fi, err := l.wf.Stat()
+	fi, err := os.Stat(tail.path)
 	if err != nil {
 		return err
 	}
-	if l.tailBytes = fi.Size(); l.tailBytes != tail.end {
-		return fmt.Errorf("%w: %s is %d bytes, its entries end at byte %d", ErrCorrupt, tail.path, l.tailBytes, tail.end)
-	}
+	l.tailBytes = fi.Size()
 	if walLast > 0 {
 		rec, err := l.readRecord(Index(walLast))
 		if err != nil {
@@ -536,17 +554,18 @@ func (l *Log) commit(reqs []*appendReq) {
 	}
 	last := Index(l.last.Load())
 	idx, lastTime := last, l.lastTime
-	segs := l.segments()
-	w := segWrite{l: l, seg: segs[len(segs)-1], f: l.wf, tail: l.tailBytes, buf: l.wbuf[:0], segStart: l.tailBytes, offs: l.offs[:0]}
-	if w.tail > int64(l.cfg.SegmentSize) {
-		// Only after a reopen with a smaller SegmentSize.
-		if err := w.cycle(idx + 1); err != nil {
-			l.fail(fmt.Errorf("start segment at index %d: %w", idx+1, err), reqs, &w)
-			return
-		}
+	tail := l.tailBytes
+	segSize := int64(l.cfg.SegmentSize)
+	var newSegs []Index // segments tidwall/wal will start, mirroring its writeBatch
+	if tail > segSize {
+		newSegs, tail = append(newSegs, last+1), 0
 	}
 	var bytes uint64
+	// Where the records land in the tail segment, for readers (noteWritten).
+	startTail := tail
+	offs := l.offs[:0]
 	recs := l.recs[:0]
+	l.batch.Clear()
 	for _, r := range reqs {
 		start := 0
 		for _, end := range r.ends {
@@ -562,44 +581,36 @@ func (l *Log) commit(reqs []*appendReq) {
 				lastTime = ns
 			}
 			idx++
+			l.batch.Write(uint64(idx), rec)
 			recs = append(recs, rec)
 			bytes += uint64(len(rec))
-			if err := w.add(rec, idx); err != nil {
-				l.fail(fmt.Errorf("write %d events at index %d: %w", idx-last, last+1, err), reqs, &w)
-				return
+			offs = append(offs, uint32(tail))
+			tail += int64(uvarintLen(uint64(len(rec))) + len(rec))
+			if tail >= segSize {
+				newSegs, tail = append(newSegs, idx+1), 0
 			}
 		}
 		r.last = idx
 	}
-	if err := w.flush(); err != nil {
-		l.fail(fmt.Errorf("write %d events at index %d: %w", idx-last, last+1, err), reqs, &w)
+	if err := l.w.WriteBatch(&l.batch); err != nil {
+		l.fail(fmt.Errorf("write %d events at index %d: %w", idx-last, last+1, err), reqs)
 		return
 	}
 	if l.afterWriteHook != nil {
 		if err := l.afterWriteHook(); err != nil {
-			l.fail(fmt.Errorf("sync %d events at index %d: %w", idx-last, last+1, err), reqs, &w)
+			l.fail(fmt.Errorf("sync %d events at index %d: %w", idx-last, last+1, err), reqs)
 			return
 		}
 	}
-	if len(w.started) > 0 {
-		// The files of the new segments must survive a machine crash
-		// before their entries are acknowledged.
-		if !l.cfg.NoSync {
-			if err := syncDir(l.dir); err != nil {
-				l.fail(fmt.Errorf("sync %s: %w", l.dir, err), reqs, &w)
-				return
-			}
-		}
-		l.segMu.Lock()
-		l.segs = append(l.segs, w.started...)
-		l.segMu.Unlock()
+	if err := l.afterWrite(newSegs, tail); err != nil {
+		l.fail(err, reqs)
+		return
 	}
-	w.seg.noteWritten(w.segStart, w.offs, w.tail)
-	l.wf, l.tailBytes = w.f, w.tail
-	l.wbuf, l.offs = w.buf[:0], w.offs[:0]
-	if cap(l.wbuf) > pooledBufMax {
-		l.wbuf = nil
+	if len(newSegs) == 0 && l.tailBytes == tail {
+		segs := l.segments()
+		segs[len(segs)-1].noteWritten(startTail, offs, tail)
 	}
+	l.offs = offs[:0]
 	// Before last: a reader that sees the new last finds them in the tail
 	// (or, if it looked before, in the files).
 	l.tail.add(last+1, recs)
@@ -623,9 +634,74 @@ func (l *Log) commit(reqs []*appendReq) {
 	}
 }
 
-// fail stops appends after a write error, closes the writer's files and
-// answers reqs. The next commit recovers (recoverWriter).
-func (l *Log) fail(err error, reqs []*appendReq, w *segWrite) {
+// afterWrite brings segs up to date after a batch. NB: tidwall/wal never
+// fsyncs the directory, so a segment it starts could vanish in a machine
+// crash together with the acknowledged entries in it; we fsync the
+// directory before acknowledging them. The segment list is predicted by
+// mirroring tidwall/wal's cycling rule and checked against the files.
+func (l *Log) afterWrite(newSegs []Index, tail int64) error {
+	segs := l.segments()
+	if len(newSegs) == 0 {
+		fi, err := os.Stat(segs[len(segs)-1].path)
+		if err != nil {
+			return fmt.Errorf("stat tail segment: %w", err)
+		}
+		if fi.Size() == tail {
+			l.tailBytes = tail
+			return nil
+		}
+		l.logger.Error().Int64("bytes", fi.Size()).Int64("want", tail).
+			Msg("tail segment size differs from prediction; rereading directory")
+	} else if !l.cfg.NoSync {
+		if err := syncDir(l.dir); err != nil {
+			return fmt.Errorf("sync %s: %w", l.dir, err)
+		}
+	}
+	// tidwall/wal keeps the segment it just left cached; we never read it
+	// through tidwall/wal, so free it.
+	if err := l.w.ClearCache(); err != nil {
+		return err
+	}
+	found, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	if len(found) < len(segs) {
+		return fmt.Errorf("%w: segment files disappeared", ErrCorrupt)
+	}
+	add := found[len(segs):]
+	match := len(add) == len(newSegs)
+	for k := range add {
+		if match && add[k].first != newSegs[k] {
+			match = false
+		}
+	}
+	if !match {
+		l.logger.Error().Int("found", len(add)).Int("predicted", len(newSegs)).
+			Msg("new segments differ from prediction; using the files")
+		if !l.cfg.NoSync {
+			if err := syncDir(l.dir); err != nil {
+				return fmt.Errorf("sync %s: %w", l.dir, err)
+			}
+		}
+	}
+	if len(add) > 0 {
+		l.segMu.Lock()
+		l.segs = append(l.segs, add...)
+		segs = l.segs
+		l.segMu.Unlock()
+	}
+	fi, err := os.Stat(segs[len(segs)-1].path)
+	if err != nil {
+		return fmt.Errorf("stat tail segment: %w", err)
+	}
+	l.tailBytes = fi.Size()
+	return nil
+}
+
+// fail stops appends after a write error, closes the writer and answers
+// reqs. The next commit recovers (recoverWriter).
+func (l *Log) fail(err error, reqs []*appendReq) {
 	err = fmt.Errorf("%w: %w", ErrWriteFailed, err)
 	l.failed.Store(&err)
 	l.failures++
@@ -634,14 +710,9 @@ func (l *Log) fail(err error, reqs []*appendReq, w *segWrite) {
 	} else {
 		l.logger.Debug().Err(err).Int("failures", l.failures).Msg("append failed again")
 	}
-	// w.f is the tail segment, or one the batch started (cycle closed the
-	// ones before it); recoverWriter reopens the tail.
-	if w.f != nil {
-		if cerr := w.f.Close(); cerr != nil {
-			l.logger.Debug().Err(cerr).Msg("close after failed append")
-		}
+	if cerr := l.w.Close(); cerr != nil && !errors.Is(cerr, wal.ErrClosed) {
+		l.logger.Debug().Err(cerr).Msg("close after failed append")
 	}
-	l.wf = nil
 	l.lastAttempt = time.Now()
 	for _, r := range reqs {
 		r.err = err
@@ -653,7 +724,7 @@ func (l *Log) fail(err error, reqs []*appendReq, w *segWrite) {
 // removes the segment files the failed batch started, truncates the tail
 // segment to its last acknowledged byte (the failed batch may have written
 // part of a record, or whole records that were never fsynced), syncs, and
-// reopens the tail segment.
+// reopens tidwall/wal, checking it sees exactly the acknowledged entries.
 // It runs in the writer goroutine, at most every recoverInterval; on
 // failure the Log stays failed and the next commit tries again.
 func (l *Log) recoverWriter() error {
@@ -688,7 +759,7 @@ func (l *Log) reopenWriter() error {
 		}
 	}
 	tail := segs[len(segs)-1]
-	f, err := openForAppend(tail.path)
+	f, err := os.OpenFile(tail.path, os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
@@ -700,12 +771,33 @@ func (l *Log) reopenWriter() error {
 		f.Close()
 		return err
 	}
-	if err := syncDir(l.dir); err != nil {
-		f.Close()
+	if err := f.Close(); err != nil {
 		return err
 	}
-	l.wf = f
-	l.logger.Info().Uint64("last", l.last.Load()).Msg("log writer recovered")
+	if err := syncDir(l.dir); err != nil {
+		return err
+	}
+	w, err := wal.Open(l.dir, &wal.Options{
+		NoSync:           l.cfg.NoSync,
+		SegmentSize:      l.cfg.SegmentSize,
+		LogFormat:        wal.Binary,
+		SegmentCacheSize: 1,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	})
+	if err != nil {
+		return err
+	}
+	walLast, err := w.LastIndex()
+	if err == nil && walLast != l.last.Load() {
+		err = fmt.Errorf("%w: tidwall/wal reports last index %d after recovery, want %d", ErrCorrupt, walLast, l.last.Load())
+	}
+	if err != nil {
+		w.Close()
+		return err
+	}
+	l.w = w
+	l.logger.Info().Uint64("last", walLast).Msg("log writer recovered")
 	return nil
 }
 
@@ -804,17 +896,9 @@ func (l *Log) Close() error {
 	<-l.done
 
 	var err error
-	if l.wf != nil {
-		// Every batch was fsynced, unless NoSync: then this is the one
-		// fsync, so a test or benchmark leaves its log on disk.
-		if l.cfg.NoSync {
-			err = l.wf.Sync()
-		}
-		if cerr := l.wf.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			err = fmt.Errorf("close log %s: %w", l.dir, err)
+	if l.failed.Load() == nil {
+		if cerr := l.w.Close(); cerr != nil && !errors.Is(cerr, wal.ErrClosed) {
+			err = fmt.Errorf("close log %s: %w", l.dir, cerr)
 		}
 	}
 	l.closed.Store(true)
