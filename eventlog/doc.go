@@ -32,10 +32,8 @@
 //
 // # Storage
 //
-// The log is a directory of segment files in the format of
-// github.com/tidwall/wal v1.2.1 (binary format), which wrote them until the
-// writer took over (see Durability; TestTidwallWalCompatible keeps the two
-// interchangeable), plus a LOCK file that Open holds with flock(2).
+// The log is a directory of segment files written by github.com/tidwall/wal
+// v1.2.1 (binary format), plus a LOCK file that Open holds with flock(2).
 // A segment is named by the index of its first entry as 20 decimal digits
 // (00000000000000000001), so ls order is log order. A segment grows to about
 // Config.SegmentSize, overrunning it by at most one entry: the entry that
@@ -44,7 +42,7 @@
 //
 //	frame  = uvarint(len(record)) || record        (tidwall/wal's framing)
 //
-// The framing checks nothing inside a frame, so every record carries its
+// tidwall/wal checks nothing inside a frame, so every record carries its
 // own checksum:
 //
 //	record = version:1 || kind:1 || field* || crc32c:4
@@ -80,19 +78,15 @@
 //
 // # Durability and recovery
 //
-// One writer goroutine gathers the queued Appends into a batch, frames its
-// records into one buffer and writes it with one write(2) and one fsync
-// (a segment that fills is written, fsynced and closed first, and the new
-// one created). On Linux the writer reserves each segment's blocks ahead
-// with fallocate(FALLOC_FL_KEEP_SIZE), which leaves the file's size (the
-// end of the log) alone and makes each fsync cheaper. Append returns after
-// that fsync; when a batch starts a new
-// segment, the directory is fsynced too before anyone is told. A failed
-// write or fsync (a full disk) fails its batch with ErrWriteFailed; before
-// the next batch the writer removes the segments the failed batch started,
-// truncates the tail segment to its last acknowledged byte and reopens it
-// (at most every 250 ms): appends resume by themselves once the disk takes
-// writes again, and nothing acknowledged is touched.
+// Append returns after tidwall/wal has written the batch and fsynced the
+// segment file; when a batch starts a new segment, the directory is
+// fsynced too before anyone is told (tidwall/wal does not do that). A
+// failed write or fsync (a full disk) fails its batch with ErrWriteFailed.
+// tidwall/wal does not roll back its in-memory tail, so the writer closes
+// it, and before the next batch removes the segments the failed batch
+// started, truncates the tail segment to its last acknowledged byte and
+// reopens it (at most every 250 ms): appends resume by themselves once the
+// disk takes writes again, and nothing acknowledged is touched.
 //
 // # Reading
 //
@@ -102,8 +96,7 @@
 // the batch. Iterators and Read serve entries in that window from memory,
 // with no file opened or read, which is what the projections following the
 // log ask for after every group commit; older entries come from the segment
-// files, located through per-segment offset tables that the writer extends
-// as it writes. A batch bigger than the window (a bulk import) empties it.
+// files. A batch bigger than the window (a bulk import) empties it.
 // Records in the window are never changed or reused, so an Iterator's
 // events may alias them (read-only, see Iterator); Read copies.
 //
