@@ -375,7 +375,10 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 		}
 		mustRun(t, "import", "--basedir", dir, keyring)
 		if got := hashesOf(t, dir, ""); strings.Join(got, ",") != strings.Join(want, ",") {
-			t.Fatalf("pass %d, after %d kills: %d keys, want %d; hash sets differ", passes, kills, len(got), len(want))
+			// Say whether the log or the projections lack them.
+			st := statsOf(t, dir)
+			t.Fatalf("pass %d, after %d kills: %d keys, want %d; hash sets differ (log_offset %s, want %s; applied_keys %s; keys %s)",
+				passes, kills, len(got), len(want), st["log_offset"], wantEvents, st["applied_keys"], st["keys"])
 		}
 		if got := statsOf(t, dir)["log_offset"]; got != wantEvents {
 			t.Fatalf("pass %d, after %d kills the log has %s events, a clean import %s: work was duplicated", passes, kills, got, wantEvents)
