@@ -106,6 +106,7 @@ type writtenKey struct {
 }
 
 func (s *Store) newBatchApplier() *batchApplier {
+	s.writes.valid(s.Applied())
 	return &batchApplier{
 		s:          s,
 		b:          s.db.NewBatch(),
@@ -203,9 +204,13 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 		a.s.log.Info().Uint64("index", uint64(idx)).Str("fpr", key.Fingerprint().String()).Str("origin", ev.Origin.String()).Msg("refused blocked key")
 		return nil
 	}
-	old, oldKey, err := a.current(rid)
-	if err != nil {
-		return err
+	var old *Record
+	var oldKey *pgpkey.Key
+	if _, inBatch := a.written[string(rid)]; inBatch || !a.knownAbsent(rid) {
+		var err error
+		if old, oldKey, err = a.current(rid); err != nil {
+			return err
+		}
 	}
 	merged := key
 	isNew := old == nil || old.Deleted
@@ -439,6 +444,7 @@ func (a *batchApplier) commit(applied eventlog.Index) error {
 		return err
 	}
 	invalidateRefs(&a.s.refs, a.written, a.fprLists)
+	a.s.writes.committed(a.written, applied)
 	a.s.keys = a.keys
 	for _, wc := range a.newCounts {
 		a.s.cache.putCount(wc.word, wc.n)

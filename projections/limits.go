@@ -41,7 +41,7 @@ func (s *Store) Admit(k *pgpkey.Key, lim pgpkey.Limits) (Admission, error) {
 		return ad, err
 	}
 	var stored *pgpkey.Key
-	rec, err := s.Latest(RecordID(k))
+	rec, err := s.latestNoting(RecordID(k)) // a miss is kept for the applier (applyabsent.go)
 	ad.Stored = err == nil
 	switch {
 	case errors.Is(err, ErrNotFound):

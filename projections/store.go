@@ -133,6 +133,10 @@ type Store struct {
 	gate lookupGate
 	// results caches word search answers until the next apply (searchcache.go).
 	results searchCache
+	// absent holds what the upload path found absent, writes what the
+	// applier wrote since (applyabsent.go).
+	absent absentFacts
+	writes recentWrites
 
 	mu      sync.Mutex
 	applied eventlog.Index // Invariant: applied <= log.LastIndex()
