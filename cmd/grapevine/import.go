@@ -74,6 +74,25 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 	// appended by an interrupted run are applied first, so that the
 	// novelty check below sees them and nothing is appended twice.
 	im.bulk = b.store.Applied() == 0 && (b.log.LastIndex() == 0 || im.resume.Bulk)
+	if im.bulk && im.resume.Bulk {
+		// Resuming a bulk import skips the events after the recorded
+		// index as this import's own: only sound if no other writer
+		// (serve, mail-in, an admin command) appended since. Such a writer
+		// leaves the projections applied, unless they were lost since
+		// (deleted to be rebuilt, or a daemon killed before flushing
+		// them); then the skip would drop keys never appended
+		// (TestImportBulkResumeAfterOtherWriters). A normal import is
+		// right whatever the log holds.
+		own, err := im.onlyImportAfter(eventlog.Index(im.resume.LogIndex))
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if !own {
+			b.logger.Warn().Uint64("progress_log_index", im.resume.LogIndex).Uint64("log_index", uint64(b.log.LastIndex())).
+				Msg("events appended after the interrupted bulk import by another writer: importing the rest normally")
+			im.bulk = false
+		}
+	}
 	if im.bulk {
 		if !im.resume.Bulk {
 			// Recorded before the first append, so that a run killed
@@ -283,6 +302,28 @@ func (im *importer) saveResume() error {
 		return err
 	}
 	return os.Rename(tmp, im.resumePath())
+}
+
+// onlyImportAfter reports whether every event of the log after idx was
+// appended by an import (and idx is not past the log's end).
+func (im *importer) onlyImportAfter(idx eventlog.Index) (bool, error) {
+	if idx > im.b.log.LastIndex() {
+		return false, nil
+	}
+	it := im.b.log.NewIterator(idx+1, 0)
+	defer it.Close()
+	for {
+		_, ev, err := it.Next()
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read the log after the recorded import progress: %w", err)
+		}
+		if ev.Origin != eventlog.OriginImport || ev.Kind != eventlog.KindKeySubmitted {
+			return false, nil
+		}
+	}
 }
 
 // chunk is a run of consecutive keys of one file, parsed.

@@ -304,3 +304,78 @@ func newCrashCorpusFile(t *testing.T) string {
 	}
 	return p
 }
+
+// TestImportBulkResumeAfterOtherWriters: the progress file of a killed
+// bulk import is only trusted while every event after the index it
+// records was appended by the import. Otherwise, once the projections are
+// gone (they are derived: an operator may delete grapevine/db to rebuild
+// them, and a daemon killed before flushing them leaves none) and another
+// writer appended events, the next import believed it was resuming the
+// bulk import and skipped as many keys as events had been appended since:
+// keys never appended were lost.
+//
+// "finished by a normal run" is a bulk import killed after its log was
+// complete and finished by a run that was no longer bulk (the
+// projections were partly built), which leaves the bulk mark in the
+// progress file (no chunk is left to record it gone); "killed mid-bulk"
+// is a bulk import killed between chunks and resumed after the mail.
+// Both lost one key of new.pgp before.
+func TestImportBulkResumeAfterOtherWriters(t *testing.T) {
+	corpus := newCrashCorpus(t)
+	var raws [][]byte
+	cfg := &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA}
+	for i := 0; i < 21; i++ {
+		e, err := openpgp.NewEntity(fmt.Sprintf("Import After %d", i), "", fmt.Sprintf("import-after%d@example.org", i), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, serializeEntity(t, e))
+	}
+	newFile := filepath.Join(t.TempDir(), "new.pgp")
+	if err := os.WriteFile(newFile, bytes.Join(raws[1:], nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mail := "From: pgp-public-keys@pks.example.org\nTo: pgp-public-keys@keys.test\nSubject: incremental\nContent-type: application/pgp-keys\n\n" + armorKey(raws[0])
+
+	for _, tc := range []struct {
+		name   string
+		point  string
+		finish bool     // run the import to its end before the mail
+		files  []string // imported after the mail
+		keys   string   // then
+		events string
+	}{
+		{"finished by a normal run", cpIndexed + ":1", true, []string{newFile}, "321", "323"}, // 300 + mailed + 20 new; 302 + 1 + 20
+		// Resumed normally: key 7's second copy is not novel, not appended.
+		{"killed mid-bulk", cpChunkRecorded + ":5", false, append(corpus.files, newFile), "321", "322"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if killed, errOut := runImportChild(t, dir, tc.point, corpus.files); !killed {
+				t.Fatalf("the import did not pass %s\n%s", tc.point, errOut)
+			}
+			if tc.finish {
+				if killed, errOut := runImportChild(t, dir, "", corpus.files); killed {
+					t.Fatalf("the second run was killed\n%s", errOut)
+				}
+			}
+			// Another writer appends an event: a key by mail.
+			if out, err := mailIn(t, mail, "--basedir", dir); err != nil {
+				t.Fatalf("mail-in: %v\n%s", err, out)
+			}
+			if err := os.RemoveAll(filepath.Join(dir, dbDir)); err != nil {
+				t.Fatal(err)
+			}
+			if killed, errOut := runImportChild(t, dir, "", tc.files); killed {
+				t.Fatalf("the last import was killed\n%s", errOut)
+			}
+			st := statsOf(t, dir)
+			if st["keys"] != tc.keys || st["log_offset"] != tc.events {
+				t.Errorf("keys %s, log_offset %s; want %s keys and %s events", st["keys"], st["log_offset"], tc.keys, tc.events)
+			}
+			if out, _, err := grapevine(t, "check", "--basedir", dir); err != nil {
+				t.Errorf("check: %v\n%s", err, out)
+			}
+		})
+	}
+}
