@@ -158,6 +158,11 @@ func TestImportCrashPoints(t *testing.T) {
 		t.Fatalf("clean import was killed\n%s", errOut)
 	}
 	wantIncr := endStateOf(t, cleanIncr)
+	cleanSmall := t.TempDir()
+	if killed, errOut := runImportChild(t, cleanSmall, "", corpus.base); killed {
+		t.Fatalf("clean import was killed\n%s", errOut)
+	}
+	wantSmall := endStateOf(t, cleanSmall)
 	if fmt.Sprint(wantIncr.hashes) != fmt.Sprint(wantBulk.hashes) {
 		t.Fatalf("incremental and bulk clean imports differ: %d and %d keys", len(wantIncr.hashes), len(wantBulk.hashes))
 	}
@@ -170,54 +175,64 @@ func TestImportCrashPoints(t *testing.T) {
 		name        string
 		incremental bool
 		points      []string
+		small       bool // import p.pgp alone: 40 keys, too few for the bulk builder
 	}{
-		{"bulk-begun", false, []string{"bulk-begun:1"}},
-		{"first chunk appended", false, []string{"chunk-appended:1"}},
-		{"chunk appended", false, []string{"chunk-appended:3"}},
-		{"armored chunk appended", false, []string{"chunk-appended:10"}},
-		{"last chunk appended", false, []string{"chunk-appended:20"}},
-		{"first chunk recorded", false, []string{"chunk-recorded:1"}},
-		{"chunk recorded", false, []string{"chunk-recorded:11"}},
-		{"file done", false, []string{"file-done:1"}},
-		{"last file done", false, []string{"file-done:3"}},
-		{"log complete", false, []string{"log-complete:1"}},
-		{"bulk ingested", false, []string{"bulk-ingested:1"}},
-		{"indexing", false, []string{"indexing:1"}},
-		{"indexed", false, []string{"indexed:1"}},
+		{"bulk-begun", false, []string{"bulk-begun:1"}, false},
+		{"first chunk appended", false, []string{"chunk-appended:1"}, false},
+		{"chunk appended", false, []string{"chunk-appended:3"}, false},
+		{"armored chunk appended", false, []string{"chunk-appended:10"}, false},
+		{"last chunk appended", false, []string{"chunk-appended:20"}, false},
+		{"first chunk recorded", false, []string{"chunk-recorded:1"}, false},
+		{"chunk recorded", false, []string{"chunk-recorded:11"}, false},
+		{"file done", false, []string{"file-done:1"}, false},
+		{"last file done", false, []string{"file-done:3"}, false},
+		{"log complete", false, []string{"log-complete:1"}, false},
+		{"bulk ingested", false, []string{"bulk-ingested:1"}, false},
+		{"indexing", false, []string{"indexing:1"}, false},
+		{"indexed", false, []string{"indexed:1"}, false},
 		// A second kill inside a resumed run: the case of commit 5bf8685
 		// (a chunk skipped whole, recorded, then a kill: the next run
 		// skipped a chunk never appended).
-		{"skipped chunk recorded", false, []string{"chunk-appended:3", "chunk-recorded:1"}},
-		{"skipped chunk recorded three kills", false, []string{"chunk-appended:3", "chunk-recorded:1", "chunk-recorded:1"}},
-		{"skipped armored chunk recorded", false, []string{"chunk-appended:11", "chunk-recorded:1"}},
-		{"skipped last chunk of a file", false, []string{"chunk-appended:8", "file-done:1"}},
-		{"mid skip", false, []string{"chunk-appended:3", "key-skipped:5"}},
-		{"first append after skip", false, []string{"chunk-appended:3", "chunk-appended:1"}},
-		{"recorded then appended", false, []string{"chunk-recorded:5", "chunk-appended:2"}},
-		{"begun then appended", false, []string{"bulk-begun:1", "chunk-appended:2"}},
-		{"log complete then ingested", false, []string{"log-complete:1", "bulk-ingested:1"}},
-		{"appended then log complete", false, []string{"chunk-appended:20", "log-complete:1"}},
+		{"skipped chunk recorded", false, []string{"chunk-appended:3", "chunk-recorded:1"}, false},
+		{"skipped chunk recorded three kills", false, []string{"chunk-appended:3", "chunk-recorded:1", "chunk-recorded:1"}, false},
+		{"skipped armored chunk recorded", false, []string{"chunk-appended:11", "chunk-recorded:1"}, false},
+		{"skipped last chunk of a file", false, []string{"chunk-appended:8", "file-done:1"}, false},
+		{"mid skip", false, []string{"chunk-appended:3", "key-skipped:5"}, false},
+		{"first append after skip", false, []string{"chunk-appended:3", "chunk-appended:1"}, false},
+		{"recorded then appended", false, []string{"chunk-recorded:5", "chunk-appended:2"}, false},
+		{"begun then appended", false, []string{"bulk-begun:1", "chunk-appended:2"}, false},
+		{"log complete then ingested", false, []string{"log-complete:1", "bulk-ingested:1"}, false},
+		{"appended then log complete", false, []string{"chunk-appended:20", "log-complete:1"}, false},
 		// Incremental: the basedir holds p.pgp's keys before. Chunks:
 		// a.pgp 1–8, b.asc 9–12, c.pgp 13–20, as above.
-		{"incremental chunk appended", true, []string{"chunk-appended:2"}},
-		{"incremental chunk applied", true, []string{"chunk-applied:4"}},
-		{"incremental chunk recorded", true, []string{"chunk-recorded:6"}},
-		{"incremental armored chunk appended", true, []string{"chunk-appended:10"}},
-		{"incremental file done", true, []string{"file-done:2"}},
-		{"incremental appended twice", true, []string{"chunk-appended:5", "chunk-appended:1"}},
-		{"incremental appended then recorded", true, []string{"chunk-appended:5", "chunk-recorded:1"}},
-		{"incremental applied then applied", true, []string{"chunk-applied:12", "chunk-applied:2"}},
+		{"incremental chunk appended", true, []string{"chunk-appended:2"}, false},
+		{"incremental chunk applied", true, []string{"chunk-applied:4"}, false},
+		{"incremental chunk recorded", true, []string{"chunk-recorded:6"}, false},
+		{"incremental armored chunk appended", true, []string{"chunk-appended:10"}, false},
+		{"incremental file done", true, []string{"file-done:2"}, false},
+		{"incremental appended twice", true, []string{"chunk-appended:5", "chunk-appended:1"}, false},
+		{"incremental appended then recorded", true, []string{"chunk-appended:5", "chunk-recorded:1"}, false},
+		{"incremental applied then applied", true, []string{"chunk-applied:12", "chunk-applied:2"}, false},
+		// Into an empty basedir, but indexed from the log (3 chunks).
+		{"small chunk appended", false, []string{"chunk-appended:2"}, true},
+		{"small log complete", false, []string{"log-complete:1"}, true},
+		{"small indexing", false, []string{"indexing:1"}, true},
+		{"small indexed", false, []string{"indexed:1"}, true},
+		{"small skipped chunk recorded", false, []string{"chunk-appended:2", "chunk-recorded:1"}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			want := wantBulk
-			if tc.incremental {
+			want, files := wantBulk, corpus.files
+			switch {
+			case tc.incremental:
 				mustRun(t, "import", "--basedir", dir, corpus.base[0])
 				want = wantIncr
+			case tc.small:
+				want, files = wantSmall, corpus.base
 			}
 			for i, p := range tc.points {
-				if killed, errOut := runImportChild(t, dir, p, corpus.files); !killed {
+				if killed, errOut := runImportChild(t, dir, p, files); !killed {
 					t.Fatalf("run %d finished without passing crash point %s\n%s", i+1, p, errOut)
 				}
 				if p == "bulk-ingested:1" {
@@ -229,7 +244,7 @@ func TestImportCrashPoints(t *testing.T) {
 					}
 				}
 			}
-			if killed, errOut := runImportChild(t, dir, "", corpus.files); killed {
+			if killed, errOut := runImportChild(t, dir, "", files); killed {
 				t.Fatalf("the last run was killed\n%s", errOut)
 			}
 			got := endStateOf(t, dir)
