@@ -361,3 +361,7 @@ func (e *Event) validate() error {
 	}
 	return nil
 }
+
+// The counters of Log.Appended are indexed by origin and kind.
+// A compile-time check that the largest of each fits.
+var _ = [1]struct{}{}[int(OriginAdmin/8)+int(KindKeyUnblocked/8)]
