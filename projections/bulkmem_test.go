@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -142,4 +143,52 @@ func vmFlags(addr uintptr) (string, error) {
 		return "", err
 	}
 	return "", fmt.Errorf("no mapping holds %#x", addr)
+}
+
+// TestBulkArenasMapped: arenas come from mappings outside the Go heap and
+// are recycled; those the free list has no room for are unmapped at once,
+// and release unmaps the rest, after which get hands out Go memory.
+func TestBulkArenasMapped(t *testing.T) {
+	ar := newBulkArenas()
+	var b bulkBatch
+	for range bulkArenasKept + 2 {
+		m := ar.get()
+		if cap(m) != bulkArenaBytes || len(m) != 0 {
+			t.Fatalf("arena of len %d, cap %d", len(m), cap(m))
+		}
+		m = append(m, "written"...) // the mapping is writable
+		b.arenas = append(b.arenas, m)
+	}
+	if len(ar.mapped) != bulkArenasKept+2 {
+		t.Fatalf("%d arenas mapped, want %d", len(ar.mapped), bulkArenasKept+2)
+	}
+	ar.put(&b)
+	if len(ar.mapped) != bulkArenasKept || len(ar.free) != bulkArenasKept {
+		t.Fatalf("after put: %d mapped, %d kept; want %d each (the rest unmapped)", len(ar.mapped), len(ar.free), bulkArenasKept)
+	}
+	m := ar.get()
+	if len(ar.mapped) != bulkArenasKept || !slices.ContainsFunc(ar.mapped, func(mm []byte) bool { return unsafe.SliceData(mm) == unsafe.SliceData(m) }) {
+		t.Fatal("get mapped a new arena while one was kept")
+	}
+	ar.release()
+	if len(ar.mapped) != 0 || len(ar.free) != 0 {
+		t.Fatalf("after release: %d mapped, %d kept", len(ar.mapped), len(ar.free))
+	}
+	if m := ar.get(); cap(m) != bulkArenaBytes || len(ar.mapped) != 0 {
+		t.Fatalf("after release get mapped memory (%d mapped)", len(ar.mapped))
+	}
+}
+
+// TestBulkArenasMapFails: where mapping fails the arenas are Go memory and
+// preparing works as before.
+func TestBulkArenasMapFails(t *testing.T) {
+	ar := newBulkArenas()
+	ar.mapArena = func(int) ([]byte, error) { return nil, errors.New("ENOMEM") }
+	m := ar.get()
+	if cap(m) != bulkArenaBytes || len(ar.mapped) != 0 {
+		t.Fatalf("arena cap %d, %d mapped", cap(m), len(ar.mapped))
+	}
+	m = append(m, "written"...)
+	ar.put(&bulkBatch{arenas: [][]byte{m}})
+	ar.release()
 }
