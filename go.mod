@@ -14,6 +14,7 @@ require (
 	github.com/prometheus/common v0.42.0
 	github.com/rs/zerolog v1.35.1
 	github.com/tidwall/wal v1.2.1
+	golang.org/x/sys v0.35.0
 )
 
 require (
@@ -45,7 +46,6 @@ require (
 	github.com/tidwall/tinylru v1.1.0 // indirect
 	golang.org/x/crypto v0.41.0 // indirect
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
-	golang.org/x/sys v0.35.0 // indirect
 	golang.org/x/text v0.28.0 // indirect
 	google.golang.org/protobuf v1.33.0 // indirect
 )

@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -141,6 +142,17 @@ func FuzzClassifySearch(f *testing.F) {
 		}
 		if len(id.raw)*2 != id.hexDigits {
 			t.Fatalf("%d bytes for %d hex digits", len(id.raw), id.hexDigits)
+		}
+		// The digits are decoded by hand (no allocation): they must be
+		// what hex.DecodeString makes of the search without its "0x" and
+		// white space.
+		digits := strings.TrimSpace(search)
+		if len(digits) >= 2 && (digits[:2] == "0x" || digits[:2] == "0X") {
+			digits = digits[2:]
+		}
+		want, err := hex.DecodeString(strings.Join(strings.Fields(digits), ""))
+		if err != nil || !bytes.Equal(id.raw, want) {
+			t.Fatalf("%q decoded to %X, want %X (%v)", search, id.raw, want, err)
 		}
 		if s := id.String(); len(s) != 2+id.hexDigits {
 			t.Fatalf("String() = %q", s)

@@ -294,6 +294,14 @@ func (s *Server) getByFingerprint(w http.ResponseWriter, r *http.Request, q quer
 	if err != nil {
 		return err
 	}
+	if len(refs) == 1 && q.limit != 0 {
+		// One key, the answer clients ask for most: legacyRecords' rule
+		// for it without slices of stand-ins.
+		if !refs[0].SKS && !s.legacyShown(q) {
+			return errLegacyHidden()
+		}
+		return s.getOne(w, r, q, projections.Record{RID: refs[0].RID, Index: refs[0].Index})
+	}
 	recs := make([]*projections.Record, len(refs))
 	stubs := make([]projections.Record, len(refs))
 	for i, ref := range refs {
@@ -305,30 +313,36 @@ func (s *Server) getByFingerprint(w http.ResponseWriter, r *http.Request, q quer
 		return errLegacyHidden()
 	}
 	if len(recs) == 1 && q.limit != 0 {
-		armor := s.armors.get(recs[0])
-		if armor == nil {
-			// Armored from the key bytes in place, kept in the cache and
-			// written in pieces like a cached answer: no copy of the
-			// record, none of the armor. The copies were 30 % of what a
-			// get of a key no cache held allocated (every fingerprint
-			// cycled), and allocation sets the GC's pace.
-			err := s.store.ReadKey(projections.Ref{RID: recs[0].RID, Index: recs[0].Index}, func(key []byte) {
-				armor = appendArmorKeys(nil, nil, key)
-			})
-			if errors.Is(err, projections.ErrNotFound) {
-				return errNotFound("No keys found")
-			}
-			if err != nil {
-				return err
-			}
-			s.armors.put(recs[0], armor)
-		}
-		return s.writeCachedArmor(w, r, q, armor)
+		return s.getOne(w, r, q, *recs[0])
 	}
 	if recs, err = s.loadKeys(recs); err != nil {
 		return err
 	}
 	return s.writeGet(w, r, q, recs)
+}
+
+// getOne answers op=get with the one key version rec names (RID and
+// Index), from the armor cache when it holds it.
+func (s *Server) getOne(w http.ResponseWriter, r *http.Request, q query, rec projections.Record) error {
+	armor := s.armors.get(&rec)
+	if armor == nil {
+		// Armored from the key bytes in place, kept in the cache and
+		// written in pieces like a cached answer: no copy of the
+		// record, none of the armor. The copies were 30 % of what a
+		// get of a key no cache held allocated (every fingerprint
+		// cycled), and allocation sets the GC's pace.
+		err := s.store.ReadKey(projections.Ref{RID: rec.RID, Index: rec.Index}, func(key []byte) {
+			armor = appendArmorKeys(nil, nil, key)
+		})
+		if errors.Is(err, projections.ErrNotFound) {
+			return errNotFound("No keys found")
+		}
+		if err != nil {
+			return err
+		}
+		s.armors.put(&rec, armor)
+	}
+	return s.writeCachedArmor(w, r, q, armor)
 }
 
 // loadKeys replaces the stand-ins of getByFingerprint with the stored

@@ -59,7 +59,7 @@ func BenchmarkLookup(b *testing.B) {
 
 // newBenchServer is newTestServer for benchmarks: the fixture keys
 // uploaded and applied.
-func newBenchServer(b *testing.B, cfg hkp.Config, scfg projections.Config) *testServer {
+func newBenchServer(b testing.TB, cfg hkp.Config, scfg projections.Config) *testServer {
 	dir := b.TempDir()
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = zerolog.Nop()
@@ -98,4 +98,62 @@ func newBenchServer(b *testing.B, cfg hkp.Config, scfg projections.Config) *test
 		b.Fatal(err)
 	}
 	return &testServer{log: log, store: store, hkp: srv}
+}
+
+// TestCachedGetAllocations bounds what a repeated op=get by fingerprint
+// allocates in grapevine's code: with a writer whose header map is reused,
+// what is left is the startWriter, the classified search and the
+// Content-Length value (net/http adds its own per request: the request,
+// its header map, the response's header map and its snapshot). The query
+// is parsed without splitting it, a fingerprint decoded into the search
+// itself, a loopback client without X-Forwarded-For costs the rate
+// limiter nothing, and a one-key answer needs no slices of stand-ins:
+// before, 12 allocations. Allocation sets the GC's pace, and each cycle's
+// marking takes CPU from the requests queued behind it
+// (docs/benchmarks.md, get6).
+func TestCachedGetAllocations(t *testing.T) {
+	ts := newBenchServer(t, hkp.DefaultConfig(), projections.DefaultConfig())
+	req := httptest.NewRequest(http.MethodGet, "/pks/lookup?op=get&options=mr&search=0x3B03A965A519A6CAE8B09425CED1786732CA2E5C", nil)
+	req.RemoteAddr = "127.0.0.1:1234"
+	w := &reusedWriter{h: make(http.Header, 16)}
+	ts.hkp.ServeHTTP(w, req) // fills the caches
+	if w.code != http.StatusOK || w.n < 500 {
+		t.Fatalf("get: status %d, %d bytes", w.code, w.n)
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		clear(w.h)
+		w.code, w.n = 0, 0
+		ts.hkp.ServeHTTP(w, req)
+	})
+	if w.code != http.StatusOK {
+		t.Fatalf("get: status %d", w.code)
+	}
+	if allocs > 4 {
+		t.Errorf("a cached op=get allocates %.1f times, want at most 4", allocs)
+	} else {
+		t.Logf("%.1f allocations", allocs)
+	}
+}
+
+// reusedWriter is an http.ResponseWriter that discards the body and whose
+// header map the caller clears and reuses, so that only the handler's own
+// allocations are counted.
+type reusedWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (w *reusedWriter) Header() http.Header { return w.h }
+func (w *reusedWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *reusedWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	w.n += len(b)
+	return len(b), nil
 }

@@ -1,7 +1,6 @@
 package hkp
 
 import (
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -32,7 +31,11 @@ func parseQuery(raw string) (query, error) {
 	if len(raw) > maxQueryBytes {
 		return q, errBadRequest("query string longer than %d bytes", maxQueryBytes)
 	}
-	for _, piece := range strings.Split(raw, "&") {
+	// Cut instead of Split: no slice of pieces per request (op=get is
+	// the request clients make most; docs/benchmarks.md, get6).
+	for rest := raw; rest != ""; {
+		var piece string
+		piece, rest, _ = strings.Cut(rest, "&")
 		name, value, ok := strings.Cut(piece, "=")
 		if !ok {
 			continue
@@ -51,7 +54,9 @@ func parseQuery(raw string) (query, error) {
 		case "search":
 			q.search = value
 		case "options":
-			for _, o := range strings.Split(value, ",") {
+			for opts := value; opts != ""; {
+				var o string
+				o, opts, _ = strings.Cut(opts, ",")
 				switch strings.ToLower(strings.TrimSpace(o)) {
 				case "mr":
 					q.mr = true
@@ -112,7 +117,8 @@ func isHex(c byte) bool {
 // idSearch is a key ID or fingerprint search.
 type idSearch struct {
 	hexDigits int    // 8, 16, 32, 40 or 64
-	raw       []byte // decoded bytes
+	raw       []byte // decoded bytes, in buf
+	buf       [32]byte
 }
 
 // classifySearch decides between an ID search and a word search
@@ -125,7 +131,10 @@ func classifySearch(search string) (*idSearch, error) {
 	if has0x {
 		s = s[2:]
 	}
-	compact := strings.Join(strings.Fields(s), "")
+	compact := s
+	if strings.ContainsAny(s, " \t\n\v\f\r") || !isASCII(s) {
+		compact = strings.Join(strings.Fields(s), "")
+	}
 	allHex := compact != "" && strings.IndexFunc(compact, func(r rune) bool { return r > 0x7f || !isHex(byte(r)) }) < 0
 	switch {
 	case has0x && !strings.ContainsAny(s, " \t"):
@@ -142,11 +151,34 @@ func classifySearch(search string) (*idSearch, error) {
 	default:
 		return nil, nil
 	}
-	b, err := hex.DecodeString(compact)
-	if err != nil {
-		return nil, errBadRequest("%q: %v", search, err)
+	// One allocation: the digits (checked above: hex, an even count of at
+	// most 64) are decoded into the idSearch itself.
+	id := &idSearch{hexDigits: len(compact)}
+	for i := 0; i+1 < len(compact); i += 2 {
+		id.buf[i/2] = unhex(compact[i])<<4 | unhex(compact[i+1])
 	}
-	return &idSearch{hexDigits: len(compact), raw: b}, nil
+	id.raw = id.buf[:len(compact)/2]
+	return id, nil
+}
+
+// unhex is the value of a hex digit c (isHex(c)).
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *idSearch) String() string { return fmt.Sprintf("0x%X", s.raw) }

@@ -25,10 +25,7 @@ func (s *Server) legacyRecords(q query, recs []*projections.Record) (kept []*pro
 			hidden++
 		}
 	}
-	if hidden == 0 || s.conf().IndexV6 || q.op == "hget" {
-		return recs, 0
-	}
-	if id, err := classifySearch(q.search); err == nil && id != nil && (id.hexDigits == 16 || id.hexDigits == 64) {
+	if hidden == 0 || s.legacyShown(q) {
 		return recs, 0
 	}
 	kept = make([]*projections.Record, 0, len(recs)-hidden)
@@ -38,6 +35,17 @@ func (s *Server) legacyRecords(q query, recs []*projections.Record) (kept []*pro
 		}
 	}
 	return kept, hidden
+}
+
+// legacyShown reports whether a v1 answer to q includes v5 and v6 keys:
+// with IndexV6, for hget, and for searches by fingerprint or long key ID
+// of 16 or 64 hex digits.
+func (s *Server) legacyShown(q query) bool {
+	if s.conf().IndexV6 || q.op == "hget" {
+		return true
+	}
+	id, err := classifySearch(q.search)
+	return err == nil && id != nil && (id.hexDigits == 16 || id.hexDigits == 64)
 }
 
 // errLegacyHidden is the 404 for a v1 search whose only matches are v5/v6

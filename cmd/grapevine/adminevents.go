@@ -53,7 +53,7 @@ func (e *env) adminEventCmd(ctx context.Context, name string, kind eventlog.Kind
 	if err := b.catchUp(ctx, e.stderr, "catching up"); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	msg, err := appendAdminEvent(ctx, b, kind, fpr, *reason)
+	msg, err := appendAdminEvent(ctx, b, kind, fpr, *reason, true)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -61,10 +61,12 @@ func (e *env) adminEventCmd(ctx context.Context, name string, kind eventlog.Kind
 	return nil
 }
 
-// appendAdminEvent checks and appends one admin event and waits until it
-// is applied. Deleting a key that is not stored is an error (a typo should
-// not silently block a fingerprint); block and unblock take any.
-func appendAdminEvent(ctx context.Context, b *basedir, kind eventlog.Kind, fpr pgpkey.Fingerprint, reason string) (string, error) {
+// appendAdminEvent checks and appends one admin event and sees it applied:
+// offline (the command holds the basedir, no daemon's runner follows the
+// log) by applying it itself, in the daemon by waiting for the runner.
+// Deleting a key that is not stored is an error (a typo should not
+// silently block a fingerprint); block and unblock take any.
+func appendAdminEvent(ctx context.Context, b *basedir, kind eventlog.Kind, fpr pgpkey.Fingerprint, reason string, offline bool) (string, error) {
 	if kind == eventlog.KindKeyDeleted {
 		recs, err := b.store.ByFingerprint(fpr.Bytes())
 		if err != nil {
@@ -85,15 +87,20 @@ func appendAdminEvent(ctx context.Context, b *basedir, kind eventlog.Kind, fpr p
 	if err != nil {
 		return "", err
 	}
+	verb := map[eventlog.Kind]string{eventlog.KindKeyDeleted: "deleted and blocked", eventlog.KindKeyBlocked: "blocked", eventlog.KindKeyUnblocked: "unblocked"}[kind]
+	if offline {
+		if _, err := b.store.CatchUp(ctx, b.log, nil); err != nil {
+			return "", fmt.Errorf("appended at log index %d, applying it: %w", idx, err)
+		}
+		return fmt.Sprintf("%s %s at log index %d\n", verb, fpr, idx), nil
+	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := b.store.WaitApplied(wctx, idx); err != nil {
-		// Offline there is no runner: apply now.
-		if _, err := b.store.CatchUp(ctx, b.log, nil); err != nil {
-			return "", err
-		}
+		// The event is durable; the runner applies it when it gets there
+		// (a long backlog, e.g. a big recon fetch).
+		return fmt.Sprintf("%s %s at log index %d (durable; not applied within 30 s, the daemon applies it when it catches up)\n", verb, fpr, idx), nil
 	}
-	verb := map[eventlog.Kind]string{eventlog.KindKeyDeleted: "deleted and blocked", eventlog.KindKeyBlocked: "blocked", eventlog.KindKeyUnblocked: "unblocked"}[kind]
 	return fmt.Sprintf("%s %s at log index %d\n", verb, fpr, idx), nil
 }
 
@@ -118,7 +125,7 @@ func adminEventHandler(b *basedir) http.HandlerFunc {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		msg, err := appendAdminEvent(r.Context(), b, kind, fpr, q.Get("reason"))
+		msg, err := appendAdminEvent(r.Context(), b, kind, fpr, q.Get("reason"), false)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 			return

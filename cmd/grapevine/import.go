@@ -54,13 +54,17 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
+	crash, err := loadCrashPoints(os.Getenv) // test-only (crashpoint.go)
+	if err != nil {
+		return usagef("import: %v", err)
+	}
 	logger := newLogger(e.stderr)
 	b, err := openBasedir(*basedirFlag, logger, true)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
 	defer b.Close()
-	im := &importer{b: b, workers: *workers, stderr: e.stderr}
+	im := &importer{b: b, workers: *workers, stderr: e.stderr, crash: crash}
 	if err := im.loadResume(); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
@@ -70,6 +74,25 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 	// appended by an interrupted run are applied first, so that the
 	// novelty check below sees them and nothing is appended twice.
 	im.bulk = b.store.Applied() == 0 && (b.log.LastIndex() == 0 || im.resume.Bulk)
+	if im.bulk && im.resume.Bulk {
+		// Resuming a bulk import skips the events after the recorded
+		// index as this import's own: only sound if no other writer
+		// (serve, mail-in, an admin command) appended since. Such a writer
+		// leaves the projections applied, unless they were lost since
+		// (deleted to be rebuilt, or a daemon killed before flushing
+		// them); then the skip would drop keys never appended
+		// (TestImportBulkResumeAfterOtherWriters). A normal import is
+		// right whatever the log holds.
+		own, err := im.onlyImportAfter(eventlog.Index(im.resume.LogIndex))
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if !own {
+			b.logger.Warn().Uint64("progress_log_index", im.resume.LogIndex).Uint64("log_index", uint64(b.log.LastIndex())).
+				Msg("events appended after the interrupted bulk import by another writer: importing the rest normally")
+			im.bulk = false
+		}
+	}
 	if im.bulk {
 		if !im.resume.Bulk {
 			// Recorded before the first append, so that a run killed
@@ -78,6 +101,7 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 			if err := im.saveResume(); err != nil {
 				return fmt.Errorf("import: %w", err)
 			}
+			im.crash.pass(cpBulkBegun)
 		}
 		if last := uint64(b.log.LastIndex()); last > im.resume.LogIndex {
 			// The run before was killed between appending a chunk and
@@ -122,6 +146,7 @@ func (e *env) importCmd(ctx context.Context, args []string) error {
 	}
 	im.prog.finish()
 	if im.bulk {
+		im.crash.pass(cpLogComplete)
 		if err := im.index(ctx); err != nil {
 			return fmt.Errorf("import: %w", err)
 		}
@@ -211,6 +236,9 @@ type importer struct {
 	// builder, when not nil, builds the projections of a bulk import from
 	// the events as they are appended (nil: index reads the log).
 	builder *projections.BulkBuilder
+	// crash is the test-only crash-point hook (crashpoint.go); nil unless
+	// a test set GRAPEVINE_TEST_CRASHPOINT.
+	crash *crashPoints
 }
 
 type statsAcc struct{ Added, Updated, Unchanged int64 }
@@ -276,6 +304,28 @@ func (im *importer) saveResume() error {
 	return os.Rename(tmp, im.resumePath())
 }
 
+// onlyImportAfter reports whether every event of the log after idx was
+// appended by an import (and idx is not past the log's end).
+func (im *importer) onlyImportAfter(idx eventlog.Index) (bool, error) {
+	if idx > im.b.log.LastIndex() {
+		return false, nil
+	}
+	it := im.b.log.NewIterator(idx+1, 0)
+	defer it.Close()
+	for {
+		_, ev, err := it.Next()
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read the log after the recorded import progress: %w", err)
+		}
+		if ev.Origin != eventlog.OriginImport || ev.Kind != eventlog.KindKeySubmitted {
+			return false, nil
+		}
+	}
+}
+
 // chunk is a run of consecutive keys of one file, parsed.
 type chunk struct {
 	raws  []*pgpkey.RawKey
@@ -339,6 +389,7 @@ func (im *importer) importFile(ctx context.Context, f inputFile) error {
 		if applyErr = im.saveResume(); applyErr != nil {
 			break
 		}
+		im.crash.pass(cpChunkRecorded)
 	}
 	cancel()
 	for range chunks {
@@ -352,7 +403,11 @@ func (im *importer) importFile(ctx context.Context, f inputFile) error {
 	}
 	rf.Done = true
 	im.resume.Files[f.path] = rf
-	return im.saveResume()
+	if err := im.saveResume(); err != nil {
+		return err
+	}
+	im.crash.pass(cpFileDone)
+	return nil
 }
 
 // keySource returns a function yielding the file's keys from where the last
@@ -420,6 +475,9 @@ func (im *importer) produce(ctx context.Context, f inputFile, next func() (*pgpk
 		maxKeys, maxBytes := importChunkKeys, int64(importChunkBytes)
 		if im.bulk {
 			maxKeys, maxBytes = bulkChunkKeys, bulkChunkBytes
+		}
+		if im.crash != nil && im.crash.chunkKeys > 0 {
+			maxKeys = im.crash.chunkKeys // test-only: many chunks from few keys
 		}
 		for len(c.raws) < maxKeys && c.bytes < maxBytes {
 			k, err := next()
@@ -499,6 +557,7 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 				im.skip--
 				im.appended++
 				im.resume.LogIndex++
+				im.crash.pass(cpKeySkipped)
 				continue
 			}
 			if tr.Changed() {
@@ -562,6 +621,7 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 			return fmt.Errorf("append to log: events written up to %d, expected %d", last, want)
 		}
 		im.resume.LogIndex = uint64(last)
+		im.crash.pass(cpChunkAppended)
 		if im.bulk {
 			im.appended += int64(len(events))
 			im.prog.update(im.keys, im.bytes, im.rejected)
@@ -573,6 +633,7 @@ func (im *importer) consume(ctx context.Context, f inputFile, c *chunk) error {
 		}
 		im.appended += int64(len(events))
 		im.stats.add(st)
+		im.crash.pass(cpChunkApplied)
 	}
 	im.prog.update(im.keys, im.bytes, im.rejected)
 	return nil
@@ -603,10 +664,12 @@ func (im *importer) index(ctx context.Context) error {
 			b.logger.Info().Uint64("applied", uint64(b.store.Applied())).Int64("added", st.Added).
 				Dur("took", time.Since(start)).Msg("bulk build done")
 			im.stats.add(st)
+			im.crash.pass(cpBulkIngested)
 		}
 	}
 	behind := b.log.LastIndex() - b.store.Applied()
 	if behind == 0 {
+		im.crash.pass(cpIndexed)
 		im.resume.Bulk = false
 		return im.saveResume()
 	}
@@ -614,12 +677,14 @@ func (im *importer) index(ctx context.Context) error {
 	base := b.store.Applied()
 	st, err := b.store.CatchUp(ctx, b.log, func(pr projections.Progress) {
 		p.update(int64(pr.Applied-base), 0, pr.Stats.Rejected)
+		im.crash.pass(cpIndexing)
 	})
 	p.finish()
 	if err != nil {
 		return fmt.Errorf("indexing: %w", err)
 	}
 	im.stats.add(st)
+	im.crash.pass(cpIndexed)
 	im.resume.Bulk = false
 	return im.saveResume()
 }

@@ -47,17 +47,7 @@ func (e *env) replayCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("replay: %w", err)
 	}
 	b.store = nil
-	old := final + ".old"
-	if err := os.RemoveAll(old); err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	if err := os.Rename(final, old); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("replay: %w", err)
-	}
-	if err := os.Rename(fresh, final); err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	if err := os.RemoveAll(old); err != nil {
+	if err := swapInDir(fresh, final); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	if b.store, err = projections.Open(final, cfg); err != nil {
