@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -194,7 +195,23 @@ const bulkArenaBytes = 4 << 20
 // fresh memory to match), while pass 1 copies them into the sorts at once
 // and keeps nothing. A batch's arenas go back once pass 1 has added the
 // batch.
-type bulkArenas struct{ free chan []byte }
+//
+// The arenas are mapped outside the Go heap, as huge pages where the
+// kernel gives them (adviseHugePages): ≈ 10 of 4 MiB live through a bulk
+// build, and on the heap they raised the heap the collector lets grow by
+// twice that, in fresh pages at ≈ 15 µs each on the benchmark VM. An
+// arena grown by append past its mapping (a very large key) is Go memory
+// as before. release unmaps them all; nothing may use an arena after.
+type bulkArenas struct {
+	free chan []byte
+	// mapArena maps n bytes outside the Go heap (nil: mapArenaMem); on
+	// an error get falls back to Go memory.
+	mapArena func(n int) ([]byte, error)
+
+	mu       sync.Mutex
+	mapped   [][]byte // every arena mapped and not yet unmapped
+	released bool
+}
 
 // bulkArenasKept bounds the arenas kept for reuse: on 2 workers about 8
 // are in flight (a batch being prepared, two waiting, one being added).
@@ -204,12 +221,35 @@ const bulkArenasKept = 8
 
 func newBulkArenas() *bulkArenas { return &bulkArenas{free: make(chan []byte, bulkArenasKept)} }
 
+// mapArenaMem maps n bytes of zeroed memory and asks for huge pages.
+func mapArenaMem(n int) ([]byte, error) {
+	m, err := syscall.Mmap(-1, 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("bulk: map arena: %w", err)
+	}
+	_ = adviseHugePages(m) // a hint: small pages where it fails
+	return m, nil
+}
+
 func (a *bulkArenas) get() []byte {
-	if a != nil {
-		select {
-		case b := <-a.free:
-			return b[:0]
-		default:
+	if a == nil {
+		return make([]byte, 0, bulkArenaBytes)
+	}
+	select {
+	case b := <-a.free:
+		return b[:0]
+	default:
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.released {
+		mapArena := a.mapArena
+		if mapArena == nil {
+			mapArena = mapArenaMem
+		}
+		if m, err := mapArena(bulkArenaBytes); err == nil {
+			a.mapped = append(a.mapped, m)
+			return m[:0]
 		}
 	}
 	return make([]byte, 0, bulkArenaBytes)
@@ -227,9 +267,49 @@ func (a *bulkArenas) put(b *bulkBatch) {
 		select {
 		case a.free <- m:
 		default:
+			a.unmap(m)
 		}
 	}
 	b.arenas = nil
+}
+
+// unmap unmaps m if it is one of the mapped arenas (Go memory is left to
+// the collector).
+func (a *bulkArenas) unmap(m []byte) {
+	if cap(m) == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, mm := range a.mapped {
+		if unsafe.SliceData(mm) == unsafe.SliceData(m) {
+			_ = syscall.Munmap(mm) // only fails for a range not mapped
+			a.mapped = slices.Delete(a.mapped, i, i+1)
+			return
+		}
+	}
+}
+
+// release unmaps every mapped arena, kept or handed out; get hands out Go
+// memory after. Nothing may use an arena after (the bulk build has ended).
+func (a *bulkArenas) release() {
+	if a == nil {
+		return
+	}
+	for {
+		select {
+		case <-a.free:
+			continue
+		default:
+		}
+		break
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, m := range a.mapped {
+		_ = syscall.Munmap(m)
+	}
+	a.mapped, a.released = nil, true
 }
 
 // bulkBatch is a batch of prepared events and the arenas they alias.
@@ -331,6 +411,7 @@ func (s *Store) newBulkBuild() (*bulkBuild, error) {
 // discard removes the temporary files and frees the sorts' memory (after
 // finish too).
 func (b *bulkBuild) discard() {
+	b.arenas.release()
 	b.records.free()
 	b.rids.free()
 	b.index.free()

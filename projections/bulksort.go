@@ -40,6 +40,11 @@ type sorter struct {
 	// radix sort's scratch space.
 	bufMem, entMem, tmpMem []byte
 	spillW                 *bufio.Writer
+	// adviseHuge asks for transparent huge pages on a mapping (nil:
+	// adviseHugePages); hugeAdvised and hugeFailed count its calls and
+	// failures (tests).
+	adviseHuge              func([]byte) error
+	hugeAdvised, hugeFailed int
 }
 
 // sortEntry locates one pair in buf: the key at ko, kl bytes long, then
@@ -84,7 +89,7 @@ func (s *sorter) add(k, v []byte) error {
 			if err := s.unmap(&s.bufMem); err != nil {
 				return err
 			}
-			m, err := mapMem(max(s.limit, need))
+			m, err := s.mapMem(max(s.limit, need))
 			if err != nil {
 				return err
 			}
@@ -96,7 +101,7 @@ func (s *sorter) add(k, v []byte) error {
 			// entries are ~35 bytes, so their runs end when the
 			// entries are full).
 			n := max(1, s.limit/48)
-			m, err := mapMem(n * int(unsafe.Sizeof(sortEntry{})))
+			m, err := s.mapMem(n * int(unsafe.Sizeof(sortEntry{})))
 			if err != nil {
 				return err
 			}
@@ -111,12 +116,38 @@ func (s *sorter) add(k, v []byte) error {
 	return nil
 }
 
+// hugePageBytes is the size of a transparent huge page on amd64 and arm64
+// (with 4 KiB base pages).
+const hugePageBytes = 2 << 20
+
 // mapMem returns n bytes of zeroed memory outside the Go heap. It holds
 // no Go pointers (the collector does not scan it).
-func mapMem(n int) ([]byte, error) {
-	m, err := syscall.Mmap(-1, 0, n, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+//
+// A mapping of at least a huge page is rounded up to whole huge pages and
+// advised to use them (adviseHuge): on a paravirtualised VM each fresh 4 KiB
+// page costs a trap of ≈ 15 µs, and the sorts' buffers, entries and scratch
+// are ≈ 35 MiB touched once each. Linux aligns anonymous mappings that are
+// a multiple of 2 MiB to 2 MiB, so the whole mapping can be huge pages.
+// The advice is only a hint: where it fails (no transparent huge pages,
+// not Linux) the memory is used with small pages as before.
+func (s *sorter) mapMem(n int) ([]byte, error) {
+	size := n
+	if n >= hugePageBytes {
+		size = (n + hugePageBytes - 1) / hugePageBytes * hugePageBytes
+	}
+	m, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 	if err != nil {
 		return nil, fmt.Errorf("bulk sort: map %d bytes: %w", n, err)
+	}
+	if size >= hugePageBytes {
+		advise := s.adviseHuge
+		if advise == nil {
+			advise = adviseHugePages
+		}
+		s.hugeAdvised++
+		if advise(m) != nil {
+			s.hugeFailed++
+		}
 	}
 	return m, nil
 }
@@ -249,7 +280,7 @@ func (s *sorter) scratch(n int) ([]sortEntry, error) {
 		if err := s.unmap(&s.tmpMem); err != nil {
 			return nil, err
 		}
-		m, err := mapMem(max(n, cap(s.ents)) * size)
+		m, err := s.mapMem(max(n, cap(s.ents)) * size)
 		if err != nil {
 			return nil, err
 		}
