@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,25 +64,45 @@ func (s *server) stop() {
 	}
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
+// freePorts returns n free TCP ports on 127.0.0.1, distinct from every
+// port it returned before in this process. They are taken below the
+// kernel's ephemeral range (ip_local_port_range, 32768 and up by default):
+// a port the kernel picked for a listener on port 0 and that was then
+// closed could be given to an outgoing connection (recon's hashqueries,
+// wrk) before the server meant for it binds it — a 10,000-difference
+// recon run failed with "bind: address already in use" that way.
 func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
 	var ports []int
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 20000 {
+			return nil, fmt.Errorf("no free port on 127.0.0.1 in %d..%d", portBase, portLimit)
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		p := int(nextPort.Add(1))
+		if p >= portLimit {
+			// Wrap (a very long run): ports returned long ago are free again.
+			nextPort.CompareAndSwap(int32(p), portBase)
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // taken by someone else
+		}
+		ln.Close()
+		ports = append(ports, p)
 	}
 	return ports, nil
 }
+
+// The ports freePorts hands out, below the default ephemeral range.
+const portBase, portLimit = 20000, 32000
+
+// nextPort is the last port freePorts considered; it starts at a random
+// place so that two benches at once seldom try the same ports.
+var nextPort = func() *atomic.Int32 {
+	var p atomic.Int32
+	p.Store(int32(portBase + rand.IntN(portLimit-portBase)))
+	return &p
+}()
 
 // startServer starts cmd (its output going to logPath) and waits until
 // GET /pks/lookup?op=stats answers 200 on hkpPort.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"testing"
 	"time"
 )
@@ -48,4 +50,38 @@ tail latency (us): p99.9 62446 max 97584
 	if r.p999 != 62446*time.Microsecond || r.max != 97584*time.Microsecond || r.p99 != 30540*time.Microsecond || r.requests != 276249 {
 		t.Fatalf("parsed %+v", r)
 	}
+}
+
+// TestFreePortsOutsideEphemeralRange: ports come from below the kernel's
+// ephemeral range (never handed to an outgoing connection), are distinct
+// across calls, and can be bound.
+func TestFreePortsOutsideEphemeralRange(t *testing.T) {
+	seen := map[int]bool{}
+	for call := 0; call < 50; call++ {
+		ports, err := freePorts(4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ports {
+			if p < portBase || p >= portLimit {
+				t.Fatalf("port %d outside %d..%d", p, portBase, portLimit)
+			}
+			if seen[p] {
+				t.Fatalf("port %d returned twice", p)
+			}
+			seen[p] = true
+		}
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", must(freePorts(1))[0]))
+	if err != nil {
+		t.Fatalf("a returned port cannot be bound: %v", err)
+	}
+	ln.Close()
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
