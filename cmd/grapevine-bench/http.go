@@ -350,6 +350,39 @@ function done(summary, latency, requests)
 end
 `
 
+// settle waits (at most settleLimit) until no server uses CPU, so that a
+// row measures one server without the other still working off the row
+// before: SKS answers one request at a time and keeps answering requests
+// queued at 64 connections after wrk has gone. It says on stderr how long
+// it waited, when it did.
+func settle(ctx context.Context, servers []*server) {
+	start := time.Now()
+	quiet := 0
+	prev := cpuTime(servers)
+	for quiet < settleQuietPolls && time.Since(start) < settleLimit && ctx.Err() == nil {
+		time.Sleep(settlePoll)
+		cur := cpuTime(servers)
+		if cur-prev <= settleIdleCPU {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		prev = cur
+	}
+	if waited := time.Since(start); waited > time.Duration(settleQuietPolls+1)*settlePoll {
+		fmt.Fprintf(os.Stderr, "      waited %v for the servers to go idle\n", waited.Round(10*time.Millisecond))
+	}
+}
+
+// A server is idle when it used at most 10 ms of CPU (one clock tick) in
+// each of 3 polls of 200 ms.
+const (
+	settlePoll       = 200 * time.Millisecond
+	settleQuietPolls = 3
+	settleIdleCPU    = 10 * time.Millisecond
+	settleLimit      = 60 * time.Second
+)
+
 // runWrk runs wrk against base with the paths in pathsFile.
 func runWrk(ctx context.Context, work, base string, paths []string, conns int, d time.Duration) (wrkResult, error) {
 	pf := filepath.Join(work, "wrk-paths.txt")
@@ -488,6 +521,7 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 			var res [2]wrkResult
 			for i, s := range servers {
 				fmt.Fprintf(os.Stderr, "http: %s, %d conns, %s (%d paths, %s)\n", k.name, conns, s.name, len(k.paths), c.duration)
+				settle(ctx, servers)
 				r, err := runWrk(ctx, filepath.Dir(gvDir), s.base, k.paths, conns, c.duration)
 				if err != nil {
 					return nil, err
@@ -513,6 +547,7 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 		var res [2]wrkResult
 		for i, s := range servers {
 			fmt.Fprintf(os.Stderr, "http: get by fingerprint, every key, 64 conns, %s (%d paths, %s)\n", s.name, len(q.allFingerprints), c.duration)
+			settle(ctx, servers)
 			r, err := runWrk(ctx, filepath.Dir(gvDir), s.base, q.allFingerprints, 64, c.duration)
 			if err != nil {
 				return nil, err

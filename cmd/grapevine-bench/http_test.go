@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"os/exec"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,4 +87,27 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestSettleWaitsForBusyServer: settle returns only once no server uses
+// CPU — here after a busy process is stopped, not before.
+func TestSettleWaitsForBusyServer(t *testing.T) {
+	busy := exec.Command("sh", "-c", "while :; do :; done")
+	idle := exec.Command("sleep", "60")
+	for _, c := range []*exec.Cmd{busy, idle} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func(c *exec.Cmd) { c.Process.Kill(); c.Wait() }(c)
+	}
+	var stopped atomic.Bool
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		stopped.Store(true)
+		busy.Process.Kill()
+	}()
+	settle(context.Background(), []*server{{cmd: busy}, {cmd: idle}})
+	if !stopped.Load() {
+		t.Fatal("settle returned while a server was busy")
+	}
 }
