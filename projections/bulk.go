@@ -35,7 +35,9 @@ import (
 // handed over by the log's writer (an import: BulkBuilder). Pass 2 finds
 // the cutoff from the sorted record keys; passes 3 (records, latest
 // pointers) and 4 (every other index entry) then merge their sorts into
-// sstables at the same time.
+// sstables at the same time, each sort in key ranges merged side by side
+// (at least two, so that both cores of the smallest machine are busy), and
+// the prefix tree is built beside them.
 //
 // It covers the leading run of events in which every key is new: it stops
 // before the first admin event and before the second version of any key
@@ -70,6 +72,8 @@ type bulkPrep struct {
 	kind   eventlog.Kind
 	origin eventlog.Origin
 	bad    bool // a KeySubmitted whose key does not parse
+	sks    bool // the key is SKS-compatible: its hash goes into the prefix tree
+	hash   [16]byte
 	recKey []byte
 	val    []byte // origin(1) time-ns(8 BE) then the encoded record (encodeRecord)
 	// index holds the key's index entries (hash, fingerprint, key IDs,
@@ -107,6 +111,7 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key, arena 
 		SKS:     key.SKSCompatible(),
 		Created: creationTime(key.Primary.Body),
 	}
+	p.sks, p.hash = rec.SKS, rec.Hash
 	a := *arena
 	if need := 2 + len(rid) + 8 + 9 + 64 + key.MarshalSize() + 2048; cap(a)-len(a) < need {
 		// A fresh arena rather than growing this one: what was
@@ -379,6 +384,10 @@ type bulkBuild struct {
 	fromLog int64
 	others  []bulkAside // rejected and unknown-kind events, counted if before the cutoff
 	arenas  *bulkArenas
+	// elems are the SKS hashes of the records added, by index, for the
+	// prefix tree: gathered in pass 1 so that the tree can be built
+	// beside passes 3 and 4 rather than after the records' merge.
+	elems []ptree.Elem
 }
 
 type bulkAside struct {
@@ -400,12 +409,42 @@ func (s *Store) newBulkBuild() (*bulkBuild, error) {
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("bulk: %w", err)
 	}
+	// Passes 3 and 4 merge each sort in key ranges at once, at least two
+	// so that they keep two cores busy: one merge of the records and one
+	// of the index entries, each feeding an sstable writer, left a core
+	// idle for about a third of the build after the last append.
+	parts := max(2, s.cfg.Workers)
 	return &bulkBuild{
 		s: s, tmp: tmp, start: time.Now(), arenas: newBulkArenas(),
-		records: newSorter(tmp, "records", s.cfg.BulkSortBytes),
+		records: newPartSorter(tmp, "records", s.cfg.BulkSortBytes, parts, recordGroup),
 		rids:    newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8)),
-		index:   newSorter(tmp, "index", s.cfg.BulkSortBytes),
+		index:   newPartSorter(tmp, "index", s.cfg.BulkSortBytes, parts, indexGroup),
 	}, nil
+}
+
+// recordGroup is the part of a record key (K<len><rid><index>) that the
+// versions of one key share: its record ID.
+func recordGroup(k []byte) []byte {
+	if len(k) >= 8+2 {
+		return k[:len(k)-8]
+	}
+	return k
+}
+
+// indexGroup is the part of an index entry's key that every entry the
+// index pass writes together shares: a fingerprint's list (F<len><fpr>
+// then the event index) and a word's postings and count (W<word> then 0
+// or 1). Other entries stand alone (equal keys sort together anyway).
+func indexGroup(k []byte) []byte {
+	switch {
+	case len(k) > 8 && k[0] == prefixFpr:
+		return k[:len(k)-8]
+	case len(k) > 1 && k[0] == prefixWord:
+		if i := bytes.IndexByte(k, 0); i > 0 {
+			return k[:i]
+		}
+	}
+	return k
 }
 
 // discard removes the temporary files and frees the sorts' memory (after
@@ -436,6 +475,9 @@ func (b *bulkBuild) add(p *bulkPrep) (bool, error) {
 	if err := b.rids.add(p.recKey, nil); err != nil {
 		return false, err
 	}
+	if p.sks {
+		b.elems = append(b.elems, ptree.Elem{Hash: p.hash, Order: uint64(p.idx)})
+	}
 	for ix := p.index; len(ix) > 0; {
 		kl, n := binary.Uvarint(ix)
 		ix = ix[n:]
@@ -461,7 +503,7 @@ func (b *bulkBuild) addFromLog(p *bulkPrep) (bool, error) {
 func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	s, tmp, start := b.s, b.tmp, b.start
 	var total ApplyStats
-	records, rids, others := b.records, b.rids, b.others
+	rids, others := b.rids, b.others
 	cutoff := b.cutoff
 	if cutoff == 0 {
 		cutoff = b.fed + 1
@@ -503,116 +545,120 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	}
 	last := cutoff - 1
 
-	// Passes 3 and 4 at once, each merging one sort straight into
-	// sstables: the records and latest pointers (they come in record-ID
-	// order) here, every other entry on its own goroutine.
+	// Passes 3 and 4 at once: each key range of the records' sort (the
+	// records and their latest pointers, in record-ID order) and of the
+	// index entries' sort merged straight into sstables of its own on its
+	// own goroutine, and the prefix tree built from the hashes of pass 1
+	// beside them. The ranges do not overlap, so neither do the files.
 	wopts := s.opts.MakeWriterOptions(len(s.opts.Levels)-1, s.db.FormatMajorVersion().MaxTableFormat())
+	var writers []*sstWriter
 	newWriter := func(name string) *sstWriter {
-		return &sstWriter{dir: tmp, name: name, opts: wopts, target: sstTargetBytes}
+		w := &sstWriter{dir: tmp, name: name, opts: wopts, target: sstTargetBytes}
+		writers = append(writers, w)
+		return w
 	}
-	kw, lw, iw, pw, mw := newWriter("K"), newWriter("L"), newWriter("idx"), newWriter("P"), newWriter("meta")
-	// Records are key material and signatures, which do not compress:
-	// Snappy took ≈ 0.15 s of a 100k import's CPU to save 3 % of the
-	// records' 143 MB (the other tables keep the store's compression).
-	kw.opts.Compression = sstable.NoCompression
-	writers := []*sstWriter{kw, lw, iw, pw, mw}
 	defer func() {
 		for _, w := range writers {
 			w.finish()
 		}
 	}()
+	if err := b.records.seal(); err != nil {
+		return total, err
+	}
+	if err := b.index.seal(); err != nil {
+		return total, err
+	}
 	var stop atomic.Bool
-	indexDone := make(chan error, 1)
-	passesStart := time.Now()
-	var indexTook time.Duration
-	go func() {
-		err := b.writeIndex(iw, last, &stop)
-		indexTook = time.Since(passesStart)
-		indexDone <- err
-	}()
-	indexWaited := false
+	var wg sync.WaitGroup
 	defer func() {
-		if !indexWaited {
+		stop.Store(true)
+		wg.Wait()
+	}()
+	passesStart := time.Now()
+	var errMu sync.Mutex
+	var passErr error
+	setErr := func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if passErr == nil {
+			passErr = err
 			stop.Store(true)
-			<-indexDone
+		}
+	}
+	var recordsTook, indexTook atomic.Int64 // nanoseconds, the longest range
+	took := func(d *atomic.Int64) {
+		t := int64(time.Since(passesStart))
+		for {
+			old := d.Load()
+			if t <= old || d.CompareAndSwap(old, t) {
+				return
+			}
+		}
+	}
+	parts := make([]bulkRecordsPart, b.records.nparts())
+	for p := range parts {
+		kw, lw := newWriter(fmt.Sprintf("K%d", p)), newWriter(fmt.Sprintf("L%d", p))
+		// Records are key material and signatures, which do not
+		// compress: Snappy took ≈ 0.15 s of a 100k import's CPU to save
+		// 3 % of the records' 143 MB (the other tables keep the store's
+		// compression).
+		kw.opts.Compression = sstable.NoCompression
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer took(&recordsTook)
+			if err := b.writeRecords(p, kw, lw, last, &stop, &parts[p]); err != nil {
+				setErr(err)
+			}
+		}()
+	}
+	for p := range b.index.nparts() {
+		iw := newWriter(fmt.Sprintf("idx%d", p))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer took(&indexTook)
+			if err := b.writeIndex(p, iw, last, &stop); err != nil {
+				setErr(err)
+			}
+		}()
+	}
+	pw := newWriter("P")
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		elems := slices.DeleteFunc(b.elems, func(e ptree.Elem) bool { return e.Order > uint64(last) })
+		b.elems = nil
+		slices.SortFunc(elems, func(a, b ptree.Elem) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+		err := ptree.Build(s.cfg.Ptree, elems, pw.add)
+		switch {
+		case errors.Is(err, ptree.ErrSamplePoint) || errors.Is(err, ptree.ErrDuplicate):
+			setErr(errBulkFallback)
+		case err != nil:
+			setErr(fmt.Errorf("bulk: build prefix tree: %w", err))
 		}
 	}()
-	var elems []ptree.Elem
+	wg.Wait()
+	if passErr != nil {
+		return total, passErr
+	}
 	counters := make(map[string][2]uint64)
 	byOrigin := make(map[eventlog.Origin]ApplyStats)
 	var keys int64
-	if it, err = records.iter(); err != nil {
-		return total, err
-	}
-	recs := newAsyncWriter(kw)
-	recsClosed := false
-	defer func() {
-		if !recsClosed {
-			recs.close()
+	for _, part := range parts {
+		keys += part.keys
+		for k, c := range part.counters {
+			t := counters[k]
+			t[0] += c[0]
+			t[1] += c[1]
+			counters[k] = t
 		}
-	}()
-	for {
-		k, v, ok, err := it.next()
-		if err != nil {
-			it.close()
-			return total, err
-		}
-		if !ok {
-			break
-		}
-		rid, idx, _ := ridOfRecordKey(k)
-		if idx > last {
-			continue
-		}
-		bv, err := decodeBulkValue(v)
-		if err != nil {
-			it.close()
-			return total, err
-		}
-		rec, err := decodeRecord(rid, idx, bv.rec)
-		if err != nil {
-			it.close()
-			return total, err
-		}
-		recs.add(k, bv.rec)
-		var flags byte
-		if rec.SKS {
-			flags |= flagSKS
-			elems = append(elems, ptree.Elem{Hash: rec.Hash, Order: uint64(idx)})
-		}
-		if err := lw.add(latestKey(rid), encodeLatest(idx, flags, rec.Hash)); err != nil {
-			it.close()
-			return total, err
-		}
-		keys++
-		o := byOrigin[bv.origin]
-		o.Added++
-		byOrigin[bv.origin] = o
-		t := bv.time
-		for _, ck := range []string{"d" + t.Format("20060102"), "h" + t.Format("2006010215")} {
-			c := counters[ck]
-			c[0]++
-			counters[ck] = c
+		for o, st := range part.byOrigin {
+			t := byOrigin[o]
+			t.add(st)
+			byOrigin[o] = t
 		}
 	}
-	it.close()
-	recsClosed = true
-	if err := recs.close(); err != nil {
-		return total, err
-	}
-	recordsTook := time.Since(passesStart)
-	// The prefix tree, from the sorted hashes, while pass 4 runs.
-	treeDone := make(chan error, 1)
-	go func() {
-		slices.SortFunc(elems, func(a, b ptree.Elem) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-		treeDone <- ptree.Build(s.cfg.Ptree, elems, pw.add)
-	}()
-	treeWaited := false
-	defer func() {
-		if !treeWaited {
-			<-treeDone
-		}
-	}()
 	for _, a := range others {
 		if a.idx > last {
 			continue
@@ -625,20 +671,9 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 		}
 		byOrigin[a.origin] = o
 	}
-	indexWaited = true
-	if err := <-indexDone; err != nil {
-		return total, err
-	}
-	treeWaited = true
-	if err := <-treeDone; err != nil {
-		if errors.Is(err, ptree.ErrSamplePoint) || errors.Is(err, ptree.ErrDuplicate) {
-			return total, errBulkFallback
-		}
-		return total, fmt.Errorf("bulk: build prefix tree: %w", err)
-	}
-	elems = nil
 
 	// Counters, the key count and every projection's applied index.
+	mw := newWriter("meta")
 	ck := make([]string, 0, len(counters))
 	for k := range counters {
 		ck = append(ck, k)
@@ -710,43 +745,106 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	s.bulkLast = last
 	s.setApplied(last)
 	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).Int64("read_from_log", b.fromLog).
-		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("records_pass", recordsTook).
-		Dur("index_pass", indexTook).Dur("ingest", time.Since(built)).
+		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("records_pass", time.Duration(recordsTook.Load())).
+		Dur("index_pass", time.Duration(indexTook.Load())).Dur("ingest", time.Since(built)).
 		Msg("bulk applied")
 	return total, nil
 }
 
-// writeIndex is pass 4: the index entries of events up to last, merged
-// from their sort into iw, grouped where a value gathers several entries
-// (fingerprint lists), with each word's count after its postings. It
-// returns errBulkFallback at two keys with one SKS hash, and stops early
-// when stop is set.
-func (b *bulkBuild) writeIndex(w *sstWriter, last eventlog.Index, stop *atomic.Bool) (err error) {
-	it, err := b.index.iter()
+// bulkRecordsPart is what pass 3 counts in one key range of the records.
+type bulkRecordsPart struct {
+	keys     int64
+	counters map[string][2]uint64 // stats histograms: new keys by day and hour
+	byOrigin map[eventlog.Origin]ApplyStats
+}
+
+// writeRecords is pass 3 for key range p of the records: the records of
+// events up to last into kw, their latest pointers into lw, and what they
+// count into out. It stops early when stop is set.
+func (b *bulkBuild) writeRecords(p int, kw, lw *sstWriter, last eventlog.Index, stop *atomic.Bool, out *bulkRecordsPart) error {
+	it, err := b.records.iterPart(p)
 	if err != nil {
 		return err
 	}
 	defer it.close()
-	// The sstable is built on another goroutine (the merge and the
-	// writer were each about half of this pass).
-	iw := newAsyncWriter(w)
-	defer func() {
-		err = errors.Join(err, iw.close())
-	}()
+	out.counters = make(map[string][2]uint64)
+	out.byOrigin = make(map[eventlog.Origin]ApplyStats)
+	for n := 0; ; n++ {
+		if n%4096 == 0 && stop.Load() {
+			return errBulkStopped
+		}
+		k, v, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		rid, idx, _ := ridOfRecordKey(k)
+		if idx > last {
+			continue
+		}
+		bv, err := decodeBulkValue(v)
+		if err != nil {
+			return err
+		}
+		rec, err := decodeRecord(rid, idx, bv.rec)
+		if err != nil {
+			return err
+		}
+		if err := kw.add(k, bv.rec); err != nil {
+			return err
+		}
+		var flags byte
+		if rec.SKS {
+			flags |= flagSKS
+		}
+		if err := lw.add(latestKey(rid), encodeLatest(idx, flags, rec.Hash)); err != nil {
+			return err
+		}
+		out.keys++
+		o := out.byOrigin[bv.origin]
+		o.Added++
+		out.byOrigin[bv.origin] = o
+		t := bv.time
+		for _, ck := range []string{"d" + t.Format("20060102"), "h" + t.Format("2006010215")} {
+			c := out.counters[ck]
+			c[0]++
+			out.counters[ck] = c
+		}
+	}
+}
+
+// errBulkStopped ends a pass because another one failed (its error is
+// the one reported).
+var errBulkStopped = errors.New("bulk: pass stopped")
+
+// writeIndex is pass 4 for key range p of the index entries: those of
+// events up to last, merged from their sort into w, grouped where a value
+// gathers several entries (fingerprint lists), with each word's count
+// after its postings (a range holds whole groups: indexGroup). It returns
+// errBulkFallback at two keys with one SKS hash, and stops early when
+// stop is set.
+func (b *bulkBuild) writeIndex(p int, w *sstWriter, last eventlog.Index, stop *atomic.Bool) (err error) {
+	it, err := b.index.iterPart(p)
+	if err != nil {
+		return err
+	}
+	defer it.close()
 	var fprGroup, fprList []byte
 	flushFpr := func() error {
 		if fprGroup == nil {
 			return nil
 		}
-		iw.add(fprGroup, fprList)
+		err := w.add(fprGroup, fprList)
 		fprGroup, fprList = nil, nil
-		return nil
+		return err
 	}
 	var prevHash []byte
 	var words wordCounter // the word counts follow each word's postings
 	for n := 0; ; n++ {
 		if n%4096 == 0 && stop.Load() {
-			return errors.New("bulk: index pass stopped")
+			return errBulkStopped
 		}
 		k, v, ok, err := it.next()
 		if err != nil {
@@ -762,7 +860,7 @@ func (b *bulkBuild) writeIndex(w *sstWriter, last eventlog.Index, stop *atomic.B
 			continue
 		}
 		v = v[:len(v)-8]
-		if err := words.next(k, iw.write); err != nil {
+		if err := words.next(k, w.add); err != nil {
 			return err
 		}
 		if k[0] == prefixFpr {
@@ -794,9 +892,11 @@ func (b *bulkBuild) writeIndex(w *sstWriter, last eventlog.Index, stop *atomic.B
 			}
 			prevHash = append(prevHash[:0], k...)
 		}
-		iw.add(k, v)
+		if err := w.add(k, v); err != nil {
+			return err
+		}
 	}
-	return errors.Join(flushFpr(), words.flush(iw.write))
+	return errors.Join(flushFpr(), words.flush(w.add))
 }
 
 // bulkScan reads events [from, target] in batches, prepares each batch on

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -331,5 +333,145 @@ func TestSorterSpillsReuseWriter(t *testing.T) {
 	}
 	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
 		t.Fatalf("%d spills allocated %d bytes", len(s.runs)-1, got)
+	}
+}
+
+// TestSorterParts: a sort read back in key ranges gives, range after
+// range, exactly the sorted pairs; the ranges can be read at the same
+// time; and no range cuts a group (here: the pairs sharing a key up to
+// '/'), in memory and from spilled runs.
+func TestSorterParts(t *testing.T) {
+	group := func(k []byte) []byte {
+		if i := bytes.IndexByte(k, '/'); i >= 0 {
+			return k[:i]
+		}
+		return k
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var keys [][]byte
+	// Few large groups, so that the ranges' bounds fall inside them.
+	for range 6000 {
+		keys = append(keys, fmt.Appendf(nil, "g%d/%08d", rng.IntN(5), rng.IntN(1e8)))
+	}
+	for range 2000 {
+		keys = append(keys, fmt.Appendf(nil, "%08x", rng.Uint32()))
+	}
+	want := slices.Clone(keys)
+	slices.SortFunc(want, bytes.Compare)
+	for _, limit := range []int{1 << 20, 16 << 10} { // in memory; spilled runs
+		for _, parts := range []int{1, 2, 3, 7} {
+			s := newPartSorter(t.TempDir(), "t", limit, parts, group)
+			for _, k := range keys {
+				if err := s.add(k, append([]byte("v"), k...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.seal(); err != nil {
+				t.Fatal(err)
+			}
+			if parts > 1 && s.nparts() < 2 {
+				t.Fatalf("limit %d, %d parts asked: %d ranges", limit, parts, s.nparts())
+			}
+			got := make([][][]byte, s.nparts())
+			errs := make([]error, s.nparts())
+			var wg sync.WaitGroup
+			for p := range got {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					it, err := s.iterPart(p)
+					if err != nil {
+						errs[p] = err
+						return
+					}
+					defer it.close()
+					for {
+						k, v, ok, err := it.next()
+						if err != nil || !ok {
+							errs[p] = err
+							return
+						}
+						if !bytes.Equal(v, append([]byte("v"), k...)) {
+							errs[p] = fmt.Errorf("key %q carries value %q", k, v)
+							return
+						}
+						got[p] = append(got[p], bytes.Clone(k))
+					}
+				}()
+			}
+			wg.Wait()
+			var all [][]byte
+			for p, r := range got {
+				if errs[p] != nil {
+					t.Fatal(errs[p])
+				}
+				if p > 0 && len(r) > 0 && len(all) > 0 && bytes.Equal(group(all[len(all)-1]), group(r[0])) {
+					t.Fatalf("limit %d, %d parts: group %q cut between ranges %d and %d", limit, parts, group(r[0]), p-1, p)
+				}
+				all = append(all, r...)
+			}
+			if !slices.EqualFunc(all, want, bytes.Equal) {
+				t.Fatalf("limit %d, %d parts (%d runs, %d ranges): the ranges do not give the sorted pairs", limit, parts, len(s.runs), s.nparts())
+			}
+			it, err := s.iter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for {
+				_, _, ok, err := it.next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					break
+				}
+				n++
+			}
+			it.close()
+			if n != len(want) {
+				t.Fatalf("limit %d, %d parts: iter gave %d pairs, want %d", limit, parts, n, len(want))
+			}
+			s.free()
+		}
+	}
+}
+
+// TestBulkGroupsStayWhole: the bounds of the key ranges of the bulk
+// sorts are prefixes that keep together what passes 3 and 4 write
+// together: a record ID's versions, a fingerprint's list, a word's
+// postings (and so its count, W<word>\x01, written after them).
+func TestBulkGroupsStayWhole(t *testing.T) {
+	rid := bytes.Repeat([]byte{0xab}, 20)
+	for _, c := range []struct {
+		group   func([]byte) []byte
+		members [][]byte
+		others  [][]byte // keys of other groups, each on one side of every member
+	}{
+		{recordGroup, [][]byte{recordKey(rid, 1), recordKey(rid, 1<<40)},
+			[][]byte{recordKey(bytes.Repeat([]byte{0xab}, 19), 7), recordKey(append(bytes.Clone(rid), 0), 0), recordKey(bytes.Repeat([]byte{0xac}, 20), 0)}},
+		{indexGroup, [][]byte{binary.BigEndian.AppendUint64(fprKey(rid), 1), binary.BigEndian.AppendUint64(fprKey(rid), 99)},
+			[][]byte{binary.BigEndian.AppendUint64(fprKey(rid[:19]), 5), hashKey([16]byte{1})}},
+		{indexGroup, [][]byte{wordKey(prefixWord, "foo", rid), wordKey(prefixWord, "foo", rid[:10])},
+			[][]byte{wordKey(prefixWord, "fo", rid), wordKey(prefixWord, "foobar", rid), wordKey(prefixEmail, "foo", rid)}},
+	} {
+		for _, m := range c.members {
+			g := c.group(m)
+			for _, m2 := range c.members {
+				if !bytes.HasPrefix(m2, g) {
+					t.Fatalf("group %q of %q is not a prefix of member %q", g, m, m2)
+				}
+			}
+			// Every other key is below every member, or at or above the
+			// bound and above every member.
+			for _, o := range c.others {
+				below := bytes.Compare(o, g) < 0
+				for _, m2 := range c.members {
+					if below != (bytes.Compare(o, m2) < 0) {
+						t.Fatalf("bound %q (of %q) separates %q from member %q", g, m, o, m2)
+					}
+				}
+			}
+		}
 	}
 }

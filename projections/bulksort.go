@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -35,7 +36,19 @@ type sorter struct {
 	limit int
 	buf   []byte // <key><value>... (located by ents)
 	ents  []sortEntry
-	runs  []string
+	runs  []sortRun
+	// parts > 1 asks for the pairs in that many key ranges, each merged
+	// on its own (iterPart), so that the passes after the last add can
+	// use every core. The ranges' bounds (splits) are picked from the
+	// first sorted buffer: each run covers a stretch of the log, and the
+	// keys of one stretch are spread like those of any other. group maps
+	// a key to the prefix that every key it must not be separated from
+	// shares (nil: the key itself): a bound is always such a prefix, so
+	// that a range never cuts a fingerprint's list or a word's postings.
+	parts  int
+	group  func(k []byte) []byte
+	splits [][]byte
+	sealed bool // seal ran: nothing more may be added
 	// bufMem and entMem are the mappings behind buf and ents, tmpMem the
 	// radix sort's scratch space.
 	bufMem, entMem, tmpMem []byte
@@ -59,8 +72,23 @@ type sortEntry struct {
 	kl, vl uint32
 }
 
+// sortRun is one spilled run: its file and, for each key range, where it
+// starts in the file; the last offset is the file's size.
+type sortRun struct {
+	path string
+	offs []int64
+}
+
 func newSorter(dir, name string, limit int) *sorter {
-	return &sorter{dir: dir, name: name, limit: limit}
+	return &sorter{dir: dir, name: name, limit: limit, parts: 1}
+}
+
+// newPartSorter is newSorter for a sort read back in up to parts key
+// ranges (iterPart) whose bounds are prefixes that group returns.
+func newPartSorter(dir, name string, limit, parts int, group func([]byte) []byte) *sorter {
+	s := newSorter(dir, name, limit)
+	s.parts, s.group = max(1, parts), group
+	return s
 }
 
 func keyPrefix(k []byte) uint64 {
@@ -73,6 +101,9 @@ func keyPrefix(k []byte) uint64 {
 }
 
 func (s *sorter) add(k, v []byte) error {
+	if s.sealed {
+		return errors.New("bulk sort: add after the sort was read")
+	}
 	if uint64(len(k)) > math.MaxUint32 || uint64(len(v)) > math.MaxUint32 {
 		return fmt.Errorf("bulk sort: pair of %d+%d bytes is too large", len(k), len(v))
 	}
@@ -289,12 +320,14 @@ func (s *sorter) scratch(n int) ([]sortEntry, error) {
 	return unsafe.Slice((*sortEntry)(unsafe.Pointer(&s.tmpMem[0])), n), nil
 }
 
-// spill writes the buffer, sorted, as a run file (the same framing).
+// spill writes the buffer, sorted, as a run file (the same framing),
+// noting where each key range starts in it.
 func (s *sorter) spill() error {
 	if len(s.ents) == 0 {
 		return nil
 	}
 	s.sortBuf()
+	s.pickSplits()
 	path := filepath.Join(s.dir, fmt.Sprintf("%s-%04d.run", s.name, len(s.runs)))
 	f, err := os.Create(path)
 	if err != nil {
@@ -307,15 +340,28 @@ func (s *sorter) spill() error {
 	}
 	w := s.spillW
 	w.Reset(f)
+	offs := make([]int64, len(s.splits)+2)
+	next := 0 // the split the keys have not reached yet
+	var pos int64
 	var hdr []byte
 	for _, e := range s.ents {
 		k, v := s.entry(e)
+		for next < len(s.splits) && s.reached(e, k, next) {
+			next++
+			offs[next] = pos
+		}
 		hdr = binary.AppendUvarint(hdr[:0], uint64(len(k)))
 		hdr = binary.AppendUvarint(hdr, uint64(len(v)))
 		w.Write(hdr)
 		w.Write(k)
 		w.Write(v)
+		pos += int64(len(hdr) + len(k) + len(v))
 	}
+	for next < len(s.splits) {
+		next++
+		offs[next] = pos
+	}
+	offs[len(offs)-1] = pos
 	if err := w.Flush(); err != nil {
 		f.Close()
 		return fmt.Errorf("bulk sort: write %s: %w", path, err)
@@ -323,10 +369,61 @@ func (s *sorter) spill() error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("bulk sort: %w", err)
 	}
-	s.runs = append(s.runs, path)
+	s.runs = append(s.runs, sortRun{path: path, offs: offs})
 	s.buf, s.ents = s.buf[:0], s.ents[:0]
 	return nil
 }
+
+// pickSplits chooses the bounds of the key ranges, once, from the sorted
+// buffer: the keys at its quantiles, cut to their group prefix. Bounds
+// that do not increase are dropped (fewer ranges).
+func (s *sorter) pickSplits() {
+	if s.parts <= 1 || s.splits != nil || len(s.ents) == 0 {
+		return
+	}
+	s.splits = [][]byte{}
+	for i := 1; i < s.parts; i++ {
+		k, _ := s.entry(s.ents[len(s.ents)*i/s.parts])
+		if s.group != nil {
+			k = s.group(k)
+		}
+		if n := len(s.splits); len(k) == 0 || n > 0 && bytes.Compare(k, s.splits[n-1]) <= 0 {
+			continue
+		}
+		s.splits = append(s.splits, bytes.Clone(k))
+	}
+}
+
+// reached reports whether entry e, whose key is k, is at or past split i.
+func (s *sorter) reached(e sortEntry, k []byte, i int) bool {
+	sp := s.splits[i]
+	if p := keyPrefix(sp); e.pre != p {
+		return e.pre > p
+	}
+	return bytes.Compare(k, sp) >= 0
+}
+
+// seal ends adding: what is left in the buffer is spilled if anything
+// was (and the buffers freed: the merges and the sstable writers need the
+// memory next), or sorted in place. It can be called more than once.
+func (s *sorter) seal() error {
+	if s.sealed {
+		return nil
+	}
+	s.sealed = true
+	if len(s.runs) == 0 {
+		s.sortBuf()
+		s.pickSplits()
+		return nil
+	}
+	if err := s.spill(); err != nil {
+		return err
+	}
+	return s.free()
+}
+
+// nparts is the number of key ranges; valid after seal.
+func (s *sorter) nparts() int { return len(s.splits) + 1 }
 
 // sortIter yields the sorter's pairs in key order. k and v are valid until
 // the next call to next.
@@ -335,29 +432,50 @@ type sortIter interface {
 	close()
 }
 
-// iter returns an iterator over everything added. It can be called more
-// than once (each pass reads the runs again); add must not be called after.
+// iter returns an iterator over everything added, every key range one
+// after the other. It can be called more than once (each pass reads the
+// runs again); add must not be called after.
 func (s *sorter) iter() (sortIter, error) {
+	if err := s.seal(); err != nil {
+		return nil, err
+	}
+	if s.nparts() == 1 {
+		return s.iterPart(0)
+	}
+	return &chainIter{s: s}, nil
+}
+
+// iterPart returns an iterator over key range p (0 <= p < nparts) of
+// everything added. Ranges can be read at the same time, on different
+// goroutines; add must not be called after.
+func (s *sorter) iterPart(p int) (sortIter, error) {
+	if err := s.seal(); err != nil {
+		return nil, err
+	}
+	if p < 0 || p >= s.nparts() {
+		return nil, fmt.Errorf("bulk sort: range %d of %d", p, s.nparts())
+	}
 	if len(s.runs) == 0 {
-		s.sortBuf()
-		return &memIter{s: s}, nil
+		lo, hi := 0, len(s.ents)
+		if p > 0 {
+			lo = s.searchSplit(p - 1)
+		}
+		if p < len(s.splits) {
+			hi = s.searchSplit(p)
+		}
+		return &memIter{s: s, i: lo, end: hi}, nil
 	}
-	if err := s.spill(); err != nil {
-		return nil, err
-	}
-	// Everything is in runs: the buffers can go (the merge and the
-	// sstable writers need the memory next).
-	if err := s.free(); err != nil {
-		return nil, err
-	}
+	// The ranges' readers together take what one merge's did.
+	readBytes := max(runReadMin, runReadBytes/s.nparts())
 	m := &mergeIter{}
-	for i, p := range s.runs {
-		f, err := os.Open(p)
+	for i, run := range s.runs {
+		f, err := os.Open(run.path)
 		if err != nil {
 			m.close()
 			return nil, fmt.Errorf("bulk sort: %w", err)
 		}
-		r := &runReader{f: f, r: bufio.NewReaderSize(f, runReadBytes), seq: i}
+		sec := io.NewSectionReader(f, run.offs[p], run.offs[p+1]-run.offs[p])
+		r := &runReader{f: f, r: bufio.NewReaderSize(sec, readBytes), seq: i}
 		m.all = append(m.all, r)
 		ok, err := r.advance()
 		if err != nil {
@@ -372,19 +490,66 @@ func (s *sorter) iter() (sortIter, error) {
 	return m, nil
 }
 
+// searchSplit returns the first in-memory entry at or past split i.
+func (s *sorter) searchSplit(i int) int {
+	return sort.Search(len(s.ents), func(j int) bool {
+		k, _ := s.entry(s.ents[j])
+		return s.reached(s.ents[j], k, i)
+	})
+}
+
+// chainIter reads a sorter's key ranges one after the other.
+type chainIter struct {
+	s   *sorter
+	p   int
+	cur sortIter
+}
+
+func (c *chainIter) next() ([]byte, []byte, bool, error) {
+	for {
+		if c.cur == nil {
+			if c.p >= c.s.nparts() {
+				return nil, nil, false, nil
+			}
+			it, err := c.s.iterPart(c.p)
+			if err != nil {
+				return nil, nil, false, err
+			}
+			c.cur, c.p = it, c.p+1
+		}
+		k, v, ok, err := c.cur.next()
+		if ok || err != nil {
+			return k, v, ok, err
+		}
+		c.cur.close()
+		c.cur = nil
+	}
+}
+
+func (c *chainIter) close() {
+	if c.cur != nil {
+		c.cur.close()
+		c.cur = nil
+	}
+}
+
 // runReadBytes is each run reader's buffer: a merge of the 100k corpus
 // reads about 30 runs at once, and buffers of 1 MiB were as much fresh
 // memory again as the sorts' own (page faults) for no fewer reads worth
 // having. Pairs larger than this are copied out (runReader.advance).
 const runReadBytes = 256 << 10
 
+// runReadMin is the least buffer of a run reader when the ranges of a
+// sort are merged at once (iterPart).
+const runReadMin = 64 << 10
+
 type memIter struct {
-	s *sorter
-	i int
+	s      *sorter
+	i, end int
 }
 
 func (m *memIter) next() ([]byte, []byte, bool, error) {
-	if m.i >= len(m.s.ents) {
+	if m.i >= m.end {
 		return nil, nil, false, nil
 	}
 	k, v := m.s.entry(m.s.ents[m.i])
@@ -586,77 +751,6 @@ func (w *sstWriter) finish() error {
 	w.errMu.Lock()
 	defer w.errMu.Unlock()
 	return w.err
-}
-
-// asyncWriter feeds an sstWriter from another goroutine, so that block
-// compression and writing overlap the caller's work (the bulk path is
-// otherwise one goroutine after the scan). Pairs are copied into batches.
-type asyncWriter struct {
-	w    *sstWriter
-	ch   chan []byte
-	free chan []byte // batches written, for reuse
-	done chan error
-	buf  []byte
-}
-
-const asyncBatchBytes = 1 << 20
-
-func newAsyncWriter(w *sstWriter) *asyncWriter {
-	a := &asyncWriter{w: w, ch: make(chan []byte, 4), free: make(chan []byte, 6), done: make(chan error, 1)}
-	go func() {
-		var err error
-		for b := range a.ch {
-			batch := b
-			for len(b) > 0 && err == nil {
-				kl, n := binary.Uvarint(b)
-				b = b[n:]
-				vl, n := binary.Uvarint(b)
-				b = b[n:]
-				err = w.add(b[:kl], b[kl:kl+vl])
-				b = b[kl+vl:]
-			}
-			select {
-			case a.free <- batch[:0]:
-			default:
-			}
-		}
-		a.done <- err
-	}()
-	return a
-}
-
-func (a *asyncWriter) add(k, v []byte) {
-	a.buf = binary.AppendUvarint(a.buf, uint64(len(k)))
-	a.buf = binary.AppendUvarint(a.buf, uint64(len(v)))
-	a.buf = append(a.buf, k...)
-	a.buf = append(a.buf, v...)
-	if len(a.buf) >= asyncBatchBytes {
-		a.ch <- a.buf
-		// A written batch again when there is one: fresh batches were
-		// 200 MB of garbage for the 100k corpus.
-		select {
-		case a.buf = <-a.free:
-		default:
-			a.buf = make([]byte, 0, asyncBatchBytes+len(v)+64)
-		}
-	}
-}
-
-// write is add with the signature of sstWriter.add (errors come from
-// close).
-func (a *asyncWriter) write(k, v []byte) error {
-	a.add(k, v)
-	return nil
-}
-
-// close sends what is left, waits for the writer and returns its first
-// error. It must be called exactly once.
-func (a *asyncWriter) close() error {
-	if len(a.buf) > 0 {
-		a.ch <- a.buf
-	}
-	close(a.ch)
-	return <-a.done
 }
 
 // bufWritable is objstorageprovider.NewFileWritable with a 1 MiB buffer
