@@ -414,12 +414,15 @@ func (s *Store) newBulkBuild() (*bulkBuild, error) {
 	// of the index entries, each feeding an sstable writer, left a core
 	// idle for about a third of the build after the last append.
 	parts := max(2, s.cfg.Workers)
-	return &bulkBuild{
+	b := &bulkBuild{
 		s: s, tmp: tmp, start: time.Now(), arenas: newBulkArenas(),
 		records: newPartSorter(tmp, "records", s.cfg.BulkSortBytes, parts, recordGroup),
 		rids:    newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8)),
 		index:   newPartSorter(tmp, "index", s.cfg.BulkSortBytes, parts, indexGroup),
-	}, nil
+	}
+	// Passes 3 and 4 read each range once.
+	b.records.consume, b.index.consume = true, true
+	return b, nil
 }
 
 // recordGroup is the part of a record key (K<len><rid><index>) that the

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -361,6 +362,9 @@ func TestSorterParts(t *testing.T) {
 	for _, limit := range []int{1 << 20, 16 << 10} { // in memory; spilled runs
 		for _, parts := range []int{1, 2, 3, 7} {
 			s := newPartSorter(t.TempDir(), "t", limit, parts, group)
+			// Each range is read once: with 7 of them the runs' pages are
+			// punched out behind the readers too.
+			s.consume = parts == 7
 			for _, k := range keys {
 				if err := s.add(k, append([]byte("v"), k...)); err != nil {
 					t.Fatal(err)
@@ -412,6 +416,10 @@ func TestSorterParts(t *testing.T) {
 			}
 			if !slices.EqualFunc(all, want, bytes.Equal) {
 				t.Fatalf("limit %d, %d parts (%d runs, %d ranges): the ranges do not give the sorted pairs", limit, parts, len(s.runs), s.nparts())
+			}
+			if s.consume {
+				s.free()
+				continue
 			}
 			it, err := s.iter()
 			if err != nil {
@@ -473,5 +481,83 @@ func TestBulkGroupsStayWhole(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestSorterConsumeFreesRuns: reading the ranges of a sort that is read
+// once frees the run files' pages behind the readers (punched holes), so
+// that the sstables written meanwhile reuse memory instead of taking
+// fresh pages; the pairs still come back whole and in order.
+func TestSorterConsumeFreesRuns(t *testing.T) {
+	dir := t.TempDir()
+	probe, err := os.Create(filepath.Join(dir, "probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.Write(make([]byte, 1<<16))
+	if err := punchHole(probe, 0, 1<<16); err != nil {
+		t.Skipf("the file system of %s cannot punch holes: %v", dir, err)
+	}
+	probe.Close()
+	for _, consume := range []bool{false, true} {
+		s := newPartSorter(dir, fmt.Sprintf("c%v", consume), 4<<20, 2, nil)
+		s.consume = consume
+		k, v := make([]byte, 16), bytes.Repeat([]byte{0x5a}, 1000)
+		const n = 40000 // ≈ 40 MB: 10 runs of 4 MiB
+		for i := range n {
+			binary.BigEndian.PutUint64(k, uint64(i)*0x9e3779b97f4a7c15) // scattered
+			if err := s.add(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.seal(); err != nil {
+			t.Fatal(err)
+		}
+		blocks := func() (total int64) {
+			for _, r := range s.runs {
+				var st syscall.Stat_t
+				if err := syscall.Stat(r.path, &st); err != nil {
+					t.Fatal(err)
+				}
+				total += st.Blocks * 512
+			}
+			return total
+		}
+		before := blocks()
+		got := 0
+		for p := range s.nparts() {
+			it, err := s.iterPart(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var prev []byte
+			for {
+				k, v2, ok, err := it.next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					break
+				}
+				if bytes.Compare(prev, k) > 0 || !bytes.Equal(v, v2) {
+					t.Fatalf("consume %v: pair %d out of order or damaged", consume, got)
+				}
+				prev = append(prev[:0], k...)
+				got++
+			}
+			it.close()
+		}
+		after := blocks()
+		if got != n {
+			t.Fatalf("consume %v: %d pairs back of %d", consume, got, n)
+		}
+		t.Logf("consume %v: %d runs hold %d bytes before the merge, %d after", consume, len(s.runs), before, after)
+		if consume && after > before/4 {
+			t.Fatalf("consumed runs still hold %d of %d bytes", after, before)
+		}
+		if !consume && after < before {
+			t.Fatalf("runs not consumed shrank from %d to %d bytes", before, after)
+		}
+		s.free()
 	}
 }
