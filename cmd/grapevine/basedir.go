@@ -68,7 +68,13 @@ func openBasedir(dir string, logger zerolog.Logger, createIfMissing bool) (*base
 // openBasedirWith is openBasedir with the projections' configuration
 // adjusted by tune (when not nil).
 func openBasedirWith(dir string, logger zerolog.Logger, createIfMissing bool, tune func(*projections.Config)) (*basedir, error) {
-	b, err := openBasedirLog(dir, logger, createIfMissing)
+	return openBasedirTuned(dir, logger, createIfMissing, tune, nil)
+}
+
+// openBasedirTuned is openBasedirWith with the log's configuration
+// adjusted by tuneLog too (when not nil).
+func openBasedirTuned(dir string, logger zerolog.Logger, createIfMissing bool, tune func(*projections.Config), tuneLog func(*eventlog.Config)) (*basedir, error) {
+	b, err := openBasedirLogTuned(dir, logger, createIfMissing, tuneLog)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +98,10 @@ func openBasedirWith(dir string, logger zerolog.Logger, createIfMissing bool, tu
 // projections without reading them, also when they were written by another
 // schema version (projections.ErrSchemaChanged).
 func openBasedirLog(dir string, logger zerolog.Logger, createIfMissing bool) (*basedir, error) {
+	return openBasedirLogTuned(dir, logger, createIfMissing, nil)
+}
+
+func openBasedirLogTuned(dir string, logger zerolog.Logger, createIfMissing bool, tuneLog func(*eventlog.Config)) (*basedir, error) {
 	if dir == "" {
 		return nil, usagef("--basedir must not be empty")
 	}
@@ -117,6 +127,9 @@ func openBasedirLog(dir string, logger zerolog.Logger, createIfMissing bool) (*b
 	b := &basedir{dir: dir, lock: lock, logger: logger, keyLimits: sksconfKeyLimits(dir)}
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = logger
+	if tuneLog != nil {
+		tuneLog(&lcfg)
+	}
 	if b.log, err = eventlog.Open(filepath.Join(dir, logDir), lcfg); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("basedir %s: %w", dir, err)
