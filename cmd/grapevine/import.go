@@ -591,18 +591,26 @@ func (im *importer) appendBulk(ctx context.Context, f inputFile, chunks <-chan *
 		if a, err = im.prepareBulk(f, c); err != nil {
 			break
 		}
-		if inflight == nil {
-			im.startAppend(ctx, a)
-		} else if err = settle(inflight, a); err != nil {
-			if a.done != nil {
-				<-a.done // started: its events are in use until it returns
+		if inflight != nil {
+			err = settle(inflight, a)
+			inflight = nil
+			if err != nil {
+				if a.done != nil {
+					<-a.done // started: its events are in use until it returns
+				}
+				break
 			}
-			break
+		} else {
+			im.startAppend(ctx, a)
 		}
 		inflight = a
 	}
-	if inflight != nil && err == nil {
-		err = settle(inflight, nil)
+	if inflight != nil {
+		if err == nil {
+			err = settle(inflight, nil)
+		} else {
+			<-inflight.done // no append may outlive the import's error
+		}
 	}
 	return err
 }
