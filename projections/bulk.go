@@ -52,8 +52,12 @@ import (
 // radix sort's scratch space, and an eighth of it for the record keys;
 // mapped outside the Go heap) and 24 bytes per SKS key
 // for the prefix tree build (about 150 MB for the six million keys of the
-// SKS keyspace); spilled runs and sstables go to a temporary directory
-// beside the database, removed afterwards.
+// SKS keyspace); while merging, a reader of runReadBytes per spilled run
+// (shared by the run's key ranges), which grows with the dump: about 1,000
+// runs of records and 600 of index entries for the SKS keyspace, one open
+// file per run and range. Spilled runs and sstables go to a temporary
+// directory beside the database, removed afterwards; the merges free the
+// runs' pages as they read them.
 
 // errBulkFallback says the bulk path cannot build this range exactly; the
 // caller applies it incrementally instead.
@@ -412,8 +416,11 @@ func (s *Store) newBulkBuild() (*bulkBuild, error) {
 	// Passes 3 and 4 merge each sort in key ranges at once, at least two
 	// so that they keep two cores busy: one merge of the records and one
 	// of the index entries, each feeding an sstable writer, left a core
-	// idle for about a third of the build after the last append.
-	parts := max(2, s.cfg.Workers)
+	// idle for about a third of the build after the last append. At most
+	// 4: every range's merge opens every run, and the runs' readers then
+	// take what one merge's took (runReadBytes shared, at least
+	// runReadMin each).
+	parts := min(max(2, s.cfg.Workers), 4)
 	b := &bulkBuild{
 		s: s, tmp: tmp, start: time.Now(), arenas: newBulkArenas(),
 		records: newPartSorter(tmp, "records", s.cfg.BulkSortBytes, parts, recordGroup),
