@@ -570,8 +570,10 @@ type runSection struct {
 }
 
 // punchBytes is how much is read between two punches (and the rest when
-// the range has been read).
-const punchBytes = 256 << 10
+// the range has been read). Punches end on multiples of it: the page
+// cache holds runs written 1 MiB at a time in large folios, and only
+// whole folios freed are whole folios for the sstables to reuse.
+const punchBytes = 2 << 20
 
 func (r *runSection) Read(p []byte) (int, error) {
 	if r.punch && !r.punchFailed {
@@ -581,7 +583,11 @@ func (r *runSection) Read(p []byte) (int, error) {
 			// ranges' merges read the pages they share with it.
 			r.punched = (r.start + page - 1) / page * page
 		}
-		if to := r.off / page * page; to-r.punched >= punchBytes || r.off >= r.end && to > r.punched {
+		to := r.off / punchBytes * punchBytes
+		if r.off >= r.end {
+			to = r.off / page * page
+		}
+		if to-r.punched >= punchBytes || r.off >= r.end && to > r.punched {
 			if punchHole(r.f, r.punched, to-r.punched) != nil {
 				r.punchFailed = true // the files are removed at the end anyway
 			}
