@@ -15,7 +15,8 @@
 // by fsync on a file in -dir (p50/p90/p99/max), and N single-event Appends
 // of 2 KiB through eventlog (write, fsync, stat). -nosync runs the floor
 // server with Config.NoSync (what net/http and the log cost without the
-// disk). -dir must be on the disk under test (the stores live in /tmp).
+// disk). -prof writes a CPU profile of the server during the measured
+// burst. -dir must be on the disk under test (the stores live in /tmp).
 //
 //	go run ./testdata/uploadfloor -dir /tmp/floor -n 12000 -fsync 2000
 package main
@@ -32,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,12 +52,13 @@ func main() {
 	fsyncN := flag.Int("fsync", 0, "measure N serial 2 KiB write+fsync and N single-event Appends first")
 	noSync := flag.Bool("nosync", false, "floor server without fsync (eventlog NoSync)")
 	serve := flag.String("serve", "", "internal: run the floor server on this address with its log in -dir")
+	prof := flag.String("prof", "", "write a CPU profile of the floor server's burst here")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("uploadfloor: -dir is required")
 	}
 	if *serve != "" {
-		if err := runServer(*serve, *dir, *noSync); err != nil {
+		if err := runServer(*serve, *dir, *noSync, *prof); err != nil {
 			log.Fatal(err)
 		}
 		return
@@ -72,7 +75,7 @@ func main() {
 		}
 	}
 	if *n > 0 {
-		if err := measureFloor(*dir, *n, *warm, *clients, *noSync); err != nil {
+		if err := measureFloor(*dir, *n, *warm, *clients, *noSync, *prof); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -135,7 +138,7 @@ func dist(d []time.Duration) string {
 }
 
 // measureFloor starts the floor server and uploads to it as uploadprof does.
-func measureFloor(dir string, n, warm, clients int, noSync bool) error {
+func measureFloor(dir string, n, warm, clients int, noSync bool, prof string) error {
 	ctx := context.Background()
 	var buf strings.Builder
 	if _, err := corpus.Generate(ctx, &buf, corpus.Options{N: warm + n, Seed: 1001}); err != nil {
@@ -158,6 +161,13 @@ func measureFloor(dir string, n, warm, clients int, noSync bool) error {
 	args := []string{"-serve", addr, "-dir", filepath.Join(dir, "log")}
 	if noSync {
 		args = append(args, "-nosync")
+	}
+	if prof != "" {
+		abs, err := filepath.Abs(prof)
+		if err != nil {
+			return err
+		}
+		args = append(args, "-prof", abs)
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -182,7 +192,13 @@ func measureFloor(dir string, n, warm, clients int, noSync bool) error {
 	c0 := procCPU(cmd.Process.Pid)
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	if prof != "" {
+		http.Get(base + "/prof/start")
+	}
 	up := corpus.Upload(ctx, base, bodies, clients)
+	if prof != "" {
+		http.Get(base + "/prof/stop")
+	}
 	c1 := procCPU(cmd.Process.Pid)
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	s1, err := stats(base)
@@ -200,7 +216,7 @@ func measureFloor(dir string, n, warm, clients int, noSync bool) error {
 
 // runServer is the floor server: net/http, the body read whole, one durable
 // Append per request, a short 200.
-func runServer(addr, dir string, noSync bool) error {
+func runServer(addr, dir string, noSync bool, prof string) error {
 	l, err := eventlog.Open(dir, eventlog.Config{NoSync: noSync})
 	if err != nil {
 		return err
@@ -224,6 +240,20 @@ func runServer(addr, dir string, noSync bool) error {
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(l.Stats())
+	})
+	var pf *os.File
+	mux.HandleFunc("GET /prof/start", func(w http.ResponseWriter, r *http.Request) {
+		var err error
+		if pf, err = os.Create(prof); err == nil {
+			err = pprof.StartCPUProfile(pf)
+		}
+		if err != nil {
+			log.Print(err)
+		}
+	})
+	mux.HandleFunc("GET /prof/stop", func(w http.ResponseWriter, r *http.Request) {
+		pprof.StopCPUProfile()
+		pf.Close()
 	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	return srv.ListenAndServe()
