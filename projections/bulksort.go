@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -24,7 +25,10 @@ import (
 
 // sorter is an external sort of key/value pairs with bounded memory: pairs
 // gather in one buffer, which is sorted and written to a run file when it
-// holds limit bytes; iter merges the runs.
+// holds limit bytes; iter merges the runs. No merge reads more than
+// fanIn runs at once: beyond that, seal first merges consecutive runs
+// into larger ones (cascade), so that the merges' readers and open files
+// are bounded whatever the number of pairs.
 //
 // The buffer and the entries live outside the Go heap (mapped memory,
 // released by free): tens of megabytes that stay live for the whole bulk
@@ -57,6 +61,15 @@ type sorter struct {
 	// radix sort's scratch space.
 	bufMem, entMem, tmpMem []byte
 	spillW                 *bufio.Writer
+	// fanIn is the most runs one merge reads (sortFanIn; tests lower
+	// it); nrun counts the run files named so far (spilled and merged).
+	fanIn int
+	nrun  int
+	// sealErr is what seal returned, returned again by later calls.
+	sealErr error
+	// openRuns counts the run files open now, openPeak the most at once,
+	// widest the most runs one merge read (tests).
+	openRuns, openPeak, widest atomic.Int64
 	// adviseHuge asks for transparent huge pages on a mapping (nil:
 	// adviseHugePages); hugeAdvised and hugeFailed count its calls and
 	// failures (tests).
@@ -84,7 +97,7 @@ type sortRun struct {
 }
 
 func newSorter(dir, name string, limit int) *sorter {
-	return &sorter{dir: dir, name: name, limit: limit, parts: 1}
+	return &sorter{dir: dir, name: name, limit: limit, parts: 1, fanIn: sortFanIn}
 }
 
 // newPartSorter is newSorter for a sort read back in up to parts key
@@ -332,7 +345,7 @@ func (s *sorter) spill() error {
 	}
 	s.sortBuf()
 	s.pickSplits()
-	path := filepath.Join(s.dir, fmt.Sprintf("%s-%04d.run", s.name, len(s.runs)))
+	path := s.runPath()
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("bulk sort: %w", err)
@@ -378,6 +391,12 @@ func (s *sorter) spill() error {
 	return nil
 }
 
+// runPath names a new run file.
+func (s *sorter) runPath() string {
+	s.nrun++
+	return filepath.Join(s.dir, fmt.Sprintf("%s-%04d.run", s.name, s.nrun-1))
+}
+
 // pickSplits chooses the bounds of the key ranges, once, from the sorted
 // buffer: the keys at its quantiles, cut to their group prefix. Bounds
 // that do not increase are dropped (fewer ranges).
@@ -409,10 +428,11 @@ func (s *sorter) reached(e sortEntry, k []byte, i int) bool {
 
 // seal ends adding: what is left in the buffer is spilled if anything
 // was (and the buffers freed: the merges and the sstable writers need the
-// memory next), or sorted in place. It can be called more than once.
+// memory next), or sorted in place; then runs beyond fanIn are merged
+// (cascade). It can be called more than once.
 func (s *sorter) seal() error {
 	if s.sealed {
-		return nil
+		return s.sealErr
 	}
 	s.sealed = true
 	if len(s.runs) == 0 {
@@ -420,10 +440,115 @@ func (s *sorter) seal() error {
 		s.pickSplits()
 		return nil
 	}
-	if err := s.spill(); err != nil {
-		return err
+	s.sealErr = s.spill()
+	if s.sealErr == nil {
+		s.sealErr = s.free()
 	}
-	return s.free()
+	if s.sealErr == nil {
+		s.sealErr = s.cascade()
+	}
+	return s.sealErr
+}
+
+// sortFanIn is the most runs one merge reads at once. Each merge holds a
+// reader (runReadBytes, or runReadMin per key range) and an open file per
+// run: unbounded, the SKS keyspace's ≈ 1,000 runs of records and 600 of
+// index entries took ≈ 400 MB of buffers and 3,000 open files. The 100k
+// corpus spills ≈ 30 runs per sort, merged in one pass as before.
+const sortFanIn = 64
+
+// cascade merges consecutive runs into one until at most fanIn are left,
+// merging no more than it must: each pass merges groups of up to fanIn
+// runs from the first on, and stops merging as soon as the merged runs
+// and the rest number fanIn (100 runs: the first 37 into one). Merging
+// consecutive runs keeps equal keys in the order one merge of every run
+// gives them (by run, then by place in the run; runHeap): the merged run
+// stands where its runs stood. The merged runs' pages are punched out as
+// they are read and their files removed after.
+func (s *sorter) cascade() error {
+	fanIn := max(2, s.fanIn)
+	var readers []*bufio.Reader // reused by every merge
+	for len(s.runs) > fanIn {
+		var next []sortRun
+		runs := s.runs
+		for len(runs) > 0 {
+			g := min(fanIn, len(runs), len(next)+len(runs)-fanIn+1)
+			if g < 2 { // few enough now, or left to the next pass
+				next = append(next, runs...)
+				break
+			}
+			r, err := s.mergeRuns(runs[:g], &readers)
+			if err != nil {
+				return err
+			}
+			next = append(next, r)
+			runs = runs[g:]
+		}
+		s.runs = next
+	}
+	return nil
+}
+
+// mergeRuns merges runs into a new run, key range after key range, and
+// removes them.
+func (s *sorter) mergeRuns(runs []sortRun, readers *[]*bufio.Reader) (sortRun, error) {
+	path := s.runPath()
+	f, err := os.Create(path)
+	if err != nil {
+		return sortRun{}, fmt.Errorf("bulk sort: %w", err)
+	}
+	if s.spillW == nil {
+		s.spillW = bufio.NewWriterSize(f, 1<<20)
+	}
+	w := s.spillW
+	w.Reset(f)
+	offs := make([]int64, s.nparts()+1)
+	var pos int64
+	var hdr []byte
+	for p := range s.nparts() {
+		offs[p] = pos
+		m, err := s.openMerge(runs, p, runReadBytes, true, *readers)
+		if err != nil {
+			f.Close()
+			return sortRun{}, err
+		}
+		for {
+			k, v, ok, err := m.next()
+			if err != nil {
+				m.close()
+				f.Close()
+				return sortRun{}, err
+			}
+			if !ok {
+				break
+			}
+			hdr = binary.AppendUvarint(hdr[:0], uint64(len(k)))
+			hdr = binary.AppendUvarint(hdr, uint64(len(v)))
+			w.Write(hdr)
+			w.Write(k)
+			w.Write(v)
+			pos += int64(len(hdr) + len(k) + len(v))
+		}
+		m.close()
+		*readers = (*readers)[:0]
+		for _, r := range m.all {
+			*readers = append(*readers, r.r)
+		}
+	}
+	offs[len(offs)-1] = pos
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return sortRun{}, fmt.Errorf("bulk sort: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return sortRun{}, fmt.Errorf("bulk sort: %w", err)
+	}
+	for _, r := range runs {
+		if err := os.Remove(r.path); err != nil {
+			return sortRun{}, fmt.Errorf("bulk sort: %w", err)
+		}
+	}
+	return sortRun{path: path, offs: offs}, nil
 }
 
 // nparts is the number of key ranges; valid after seal.
@@ -470,11 +595,17 @@ func (s *sorter) iterPart(p int) (sortIter, error) {
 		return &memIter{s: s, i: lo, end: hi}, nil
 	}
 	// The ranges' readers together take what one merge's did.
-	readBytes := max(runReadMin, runReadBytes/s.nparts())
-	m := &mergeIter{}
-	for i, run := range s.runs {
+	return s.openMerge(s.runs, p, max(runReadMin, runReadBytes/s.nparts()), s.consume, nil)
+}
+
+// openMerge returns a merge of key range p of runs, with readers of
+// readBytes (those of reuse first, when their size is that), punching the
+// runs' pages out behind them when punch is set.
+func (s *sorter) openMerge(runs []sortRun, p, readBytes int, punch bool, reuse []*bufio.Reader) (*mergeIter, error) {
+	m := &mergeIter{s: s}
+	for i, run := range runs {
 		flag := os.O_RDONLY
-		if s.consume {
+		if punch {
 			flag = os.O_RDWR // punching holes needs write access
 		}
 		f, err := os.OpenFile(run.path, flag, 0)
@@ -482,8 +613,16 @@ func (s *sorter) iterPart(p int) (sortIter, error) {
 			m.close()
 			return nil, fmt.Errorf("bulk sort: %w", err)
 		}
-		sec := &runSection{f: f, start: run.offs[p], off: run.offs[p], end: run.offs[p+1], punch: s.consume}
-		r := &runReader{f: f, r: bufio.NewReaderSize(sec, readBytes), seq: i}
+		raiseTo(&s.openPeak, s.openRuns.Add(1))
+		sec := &runSection{f: f, start: run.offs[p], off: run.offs[p], end: run.offs[p+1], punch: punch}
+		var br *bufio.Reader
+		if i < len(reuse) && reuse[i].Size() == readBytes {
+			br = reuse[i]
+			br.Reset(sec)
+		} else {
+			br = bufio.NewReaderSize(sec, readBytes)
+		}
+		r := &runReader{f: f, r: br, seq: i}
 		m.all = append(m.all, r)
 		ok, err := r.advance()
 		if err != nil {
@@ -494,8 +633,19 @@ func (s *sorter) iterPart(p int) (sortIter, error) {
 			m.h = append(m.h, r)
 		}
 	}
+	raiseTo(&s.widest, int64(len(m.all)))
 	heap.Init(&m.h)
 	return m, nil
+}
+
+// raiseTo sets a to v if v is larger.
+func raiseTo(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
 }
 
 // searchSplit returns the first in-memory entry at or past split i.
@@ -702,6 +852,7 @@ func (h *runHeap) Pop() any {
 }
 
 type mergeIter struct {
+	s    *sorter
 	h    runHeap
 	all  []*runReader
 	prev *runReader // returned last: advanced on the next call
@@ -731,7 +882,11 @@ func (m *mergeIter) next() ([]byte, []byte, bool, error) {
 
 func (m *mergeIter) close() {
 	for _, r := range m.all {
-		r.f.Close()
+		if r.f != nil {
+			r.f.Close()
+			r.f = nil
+			m.s.openRuns.Add(-1)
+		}
 	}
 }
 
