@@ -142,11 +142,21 @@ func TestBulkEqualsIncremental(t *testing.T) {
 	inc, distinct := bulkTestLog(t)
 
 	for _, tc := range []struct {
-		name string
-		upTo eventlog.Index // events copied before the first catch-up (0: all)
-	}{{"whole log", 0}, {"distinct part only", eventlog.Index(distinct + 1)}} {
+		name      string
+		upTo      eventlog.Index // events copied before the first catch-up (0: all)
+		sortBytes int            // 0: openStoreBulk's (16 KiB)
+	}{
+		{"whole log", 0, 0}, {"distinct part only", eventlog.Index(distinct + 1), 0},
+		// Sorts of 2 KiB: ≈ 270 runs of index entries, more than the
+		// fan-in (sortFanIn), so runs are merged first.
+		{"cascade merges", 0, 2 << 10},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bulk := openStoreBulk(t, t.TempDir(), 1)
+			sortBytes := 16 << 10 // openStoreBulk's
+			if tc.sortBytes > 0 {
+				sortBytes = tc.sortBytes
+			}
+			bulk := openStoreBulkSort(t, t.TempDir(), 1, sortBytes)
 			copyLog(t, inc, bulk, 1, tc.upTo)
 			st := catchUp(t, bulk)
 			if tc.upTo != 0 {
