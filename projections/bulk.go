@@ -52,12 +52,16 @@ import (
 // radix sort's scratch space, and an eighth of it for the record keys;
 // mapped outside the Go heap) and 24 bytes per SKS key
 // for the prefix tree build (about 150 MB for the six million keys of the
-// SKS keyspace); while merging, a reader of runReadBytes per spilled run
-// (shared by the run's key ranges), which grows with the dump: about 1,000
-// runs of records and 600 of index entries for the SKS keyspace, one open
-// file per run and range. Spilled runs and sstables go to a temporary
-// directory beside the database, removed afterwards; the merges free the
-// runs' pages as they read them.
+// SKS keyspace); while merging, a reader and an open file per run read,
+// and no merge reads more than sortFanIn (64) runs, whatever the dump
+// size: a sort that spilled more (the SKS keyspace: about 1,000 runs of
+// records and 600 of index entries) first merges consecutive runs into
+// larger ones (cascade; 64 readers of runReadBytes, 16 MiB, and a 1 MiB
+// writer per sort, the two sorts side by side), then each of its up to 4
+// key ranges merges at most 64 runs with readers of runReadBytes/4
+// (16 MiB per sort, 256 open files). Spilled runs and sstables go to a
+// temporary directory beside the database, removed afterwards; the merges
+// free the runs' pages as they read them, and merged runs are removed.
 
 // errBulkFallback says the bulk path cannot build this range exactly; the
 // caller applies it incrementally instead.
@@ -417,9 +421,9 @@ func (s *Store) newBulkBuild() (*bulkBuild, error) {
 	// so that they keep two cores busy: one merge of the records and one
 	// of the index entries, each feeding an sstable writer, left a core
 	// idle for about a third of the build after the last append. At most
-	// 4: every range's merge opens every run, and the runs' readers then
-	// take what one merge's took (runReadBytes shared, at least
-	// runReadMin each).
+	// 4: every range's merge opens every run (at most sortFanIn), and the
+	// runs' readers then take what one merge's took (runReadBytes shared,
+	// at least runReadMin each).
 	parts := min(max(2, s.cfg.Workers), 4)
 	b := &bulkBuild{
 		s: s, tmp: tmp, start: time.Now(), arenas: newBulkArenas(),
@@ -572,10 +576,18 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 			w.finish()
 		}
 	}()
-	if err := b.records.seal(); err != nil {
-		return total, err
-	}
-	if err := b.index.seal(); err != nil {
+	// The two sorts are sealed side by side: beyond sortFanIn runs each
+	// merges runs first (cascade), a pass over all its pairs.
+	var indexSealed sync.WaitGroup
+	var indexSealErr error
+	indexSealed.Add(1)
+	go func() {
+		defer indexSealed.Done()
+		indexSealErr = b.index.seal()
+	}()
+	recordsSealErr := b.records.seal()
+	indexSealed.Wait()
+	if err := errors.Join(recordsSealErr, indexSealErr); err != nil {
 		return total, err
 	}
 	var stop atomic.Bool
