@@ -98,6 +98,14 @@ type Log struct {
 	roMu  sync.Mutex // serialises refresh in read-only mode
 	roSeg int        // read-only: index into segs of the segment being followed
 
+	// Owned by the writer goroutine: dropping the cached pages of what is
+	// durable (Config.DropWritten). dropNext indexes segs: the first
+	// segment whose pages are not all dropped yet, open as dropFile once
+	// dropping began in it.
+	dropNext   int
+	dropFile   *os.File
+	dropFailed bool
+
 	// Owned by the writer goroutine: recovery after a failed write.
 	failures    int       // failed batches and recoveries since the last success
 	lastAttempt time.Time // of recovery
@@ -242,6 +250,7 @@ func (l *Log) open() error {
 	}
 	l.segs = segs
 	l.last.Store(walLast)
+	l.dropNext = len(segs) - 1
 	// Make the segment files and the directory itself durable.
 	if err := syncDir(l.dir); err != nil {
 		return err
@@ -631,6 +640,7 @@ func (l *Log) commit(reqs []*appendReq) {
 		segs[len(segs)-1].noteWritten(startTail, offs, tail)
 	}
 	l.offs = offs[:0]
+	l.dropBehind()
 	// Before last: a reader that sees the new last finds them in the tail
 	// (or, if it looked before, in the files).
 	l.tail.add(last+1, recs)
@@ -722,6 +732,58 @@ func (l *Log) afterWrite(newSegs []Index, tail int64) error {
 	}
 	l.tailBytes = fi.Size()
 	return nil
+}
+
+// dropBehind drops the cached pages of what is durable now
+// (Config.DropWritten): whole the segments sealed since the last call
+// (tidwall/wal fsyncs a segment before it starts the next), and the tail
+// segment up to its last whole page, which the next batch would otherwise
+// have to read back from the disk to continue. Each call asks again from
+// the start of the tail segment: the kernel skips a large folio that
+// reaches past the range, so that one is dropped on a later call. A
+// failure stops dropping (the pages are only left to the kernel).
+func (l *Log) dropBehind() {
+	if !l.cfg.DropWritten || l.cfg.NoSync || l.dropFailed {
+		return
+	}
+	segs := l.segments()
+	for l.dropNext < len(segs) {
+		s := segs[l.dropNext]
+		sealed := l.dropNext < len(segs)-1
+		var n int64 // 0: to the end of a sealed segment
+		if !sealed {
+			if n = l.tailBytes &^ int64(os.Getpagesize()-1); n == 0 {
+				return
+			}
+		}
+		if l.dropFile == nil {
+			f, err := os.Open(s.path)
+			if err != nil {
+				l.stopDropping(err)
+				return
+			}
+			l.dropFile = f
+		}
+		if err := dropCache(l.dropFile, 0, n); err != nil {
+			l.stopDropping(err)
+			return
+		}
+		if !sealed {
+			return
+		}
+		l.dropFile.Close()
+		l.dropFile = nil
+		l.dropNext++
+	}
+}
+
+func (l *Log) stopDropping(err error) {
+	l.dropFailed = true
+	l.logger.Debug().Err(err).Msg("cannot drop written pages from the page cache; leaving them")
+	if l.dropFile != nil {
+		l.dropFile.Close()
+		l.dropFile = nil
+	}
 }
 
 // fail stops appends after a write error, closes the writer and answers
@@ -921,6 +983,10 @@ func (l *Log) Close() error {
 	<-l.done
 
 	var err error
+	if l.dropFile != nil {
+		l.dropFile.Close()
+		l.dropFile = nil
+	}
 	if l.failed.Load() == nil {
 		if cerr := l.w.Close(); cerr != nil && !errors.Is(cerr, wal.ErrClosed) {
 			err = fmt.Errorf("close log %s: %w", l.dir, cerr)
