@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -472,7 +471,9 @@ func (im *importer) keySource(file *os.File, f inputFile, armored bool, rf resum
 	if _, err := file.Seek(rf.Offset, io.SeekStart); err != nil {
 		return nil, err
 	}
-	r := pgpkey.NewReader(bufio.NewReaderSize(file, 1<<20))
+	// Read 1 MiB at a time, without a buffer of our own in front: the
+	// keys are handed out as slices of the Reader's buffer, uncopied.
+	r := pgpkey.NewReaderSize(file, 1<<20)
 	base := rf.Offset
 	return func() (*pgpkey.RawKey, error) {
 		for {
