@@ -719,6 +719,16 @@ func (l *Log) afterWrite(newSegs []Index, tail int64) error {
 	if err := l.w.ClearCache(); err != nil {
 		return err
 	}
+	if add, ok := predictedSegments(l.dir, newSegs, tail); ok {
+		// The files are as predicted: no directory listing (a listing per
+		// batch grows with the log, and a bulk import of the SKS keyspace
+		// starts a few thousand segments).
+		l.segMu.Lock()
+		l.segs = append(l.segs, add...)
+		l.segMu.Unlock()
+		l.tailBytes = tail
+		return nil
+	}
 	found, err := listSegments(l.dir)
 	if err != nil {
 		return err
@@ -754,6 +764,25 @@ func (l *Log) afterWrite(newSegs []Index, tail int64) error {
 	}
 	l.tailBytes = fi.Size()
 	return nil
+}
+
+// predictedSegments returns the segments starting at firsts (none: ok is
+// false) if each file exists and the last holds tail bytes, as tidwall/wal
+// leaves them when it cycled where commit predicted; ok false means the
+// directory must be listed.
+func predictedSegments(dir string, firsts []Index, tail int64) (add []*segment, ok bool) {
+	if len(firsts) == 0 {
+		return nil, false
+	}
+	for k, first := range firsts {
+		s := &segment{first: first, path: filepath.Join(dir, segmentName(first))}
+		fi, err := os.Stat(s.path)
+		if err != nil || !fi.Mode().IsRegular() || k == len(firsts)-1 && fi.Size() != tail {
+			return nil, false
+		}
+		add = append(add, s)
+	}
+	return add, true
 }
 
 // dropBehind drops the cached pages of what is durable now

@@ -647,3 +647,32 @@ func TestAppendReusesBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendNewSegmentsWithoutListing: a batch that starts segments finds
+// them where the writer predicted without listing the directory (a listing
+// per batch grew with the log), and the segments serve reads as before.
+func TestAppendNewSegmentsWithoutListing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	cfg := testConfig(t, nil) // 4 KiB segments: a batch in six starts one
+	l := mustOpen(t, dir, cfg)
+	defer l.Close()
+	before := eventlog.DirectoryListings()
+	n := 0
+	for b := 0; b < 100; b++ {
+		var evs []*eventlog.Event
+		for range 1 + b%7 {
+			n++
+			evs = append(evs, keyEvent(n))
+		}
+		mustAppend(t, l, evs...)
+	}
+	if got := eventlog.DirectoryListings() - before; got != 0 {
+		t.Fatalf("appending 100 batches listed the log directory %d times, want 0", got)
+	}
+	if segs := len(segmentFiles(t, dir)); segs < 10 {
+		t.Fatalf("%d segments, want at least 10", segs)
+	}
+	for i := 1; i <= n; i++ {
+		checkEntry(t, l, eventlog.Index(i), i)
+	}
+}
