@@ -449,29 +449,78 @@ func (l *Log) segments() []*segment {
 // writes again: a full disk heals by itself once space is freed. Nothing
 // acknowledged before is touched.
 func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err error) {
+	req, err := l.enqueue(ctx, events)
+	if req == nil || err != nil {
+		return 0, err
+	}
+	defer l.appending.Add(-1)
+	select {
+	case <-req.done:
+		// The writer is done with buf (tidwall/wal copied it).
+		l.putBuf(req.buf)
+		return req.last, req.err
+	case <-ctx.Done():
+		// The writer may still read buf: leave it to the garbage collector.
+		return 0, fmt.Errorf("append abandoned, the events may still be stored: %w", ctx.Err())
+	}
+}
+
+// AppendQueued is Append without the wait: it validates and encodes the
+// events and queues them for the writer, behind everything queued before
+// (a caller that queues batches one after the other finds them in the log
+// in that order), and returns. wait then returns what Append would have,
+// once the events are durable; call it exactly once. A batch queued while
+// the writer commits the one before goes out in the next commit, possibly
+// with others (one fsync), so a writer of many large batches (a bulk
+// import) keeps the log's writer busy instead of waiting for each batch
+// before queuing the next.
+//
+// Errors before the events are queued come back from AppendQueued, as
+// from Append, and then nothing was queued (wait is nil); ctx only bounds
+// the queuing, not the wait, which ends when the writer has committed the
+// batch or failed it (Close commits what is queued).
+func (l *Log) AppendQueued(ctx context.Context, events ...*Event) (wait func() (Index, error), err error) {
+	req, err := l.enqueue(ctx, events)
+	if err != nil {
+		return nil, err
+	}
+	if req == nil {
+		return func() (Index, error) { return 0, nil }, nil
+	}
+	return func() (Index, error) {
+		<-req.done
+		l.appending.Add(-1)
+		l.putBuf(req.buf)
+		return req.last, req.err
+	}, nil
+}
+
+// enqueue validates and encodes events and hands them to the writer. It
+// returns nil and no error for no events; otherwise, on success, the
+// request, counted in appending until the caller is done waiting.
+func (l *Log) enqueue(ctx context.Context, events []*Event) (*appendReq, error) {
 	if l.readOnly {
-		return 0, ErrReadOnly
+		return nil, ErrReadOnly
 	}
 	if len(events) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	now := time.Now()
 	size := 0
 	for k, e := range events {
 		if err := e.validate(); err != nil {
-			return 0, fmt.Errorf("append event %d of %d: %w", k+1, len(events), err)
+			return nil, fmt.Errorf("append event %d of %d: %w", k+1, len(events), err)
 		}
 		n := e.encodedSize(true)
 		if n > l.cfg.MaxEventBytes {
-			return 0, fmt.Errorf("append event %d of %d: %w: %d bytes, limit %d", k+1, len(events), ErrTooLarge, n, l.cfg.MaxEventBytes)
+			return nil, fmt.Errorf("append event %d of %d: %w: %d bytes, limit %d", k+1, len(events), ErrTooLarge, n, l.cfg.MaxEventBytes)
 		}
 		size += n
 	}
 	l.appending.Add(1)
-	defer l.appending.Add(-1)
 	req := &appendReq{buf: l.getBuf(size), ends: make([]int, len(events)), tags: make([]eventTag, len(events)), done: make(chan struct{})}
 	for k, e := range events {
 		req.tags[k] = eventTag{e.Origin, e.Kind}
@@ -486,23 +535,17 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 	l.closeMu.RLock()
 	if err := l.appendErr(); err != nil {
 		l.closeMu.RUnlock()
-		return 0, err
+		l.appending.Add(-1)
+		return nil, err
 	}
 	select {
 	case l.reqs <- req:
 		l.closeMu.RUnlock()
+		return req, nil
 	case <-ctx.Done():
 		l.closeMu.RUnlock()
-		return 0, ctx.Err()
-	}
-	select {
-	case <-req.done:
-		// The writer is done with buf (tidwall/wal copied it).
-		l.putBuf(req.buf)
-		return req.last, req.err
-	case <-ctx.Done():
-		// The writer may still read buf: leave it to the garbage collector.
-		return 0, fmt.Errorf("append abandoned, the events may still be stored: %w", ctx.Err())
+		l.appending.Add(-1)
+		return nil, ctx.Err()
 	}
 }
 
