@@ -52,6 +52,17 @@ type Config struct {
 	// cost more in first-touch page faults and cache misses than the
 	// extra runs cost to merge (docs/benchmarks.md).
 	BulkSortBytes int
+	// BulkPtreeBytes bounds the prefix tree's elements the bulk path
+	// holds in memory (24 bytes per SKS key). Up to that many the tree is
+	// built in memory; past it the elements go through an external sort
+	// (a buffer of this size, up to 1.5 times it with its entries and
+	// scratch space) and the tree is built streaming from them, holding
+	// at most this many elements at once (ptree.BuildStream), so that its
+	// memory does not grow with the dump. Default 8 MiB (≈ 350,000 keys:
+	// the 100k benchmark corpus is built in memory; the SKS keyspace's 6
+	// million keys would have taken 150 MB, and the whole tree's plan
+	// besides).
+	BulkPtreeBytes int
 	// FingerprintCacheEntries bounds the fingerprint lookups answered from
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
 	// Default 32768.
@@ -75,6 +86,8 @@ func DefaultConfig() Config {
 		BulkMinEvents: 256,
 		BulkSortBytes: 8 << 20,
 
+		BulkPtreeBytes: 8 << 20,
+
 		FingerprintCacheEntries: 32768,
 		WordCountCacheEntries:   1 << 17,
 	}
@@ -91,6 +104,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: CacheBytes %d: must be at least 1 MiB", c.CacheBytes)
 	case c.BulkMinEvents > 0 && c.BulkSortBytes < 1:
 		return fmt.Errorf("projections: BulkSortBytes %d: must be positive", c.BulkSortBytes)
+	case c.BulkMinEvents > 0 && c.BulkPtreeBytes < elemBytes:
+		return fmt.Errorf("projections: BulkPtreeBytes %d: must be at least %d (one element)", c.BulkPtreeBytes, elemBytes)
 	case c.FingerprintCacheEntries < 0:
 		return fmt.Errorf("projections: FingerprintCacheEntries %d: must not be negative", c.FingerprintCacheEntries)
 	case c.WordCountCacheEntries < 0:
