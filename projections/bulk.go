@@ -785,6 +785,7 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	}
 	s.mu.Unlock()
 	s.bulkLast = last
+	s.bulkPtree = bulkPtreeStats{streamed: b.elems.streamed(), peak: b.elems.peak, build: ptreeStats}
 	s.setApplied(last)
 	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).Int64("read_from_log", b.fromLog).
 		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("records_pass", time.Duration(recordsTook.Load())).

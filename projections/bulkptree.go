@@ -20,6 +20,9 @@ import (
 // the element sort and file (hash, then the index big-endian).
 const elemBytes = 24
 
+// defaultBulkPtreeBytes is Config.BulkPtreeBytes's default.
+const defaultBulkPtreeBytes = 8 << 20
+
 // bulkElems gathers the SKS hashes of the records pass 1 adds, with their
 // event's index, for the prefix tree. Up to max of them are held in memory
 // and the tree is built there at the end (ptree.Build), as it always was;
@@ -38,7 +41,12 @@ type bulkElems struct {
 	peak int
 }
 
+// newBulkElems gathers elements into dir, holding at most budgetBytes of
+// them in memory (zero or less: the default).
 func newBulkElems(dir string, budgetBytes int) *bulkElems {
+	if budgetBytes <= 0 {
+		budgetBytes = defaultBulkPtreeBytes
+	}
 	return &bulkElems{dir: dir, max: max(1, budgetBytes/elemBytes), sortBytes: max(elemBytes, budgetBytes)}
 }
 
@@ -161,6 +169,13 @@ func (e *bulkElems) writeFile(last eventlog.Index) (path string, err error) {
 		return "", fmt.Errorf("bulk: write %s: %w", path, err)
 	}
 	return path, nil
+}
+
+// bulkPtreeStats describes the prefix tree build of a bulk path.
+type bulkPtreeStats struct {
+	streamed bool // the elements went through the sort
+	peak     int  // the most elements held in memory in pass 1
+	build    ptree.StreamStats
 }
 
 // elemFileReader reads the element file writeFile wrote.

@@ -61,7 +61,7 @@ type Config struct {
 	// memory does not grow with the dump. Default 8 MiB (≈ 350,000 keys:
 	// the 100k benchmark corpus is built in memory; the SKS keyspace's 6
 	// million keys would have taken 150 MB, and the whole tree's plan
-	// besides).
+	// besides). Zero or less means the default.
 	BulkPtreeBytes int
 	// FingerprintCacheEntries bounds the fingerprint lookups answered from
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
@@ -86,7 +86,7 @@ func DefaultConfig() Config {
 		BulkMinEvents: 256,
 		BulkSortBytes: 8 << 20,
 
-		BulkPtreeBytes: 8 << 20,
+		BulkPtreeBytes: defaultBulkPtreeBytes,
 
 		FingerprintCacheEntries: 32768,
 		WordCountCacheEntries:   1 << 17,
@@ -104,8 +104,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: CacheBytes %d: must be at least 1 MiB", c.CacheBytes)
 	case c.BulkMinEvents > 0 && c.BulkSortBytes < 1:
 		return fmt.Errorf("projections: BulkSortBytes %d: must be positive", c.BulkSortBytes)
-	case c.BulkMinEvents > 0 && c.BulkPtreeBytes < elemBytes:
-		return fmt.Errorf("projections: BulkPtreeBytes %d: must be at least %d (one element)", c.BulkPtreeBytes, elemBytes)
 	case c.FingerprintCacheEntries < 0:
 		return fmt.Errorf("projections: FingerprintCacheEntries %d: must not be negative", c.FingerprintCacheEntries)
 	case c.WordCountCacheEntries < 0:
@@ -137,6 +135,8 @@ type Store struct {
 	lastBatchStats ApplyStats
 	// bulkLast is the last index the bulk path applied since Open (0: none).
 	bulkLast eventlog.Index
+	// bulkPtree describes that bulk path's prefix tree build (tests).
+	bulkPtree bulkPtreeStats
 	// facts caches what word searches learnt about versions (wordfacts.go).
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).
