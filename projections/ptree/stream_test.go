@@ -462,3 +462,23 @@ func FuzzBuildStream(f *testing.F) {
 		checkStreamEqualsBuild(t, cfg, elems, ptree.MinStreamElems(cfg)+int(extra)%500)
 	})
 }
+
+// BenchmarkBuildStream is BenchmarkBuild streamed with at most 10,000
+// elements in memory (the source is in memory: the build's own cost).
+func BenchmarkBuildStream(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 0))
+	elems := make([]ptree.Elem, 100000)
+	for i := range elems {
+		elems[i].Hash = randomHash(rng)
+		elems[i].Order = uint64(i + 1)
+	}
+	sortByHash(elems)
+	cfg := ptree.DefaultConfig()
+	src := &sliceSource{elems: elems}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := ptree.BuildStream(cfg, ptree.StreamConfig{MaxElems: 10000}, src.open, func(k, v []byte) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
