@@ -55,8 +55,11 @@ func (e *bulkElems) add(el ptree.Elem) error {
 	if e.sort == nil {
 		if len(e.mem) < e.max {
 			if len(e.mem) == cap(e.mem) {
-				// Doubling as append would, but never past max.
-				e.mem = slices.Grow(e.mem, min(max(2*cap(e.mem), 1024), e.max)-len(e.mem))
+				// Doubling as append would, but never past max (append
+				// and slices.Grow round up to the allocator's sizes).
+				grown := make([]ptree.Elem, len(e.mem), min(max(2*cap(e.mem), 1024), e.max))
+				copy(grown, e.mem)
+				e.mem = grown
 			}
 			e.mem = append(e.mem, el)
 			e.peak = max(e.peak, len(e.mem))
