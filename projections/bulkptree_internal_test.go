@@ -181,3 +181,36 @@ func TestBulkAsidesCounted(t *testing.T) {
 		t.Fatalf("got %d origins, want %d", len(got), len(want))
 	}
 }
+
+// BenchmarkBulkElems is the prefix tree's part of a bulk build of 1M keys
+// (SKS thresholds): pass 1's adds, then the build after the cutoff, held
+// in memory (the bound above the keys) and streamed (the default bound).
+func BenchmarkBulkElems(b *testing.B) {
+	const n = 1000000
+	all := bulkElemsInput(n, n)
+	cfg := ptree.DefaultConfig()
+	cfg.KeyPrefix = []byte{prefixPtree}
+	for _, bc := range []struct {
+		name  string
+		bytes int
+	}{{"memory", (n + 1) * elemBytes}, {"streamed", defaultBulkPtreeBytes}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				e := newBulkElems(b.TempDir(), bc.bytes)
+				for _, el := range all {
+					if err := e.add(el); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := e.seal(); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.build(cfg, n, func(k, v []byte) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+				e.free()
+			}
+		})
+	}
+}
