@@ -2,10 +2,13 @@ package projections
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -213,4 +216,67 @@ func BenchmarkBulkElems(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkBulkElemsKeyspace is the prefix tree's part of a bulk build of
+// the SKS keyspace (6 million keys, drawn as they are added) held in
+// memory and streamed, reporting the process's peak RSS while it ran
+// (Linux: VmHWM after resetting it). Run one at a time, each in a process
+// of its own:
+//
+//	go test ./projections -run X -bench 'BulkElemsKeyspace/streamed' -benchtime 1x
+func BenchmarkBulkElemsKeyspace(b *testing.B) {
+	const n = 6000000
+	cfg := ptree.DefaultConfig()
+	cfg.KeyPrefix = []byte{prefixPtree}
+	for _, bc := range []struct {
+		name  string
+		bytes int
+	}{{"memory", (n + 1) * elemBytes}, {"streamed", defaultBulkPtreeBytes}} {
+		b.Run(bc.name, func(b *testing.B) {
+			resetPeakRSS := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+			for range b.N {
+				rng := rand.New(rand.NewPCG(1, 0))
+				e := newBulkElems(b.TempDir(), bc.bytes)
+				for i := range n {
+					el := ptree.Elem{Order: uint64(i + 1)}
+					binary.LittleEndian.PutUint64(el.Hash[:8], rng.Uint64())
+					binary.LittleEndian.PutUint64(el.Hash[8:], rng.Uint64())
+					if err := e.add(el); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := e.seal(); err != nil {
+					b.Fatal(err)
+				}
+				st, err := e.build(cfg, n, func(k, v []byte) error { return nil })
+				if err != nil {
+					b.Fatal(err)
+				}
+				e.free()
+				b.ReportMetric(float64(st.BigNodes), "large-nodes")
+			}
+			if peak, err := peakRSS(); err == nil && resetPeakRSS {
+				b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+			}
+		})
+	}
+}
+
+// peakRSS returns the process's peak resident set size (VmHWM), Linux only.
+func peakRSS() (int64, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
 }
