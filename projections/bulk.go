@@ -57,8 +57,8 @@ import (
 // while adding, its merge's readers after) and a streamed build holding
 // at most BulkPtreeBytes of elements at once with their plan, plus a
 // summary of each node larger than that (≈ 1 KB; at most keys/350,000 of
-// them per depth) — the SKS keyspace's six million keys took 150 MB of
-// elements and the whole tree's plan besides. The rejected and
+// them per depth) — built in memory, the SKS keyspace's six million keys
+// peak at 412 MiB (BenchmarkBulkElemsKeyspace). The rejected and
 // unknown-kind events (10 bytes each) go to a small sort (256 KiB), not a
 // slice. What is left grows with the dump's time span, not its keys: the
 // stats counters per hour of the events' times (pass 3; an import's
