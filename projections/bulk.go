@@ -27,8 +27,9 @@ import (
 // on every core, every projection's entries go through an external sort
 // (bounded memory), are written as sstables that do not overlap, and are
 // ingested in one atomic step together with every projection's applied
-// index. The prefix tree is built in one pass from the sorted hashes
-// (ptree.Build).
+// index. The prefix tree is built from the sorted hashes: in memory
+// (ptree.Build) while they fit in Config.BulkPtreeBytes, streaming from an
+// external sort of them beyond (ptree.BuildStream, bulkptree.go).
 //
 // Pass 1 prepares each event (record, index entries) and adds it to the
 // sorts as the events come: read from the log (CatchUp: bulkApply) or
@@ -50,9 +51,21 @@ import (
 // Memory: the sorts' buffers (Config.BulkSortBytes for the records and
 // for the index entries, up to 2 times that each with the entries and the
 // radix sort's scratch space, and an eighth of it for the record keys;
-// mapped outside the Go heap) and 24 bytes per SKS key
-// for the prefix tree build (about 150 MB for the six million keys of the
-// SKS keyspace); while merging, a reader and an open file per run read,
+// mapped outside the Go heap). The prefix tree's elements: 24 bytes per
+// SKS key up to Config.BulkPtreeBytes (8 MiB, ≈ 350,000 keys), built in
+// memory; past that, a sort of their own (up to 1.5 times BulkPtreeBytes
+// while adding, its merge's readers after) and a streamed build holding
+// at most BulkPtreeBytes of elements at once with their plan, plus a
+// summary of each node larger than that (≈ 1 KB; at most keys/350,000 of
+// them per depth) — built in memory, the SKS keyspace's six million keys
+// peak at 412 MiB (BenchmarkBulkElemsKeyspace). The rejected and
+// unknown-kind events (10 bytes each) go to a small sort (256 KiB), not a
+// slice. What is left grows with the dump's time span, not its keys: the
+// stats counters per hour of the events' times (pass 3; an import's
+// events share a few hours), ≈ 100 bytes per hour; and a fingerprint's
+// list of record IDs, as long as the value stored for it.
+//
+// While merging, a reader and an open file per run read,
 // and no merge reads more than sortFanIn (64) runs, whatever the dump
 // size: a sort that spilled more (the SKS keyspace: about 1,000 runs of
 // records and 600 of index entries) first merges consecutive runs into
@@ -423,18 +436,32 @@ type bulkBuild struct {
 	// fromLog counts the events read back from the log (addFromLog), not
 	// handed over by the log's writer.
 	fromLog int64
-	others  []bulkAside // rejected and unknown-kind events, counted if before the cutoff
-	arenas  *bulkArenas
+	// asides are the rejected and unknown-kind events, counted if before
+	// the cutoff: a sort (by index, as they come) rather than a slice, so
+	// that a log of garbage does not grow memory (10 bytes each, see
+	// addAside).
+	asides *sorter
+	arenas *bulkArenas
 	// elems are the SKS hashes of the records added, by index, for the
 	// prefix tree: gathered in pass 1 so that the tree can be built
 	// beside passes 3 and 4 rather than after the records' merge.
-	elems []ptree.Elem
+	elems *bulkElems
 }
 
-type bulkAside struct {
-	idx    eventlog.Index
-	origin eventlog.Origin
-	bad    bool
+// asideSortBytes is the asides sort's buffer: an import appends no
+// rejected events, and a replayed log has few.
+const asideSortBytes = 256 << 10
+
+// addAside notes a rejected (bad) or unknown-kind event: its index (8 BE)
+// as the key, its origin and bad flag as the value.
+func (b *bulkBuild) addAside(idx eventlog.Index, origin eventlog.Origin, bad bool) error {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], uint64(idx))
+	v := [2]byte{byte(origin), 0}
+	if bad {
+		v[1] = 1
+	}
+	return b.asides.add(k[:], v[:])
 }
 
 // newBulkBuild starts a bulk build of the empty store, or returns
@@ -463,6 +490,8 @@ func (s *Store) newBulkBuild() (*bulkBuild, error) {
 		records: newPartSorter(tmp, "records", s.cfg.BulkSortBytes, parts, recordGroup),
 		rids:    newSorter(tmp, "rids", max(1, s.cfg.BulkSortBytes/8)),
 		index:   newPartSorter(tmp, "index", s.cfg.BulkSortBytes, parts, indexGroup),
+		asides:  newSorter(tmp, "asides", asideSortBytes),
+		elems:   newBulkElems(tmp, s.cfg.BulkPtreeBytes),
 	}
 	// Passes 3 and 4 read each range once.
 	b.records.consume, b.index.consume = true, true
@@ -501,6 +530,8 @@ func (b *bulkBuild) discard() {
 	b.records.free()
 	b.rids.free()
 	b.index.free()
+	b.asides.free()
+	b.elems.free()
 	os.RemoveAll(b.tmp)
 }
 
@@ -516,14 +547,15 @@ func (b *bulkBuild) add(p *bulkPrep) (bool, error) {
 		b.cutoff = p.idx
 		return false, nil
 	case p.kind != eventlog.KindKeySubmitted || p.bad:
-		b.others = append(b.others, bulkAside{p.idx, p.origin, p.bad})
-		return true, nil
+		return true, b.addAside(p.idx, p.origin, p.bad)
 	}
 	if err := b.rids.add(p.recKey, nil); err != nil {
 		return false, err
 	}
 	if p.sks {
-		b.elems = append(b.elems, ptree.Elem{Hash: p.hash, Order: uint64(p.idx)})
+		if err := b.elems.add(ptree.Elem{Hash: p.hash, Order: uint64(p.idx)}); err != nil {
+			return false, err
+		}
 	}
 	for ix := p.index; len(ix) > 0; {
 		kl, n := binary.Uvarint(ix)
@@ -550,7 +582,7 @@ func (b *bulkBuild) addFromLog(p *bulkPrep) (bool, error) {
 func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	s, tmp, start := b.s, b.tmp, b.start
 	var total ApplyStats
-	rids, others := b.rids, b.others
+	rids := b.rids
 	cutoff := b.cutoff
 	if cutoff == 0 {
 		cutoff = b.fed + 1
@@ -619,8 +651,9 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 		indexSealErr = b.index.seal()
 	}()
 	recordsSealErr := b.records.seal()
+	elemsSealErr := b.elems.seal()
 	indexSealed.Wait()
-	if err := errors.Join(recordsSealErr, indexSealErr); err != nil {
+	if err := errors.Join(recordsSealErr, elemsSealErr, indexSealErr); err != nil {
 		return total, err
 	}
 	var stop atomic.Bool
@@ -679,18 +712,14 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 		}()
 	}
 	pw := newWriter("P")
+	var ptreeStats ptree.StreamStats
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		elems := slices.DeleteFunc(b.elems, func(e ptree.Elem) bool { return e.Order > uint64(last) })
-		b.elems = nil
-		slices.SortFunc(elems, func(a, b ptree.Elem) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-		err := ptree.Build(s.cfg.Ptree, elems, pw.add)
-		switch {
-		case errors.Is(err, ptree.ErrSamplePoint) || errors.Is(err, ptree.ErrDuplicate):
-			setErr(errBulkFallback)
-		case err != nil:
-			setErr(fmt.Errorf("bulk: build prefix tree: %w", err))
+		var err error
+		ptreeStats, err = b.elems.build(s.cfg.Ptree, last, pw.add)
+		if err := errors.Join(errPtreeBuild(err), b.elems.free()); err != nil {
+			setErr(err)
 		}
 	}()
 	wg.Wait()
@@ -714,17 +743,8 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 			byOrigin[o] = t
 		}
 	}
-	for _, a := range others {
-		if a.idx > last {
-			continue
-		}
-		o := byOrigin[a.origin]
-		if a.bad {
-			o.Rejected++
-		} else {
-			o.Skipped++
-		}
-		byOrigin[a.origin] = o
+	if err := b.countAsides(last, byOrigin); err != nil {
+		return total, err
 	}
 
 	// Counters, the key count and every projection's applied index.
@@ -798,12 +818,47 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	}
 	s.mu.Unlock()
 	s.bulkLast = last
+	s.bulkPtree = bulkPtreeStats{streamed: b.elems.streamed(), peak: b.elems.peak, build: ptreeStats}
 	s.setApplied(last)
 	s.log.Info().Uint64("applied", uint64(last)).Int64("keys", keys).Int("sstables", len(paths)).Int64("read_from_log", b.fromLog).
 		Dur("scan", scanned.Sub(start)).Dur("build", built.Sub(scanned)).Dur("records_pass", time.Duration(recordsTook.Load())).
 		Dur("index_pass", time.Duration(indexTook.Load())).Dur("ingest", time.Since(built)).
+		Bool("ptree_streamed", b.elems.streamed()).Int("ptree_big_nodes", ptreeStats.BigNodes).
 		Msg("bulk applied")
 	return total, nil
+}
+
+// countAsides counts the rejected and unknown-kind events up to last into
+// byOrigin.
+func (b *bulkBuild) countAsides(last eventlog.Index, byOrigin map[eventlog.Origin]ApplyStats) error {
+	it, err := b.asides.iter()
+	if err != nil {
+		return err
+	}
+	defer it.close()
+	for {
+		k, v, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		if len(k) != 8 || len(v) != 2 {
+			return fmt.Errorf("bulk: aside %x %x: %w", k, v, errBadRecord)
+		}
+		if eventlog.Index(binary.BigEndian.Uint64(k)) > last {
+			continue
+		}
+		origin := eventlog.Origin(v[0])
+		o := byOrigin[origin]
+		if v[1] != 0 {
+			o.Rejected++
+		} else {
+			o.Skipped++
+		}
+		byOrigin[origin] = o
+	}
 }
 
 // bulkRecordsPart is what pass 3 counts in one key range of the records.

@@ -26,6 +26,13 @@ func openStoreBulk(tb testing.TB, dir string, bulkMin int) *testStore {
 // defaults, for benchmarks).
 func openStoreBulkSort(tb testing.TB, dir string, bulkMin, sortBytes int) *testStore {
 	tb.Helper()
+	return openStoreBulkConfig(tb, dir, bulkMin, sortBytes, nil)
+}
+
+// openStoreBulkConfig is openStoreBulkSort with a last change to the
+// store's configuration (nil: none).
+func openStoreBulkConfig(tb testing.TB, dir string, bulkMin, sortBytes int, change func(*projections.Config)) *testStore {
+	tb.Helper()
 	lcfg := eventlog.DefaultConfig()
 	lcfg.NoSync = true
 	lcfg.Logger = zerolog.New(zerolog.NewTestWriter(tb)).Level(zerolog.WarnLevel)
@@ -41,6 +48,9 @@ func openStoreBulkSort(tb testing.TB, dir string, bulkMin, sortBytes int) *testS
 		scfg.BulkSortBytes = sortBytes
 	}
 	scfg.Logger = lcfg.Logger
+	if change != nil {
+		change(&scfg)
+	}
 	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -145,18 +155,31 @@ func TestBulkEqualsIncremental(t *testing.T) {
 		name      string
 		upTo      eventlog.Index // events copied before the first catch-up (0: all)
 		sortBytes int            // 0: openStoreBulk's (16 KiB)
+		// ptreeElems bounds the prefix tree's elements in memory (0: the
+		// default, every element in memory).
+		ptreeElems int
 	}{
-		{"whole log", 0, 0}, {"distinct part only", eventlog.Index(distinct + 1), 0},
+		{"whole log", 0, 0, 0}, {"distinct part only", eventlog.Index(distinct + 1), 0, 0},
 		// Sorts of 2 KiB: ≈ 270 runs of index entries, more than the
 		// fan-in (sortFanIn), so runs are merged first.
-		{"cascade merges", 0, 2 << 10},
+		{"cascade merges", 0, 2 << 10, 0},
+		// 10 elements in memory: the prefix tree's elements go through
+		// their own sort (spilled runs of 5) and the tree is built
+		// streaming, its root from a summary; the second version of a
+		// key ends the bulk part, so elements past it are dropped.
+		{"streamed prefix tree", 0, 0, 10},
+		{"streamed prefix tree, distinct part only", eventlog.Index(distinct + 1), 0, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sortBytes := 16 << 10 // openStoreBulk's
 			if tc.sortBytes > 0 {
 				sortBytes = tc.sortBytes
 			}
-			bulk := openStoreBulkSort(t, t.TempDir(), 1, sortBytes)
+			bulk := openStoreBulkConfig(t, t.TempDir(), 1, sortBytes, func(c *projections.Config) {
+				if tc.ptreeElems > 0 {
+					c.BulkPtreeBytes = tc.ptreeElems * 24
+				}
+			})
 			copyLog(t, inc, bulk, 1, tc.upTo)
 			st := catchUp(t, bulk)
 			if tc.upTo != 0 {
@@ -176,6 +199,18 @@ func TestBulkEqualsIncremental(t *testing.T) {
 			compareDBs(t, inc.store, bulk.store)
 			if inc.store.PtreeElements() != bulk.store.PtreeElements() {
 				t.Fatal("prefix trees differ in size")
+			}
+			streamed, peak, build := projections.BulkPtreeStats(bulk.store)
+			if want := tc.ptreeElems > 0; streamed != want {
+				t.Fatalf("prefix tree elements sorted externally: %v, want %v", streamed, want)
+			}
+			if tc.ptreeElems > 0 {
+				if peak > tc.ptreeElems {
+					t.Fatalf("pass 1 held %d prefix tree elements, bound %d", peak, tc.ptreeElems)
+				}
+				if build.BigNodes == 0 || build.MaxHeld > build.MaxElems {
+					t.Fatalf("streamed build: %d large nodes, held %d elements, bound %d", build.BigNodes, build.MaxHeld, build.MaxElems)
+				}
 			}
 			// Reopened, the store holds the same and has nothing to redo.
 			bulk.close()

@@ -52,6 +52,17 @@ type Config struct {
 	// cost more in first-touch page faults and cache misses than the
 	// extra runs cost to merge (docs/benchmarks.md).
 	BulkSortBytes int
+	// BulkPtreeBytes bounds the prefix tree's elements the bulk path
+	// holds in memory (24 bytes per SKS key). Up to that many the tree is
+	// built in memory; past it the elements go through an external sort
+	// (a buffer of this size, up to 1.5 times it with its entries and
+	// scratch space) and the tree is built streaming from them, holding
+	// at most this many elements at once (ptree.BuildStream), so that its
+	// memory does not grow with the dump. Default 8 MiB (≈ 350,000 keys:
+	// the 100k benchmark corpus is built in memory; built in memory, the
+	// SKS keyspace's 6 million keys peak at 412 MiB, streamed at 55 MiB).
+	// Zero or less means the default.
+	BulkPtreeBytes int
 	// FingerprintCacheEntries bounds the fingerprint lookups answered from
 	// memory (refs.go; about 200 bytes each); 0 turns the cache off.
 	// Default 32768.
@@ -74,6 +85,8 @@ func DefaultConfig() Config {
 		Ptree:         ptree.DefaultConfig(),
 		BulkMinEvents: 256,
 		BulkSortBytes: 8 << 20,
+
+		BulkPtreeBytes: defaultBulkPtreeBytes,
 
 		FingerprintCacheEntries: 32768,
 		WordCountCacheEntries:   1 << 17,
@@ -122,6 +135,8 @@ type Store struct {
 	lastBatchStats ApplyStats
 	// bulkLast is the last index the bulk path applied since Open (0: none).
 	bulkLast eventlog.Index
+	// bulkPtree describes that bulk path's prefix tree build (tests).
+	bulkPtree bulkPtreeStats
 	// facts caches what word searches learnt about versions (wordfacts.go).
 	facts wordFacts
 	// refs caches fingerprint lookups; appliers invalidate it (refs.go).

@@ -9,7 +9,10 @@
 //     big-integer arithmetic. ElementFromKeyHash maps a KeyHash (keyhash.md
 //     §5) to its element; Bytes and ZpFromBytes are the 17-byte wire form.
 //   - Tree, the projection's writer, and ReadNode, ReadRoot and Elements,
-//     the readers recon uses on a pebble.Snapshot.
+//     the readers recon uses on a pebble.Snapshot. Build writes the whole
+//     tree of a sorted set at once, as inserting it in order would (the
+//     bulk path into an empty store); BuildStream does the same reading
+//     the set from a source three times, with bounded memory.
 //   - Interpolate, Factor and Reconcile: pure functions that decode the
 //     difference between two nodes from their svalues (SKS decode.ml).
 //
