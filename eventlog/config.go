@@ -82,6 +82,16 @@ type Config struct {
 	// touching the segment files. Zero: DefaultTailBytes (4 MiB); negative:
 	// no copy, every read goes to the files. At most 1 GiB.
 	TailBytes int
+	// DropWritten asks the kernel, once a batch is durable, to drop the
+	// pages it occupied in the page cache (POSIX_FADV_DONTNEED on the
+	// segment files, behind the writer; Linux only, elsewhere nothing).
+	// For a writer whose records nobody reads back soon, a bulk import:
+	// the pages freed are reused by its next writes instead of memory new
+	// to the machine, which on a virtual machine can cost more than the
+	// copy itself. Reads of those records then go to the disk. Only clean
+	// pages are dropped, so durability is unchanged; with NoSync nothing is
+	// dropped. Zero value: pages are left to the kernel.
+	DropWritten bool
 }
 
 // DefaultConfig returns the production configuration.

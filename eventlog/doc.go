@@ -88,6 +88,14 @@
 // reopens it (at most every 250 ms): appends resume by themselves once the
 // disk takes writes again, and nothing acknowledged is touched.
 //
+// With Config.DropWritten (a bulk import) the writer then asks the kernel
+// to drop the pages of what is durable from the page cache
+// (POSIX_FADV_DONTNEED, on a descriptor of its own opened by path): the
+// segments sealed since the last batch whole, the tail segment up to its
+// last whole page. Only clean pages go, so what is on the disk is what it
+// was; the freed pages are what the writer's next batches, and whatever
+// else the process writes, are then given.
+//
 // # Reading
 //
 // Readers never wait for the writer. A Log opened for appending keeps a

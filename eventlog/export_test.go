@@ -7,3 +7,7 @@ func SetAfterWriteHook(l *Log, fn func() error) { l.afterWriteHook = fn }
 
 // TailWindow returns the entries [first, end) the in-memory tail holds.
 func TailWindow(l *Log) (first, end Index) { return l.tail.window() }
+
+// DirectoryListings returns how many times the segment directory was
+// listed since the program started.
+func DirectoryListings() int64 { return listings.Load() }

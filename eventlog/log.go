@@ -90,6 +90,7 @@ type Log struct {
 	// Owned by the writer goroutine once Open returns.
 	w         *wal.Log
 	batch     wal.Batch
+	batchRoom int      // bytes of records batch has room for (growBatch)
 	tailBytes int64    // size of the tail segment, mirroring tidwall/wal's
 	offs      []uint32 // commit's scratch: offsets of the batch's records
 	recs      [][]byte // commit's scratch: the batch's records
@@ -97,6 +98,14 @@ type Log struct {
 
 	roMu  sync.Mutex // serialises refresh in read-only mode
 	roSeg int        // read-only: index into segs of the segment being followed
+
+	// Owned by the writer goroutine: dropping the cached pages of what is
+	// durable (Config.DropWritten). dropNext indexes segs: the first
+	// segment whose pages are not all dropped yet, open as dropFile once
+	// dropping began in it.
+	dropNext   int
+	dropFile   *os.File
+	dropFailed bool
 
 	// Owned by the writer goroutine: recovery after a failed write.
 	failures    int       // failed batches and recoveries since the last success
@@ -242,6 +251,7 @@ func (l *Log) open() error {
 	}
 	l.segs = segs
 	l.last.Store(walLast)
+	l.dropNext = len(segs) - 1
 	// Make the segment files and the directory itself durable.
 	if err := syncDir(l.dir); err != nil {
 		return err
@@ -439,29 +449,78 @@ func (l *Log) segments() []*segment {
 // writes again: a full disk heals by itself once space is freed. Nothing
 // acknowledged before is touched.
 func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err error) {
+	req, err := l.enqueue(ctx, events)
+	if req == nil || err != nil {
+		return 0, err
+	}
+	defer l.appending.Add(-1)
+	select {
+	case <-req.done:
+		// The writer is done with buf (tidwall/wal copied it).
+		l.putBuf(req.buf)
+		return req.last, req.err
+	case <-ctx.Done():
+		// The writer may still read buf: leave it to the garbage collector.
+		return 0, fmt.Errorf("append abandoned, the events may still be stored: %w", ctx.Err())
+	}
+}
+
+// AppendQueued is Append without the wait: it validates and encodes the
+// events and queues them for the writer, behind everything queued before
+// (a caller that queues batches one after the other finds them in the log
+// in that order), and returns. wait then returns what Append would have,
+// once the events are durable; call it exactly once. A batch queued while
+// the writer commits the one before goes out in the next commit, possibly
+// with others (one fsync), so a writer of many large batches (a bulk
+// import) keeps the log's writer busy instead of waiting for each batch
+// before queuing the next.
+//
+// Errors before the events are queued come back from AppendQueued, as
+// from Append, and then nothing was queued (wait is nil); ctx only bounds
+// the queuing, not the wait, which ends when the writer has committed the
+// batch or failed it (Close commits what is queued).
+func (l *Log) AppendQueued(ctx context.Context, events ...*Event) (wait func() (Index, error), err error) {
+	req, err := l.enqueue(ctx, events)
+	if err != nil {
+		return nil, err
+	}
+	if req == nil {
+		return func() (Index, error) { return 0, nil }, nil
+	}
+	return func() (Index, error) {
+		<-req.done
+		l.appending.Add(-1)
+		l.putBuf(req.buf)
+		return req.last, req.err
+	}, nil
+}
+
+// enqueue validates and encodes events and hands them to the writer. It
+// returns nil and no error for no events; otherwise, on success, the
+// request, counted in appending until the caller is done waiting.
+func (l *Log) enqueue(ctx context.Context, events []*Event) (*appendReq, error) {
 	if l.readOnly {
-		return 0, ErrReadOnly
+		return nil, ErrReadOnly
 	}
 	if len(events) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	now := time.Now()
 	size := 0
 	for k, e := range events {
 		if err := e.validate(); err != nil {
-			return 0, fmt.Errorf("append event %d of %d: %w", k+1, len(events), err)
+			return nil, fmt.Errorf("append event %d of %d: %w", k+1, len(events), err)
 		}
 		n := e.encodedSize(true)
 		if n > l.cfg.MaxEventBytes {
-			return 0, fmt.Errorf("append event %d of %d: %w: %d bytes, limit %d", k+1, len(events), ErrTooLarge, n, l.cfg.MaxEventBytes)
+			return nil, fmt.Errorf("append event %d of %d: %w: %d bytes, limit %d", k+1, len(events), ErrTooLarge, n, l.cfg.MaxEventBytes)
 		}
 		size += n
 	}
 	l.appending.Add(1)
-	defer l.appending.Add(-1)
 	req := &appendReq{buf: l.getBuf(size), ends: make([]int, len(events)), tags: make([]eventTag, len(events)), done: make(chan struct{})}
 	for k, e := range events {
 		req.tags[k] = eventTag{e.Origin, e.Kind}
@@ -476,23 +535,17 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 	l.closeMu.RLock()
 	if err := l.appendErr(); err != nil {
 		l.closeMu.RUnlock()
-		return 0, err
+		l.appending.Add(-1)
+		return nil, err
 	}
 	select {
 	case l.reqs <- req:
 		l.closeMu.RUnlock()
+		return req, nil
 	case <-ctx.Done():
 		l.closeMu.RUnlock()
-		return 0, ctx.Err()
-	}
-	select {
-	case <-req.done:
-		// The writer is done with buf (tidwall/wal copied it).
-		l.putBuf(req.buf)
-		return req.last, req.err
-	case <-ctx.Done():
-		// The writer may still read buf: leave it to the garbage collector.
-		return 0, fmt.Errorf("append abandoned, the events may still be stored: %w", ctx.Err())
+		l.appending.Add(-1)
+		return nil, ctx.Err()
 	}
 }
 
@@ -585,7 +638,11 @@ func (l *Log) commit(reqs []*appendReq) {
 	startTail := tail
 	offs := l.offs[:0]
 	recs := l.recs[:0]
-	l.batch.Clear()
+	size := 0
+	for _, r := range reqs {
+		size += len(r.buf)
+	}
+	l.growBatch(size)
 	for _, r := range reqs {
 		start := 0
 		for _, end := range r.ends {
@@ -631,6 +688,7 @@ func (l *Log) commit(reqs []*appendReq) {
 		segs[len(segs)-1].noteWritten(startTail, offs, tail)
 	}
 	l.offs = offs[:0]
+	l.dropBehind()
 	// Before last: a reader that sees the new last finds them in the tail
 	// (or, if it looked before, in the files).
 	l.tail.add(last+1, recs)
@@ -657,6 +715,23 @@ func (l *Log) commit(reqs []*appendReq) {
 	for _, r := range reqs {
 		close(r.done)
 	}
+}
+
+// growBatch clears the batch and makes sure it has room for n bytes of
+// records. tidwall/wal's Batch.Write grows its buffer by append, a quarter
+// at a time: for the first of a bulk import's 3 MB chunks that allocated
+// ≈ 5 times the chunk (fresh pages, each a page fault) and copied it ≈ 4
+// times. One record of n bytes and a quarter, written and cleared, leaves
+// the room behind in one step (Clear keeps the buffer).
+func (l *Log) growBatch(n int) {
+	l.batch.Clear()
+	if n <= l.batchRoom {
+		return
+	}
+	room := n + n/4
+	l.batch.Write(0, make([]byte, room))
+	l.batch.Clear()
+	l.batchRoom = room
 }
 
 // afterWrite brings segs up to date after a batch. NB: tidwall/wal never
@@ -686,6 +761,16 @@ func (l *Log) afterWrite(newSegs []Index, tail int64) error {
 	// through tidwall/wal, so free it.
 	if err := l.w.ClearCache(); err != nil {
 		return err
+	}
+	if add, ok := predictedSegments(l.dir, newSegs, tail); ok {
+		// The files are as predicted: no directory listing (a listing per
+		// batch grows with the log, and a bulk import of the SKS keyspace
+		// starts a few thousand segments).
+		l.segMu.Lock()
+		l.segs = append(l.segs, add...)
+		l.segMu.Unlock()
+		l.tailBytes = tail
+		return nil
 	}
 	found, err := listSegments(l.dir)
 	if err != nil {
@@ -722,6 +807,77 @@ func (l *Log) afterWrite(newSegs []Index, tail int64) error {
 	}
 	l.tailBytes = fi.Size()
 	return nil
+}
+
+// predictedSegments returns the segments starting at firsts (none: ok is
+// false) if each file exists and the last holds tail bytes, as tidwall/wal
+// leaves them when it cycled where commit predicted; ok false means the
+// directory must be listed.
+func predictedSegments(dir string, firsts []Index, tail int64) (add []*segment, ok bool) {
+	if len(firsts) == 0 {
+		return nil, false
+	}
+	for k, first := range firsts {
+		s := &segment{first: first, path: filepath.Join(dir, segmentName(first))}
+		fi, err := os.Stat(s.path)
+		if err != nil || !fi.Mode().IsRegular() || k == len(firsts)-1 && fi.Size() != tail {
+			return nil, false
+		}
+		add = append(add, s)
+	}
+	return add, true
+}
+
+// dropBehind drops the cached pages of what is durable now
+// (Config.DropWritten): whole the segments sealed since the last call
+// (tidwall/wal fsyncs a segment before it starts the next), and the tail
+// segment up to its last whole page, which the next batch would otherwise
+// have to read back from the disk to continue. Each call asks again from
+// the start of the tail segment: the kernel skips a large folio that
+// reaches past the range, so that one is dropped on a later call. A
+// failure stops dropping (the pages are only left to the kernel).
+func (l *Log) dropBehind() {
+	if !l.cfg.DropWritten || l.cfg.NoSync || l.dropFailed {
+		return
+	}
+	segs := l.segments()
+	for l.dropNext < len(segs) {
+		s := segs[l.dropNext]
+		sealed := l.dropNext < len(segs)-1
+		var n int64 // 0: to the end of a sealed segment
+		if !sealed {
+			if n = l.tailBytes &^ int64(os.Getpagesize()-1); n == 0 {
+				return
+			}
+		}
+		if l.dropFile == nil {
+			f, err := os.Open(s.path)
+			if err != nil {
+				l.stopDropping(err)
+				return
+			}
+			l.dropFile = f
+		}
+		if err := dropCache(l.dropFile, 0, n); err != nil {
+			l.stopDropping(err)
+			return
+		}
+		if !sealed {
+			return
+		}
+		l.dropFile.Close()
+		l.dropFile = nil
+		l.dropNext++
+	}
+}
+
+func (l *Log) stopDropping(err error) {
+	l.dropFailed = true
+	l.logger.Debug().Err(err).Msg("cannot drop written pages from the page cache; leaving them")
+	if l.dropFile != nil {
+		l.dropFile.Close()
+		l.dropFile = nil
+	}
 }
 
 // fail stops appends after a write error, closes the writer and answers
@@ -921,6 +1077,10 @@ func (l *Log) Close() error {
 	<-l.done
 
 	var err error
+	if l.dropFile != nil {
+		l.dropFile.Close()
+		l.dropFile = nil
+	}
 	if l.failed.Load() == nil {
 		if cerr := l.w.Close(); cerr != nil && !errors.Is(cerr, wal.ErrClosed) {
 			err = fmt.Errorf("close log %s: %w", l.dir, cerr)

@@ -647,3 +647,103 @@ func TestAppendReusesBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendNewSegmentsWithoutListing: a batch that starts segments finds
+// them where the writer predicted without listing the directory (a listing
+// per batch grew with the log), and the segments serve reads as before.
+func TestAppendNewSegmentsWithoutListing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	cfg := testConfig(t, nil) // 4 KiB segments: a batch in six starts one
+	l := mustOpen(t, dir, cfg)
+	defer l.Close()
+	before := eventlog.DirectoryListings()
+	n := 0
+	for b := 0; b < 100; b++ {
+		var evs []*eventlog.Event
+		for range 1 + b%7 {
+			n++
+			evs = append(evs, keyEvent(n))
+		}
+		mustAppend(t, l, evs...)
+	}
+	if got := eventlog.DirectoryListings() - before; got != 0 {
+		t.Fatalf("appending 100 batches listed the log directory %d times, want 0", got)
+	}
+	if segs := len(segmentFiles(t, dir)); segs < 10 {
+		t.Fatalf("%d segments, want at least 10", segs)
+	}
+	for i := 1; i <= n; i++ {
+		checkEntry(t, l, eventlog.Index(i), i)
+	}
+}
+
+// TestAppendQueued: batches queued one after the other without waiting
+// are stored in that order, each wait returns its batch's last index once
+// durable, and those queued while the writer commits go out together in
+// its next commit.
+func TestAppendQueued(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	l := mustOpen(t, dir, testConfig(t, nil))
+	defer l.Close()
+	// Hold the writer in its first commit until the other batches are
+	// queued.
+	inCommit, release := make(chan struct{}), make(chan struct{})
+	first := true
+	eventlog.SetAfterWriteHook(l, func() error {
+		if first {
+			first = false
+			close(inCommit)
+			<-release
+		}
+		return nil
+	})
+	const batches, per = 20, 3
+	var waits []func() (eventlog.Index, error)
+	n := 0
+	for b := 0; b < batches; b++ {
+		var evs []*eventlog.Event
+		for range per {
+			n++
+			evs = append(evs, keyEvent(n))
+		}
+		wait, err := l.AppendQueued(context.Background(), evs...)
+		if err != nil {
+			t.Fatalf("AppendQueued #%d: %v", b, err)
+		}
+		waits = append(waits, wait)
+		if b == 0 {
+			// The rest are queued while the writer commits the first.
+			<-inCommit
+		}
+	}
+	if got := l.Appending(); got != batches {
+		t.Fatalf("Appending() = %d with %d batches queued, want %d", got, batches, batches)
+	}
+	close(release)
+	for b, wait := range waits {
+		last, err := wait()
+		if err != nil {
+			t.Fatalf("wait #%d: %v", b, err)
+		}
+		if want := eventlog.Index((b + 1) * per); last != want {
+			t.Fatalf("batch %d ends at %d, want %d", b, last, want)
+		}
+	}
+	if got := l.Appending(); got != 0 {
+		t.Fatalf("Appending() = %d after every wait, want 0", got)
+	}
+	for i := 1; i <= n; i++ {
+		checkEntry(t, l, eventlog.Index(i), i)
+	}
+	if got := l.Stats().Batches; got != 2 {
+		t.Fatalf("%d commits for %d batches queued behind a first, want 2", got, batches)
+	}
+	// Nothing to queue: nothing stored, the wait returns 0.
+	wait, err := l.AppendQueued(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, err := wait(); last != 0 || err != nil {
+		t.Fatalf("wait of an empty batch = %d, %v", last, err)
+	}
+}

@@ -159,49 +159,82 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key, arena 
 	if rec.SKS {
 		flags |= flagSKS
 	}
+	// The index entries, each key written straight into the arena (the
+	// layout.go key builders allocated one key per entry, about 25
+	// allocations a key, to be copied here at once). Each entry is the
+	// uvarint lengths, the key, the value and the event's index.
 	start = len(a)
 	var ridv []byte // <len><rid>, the value of hash and fingerprint entries
-	ridv = appendRID(ridv, rid)
-	add := func(k, v []byte) error {
-		a = binary.AppendUvarint(a, uint64(len(k)))
-		a = binary.AppendUvarint(a, uint64(len(v)+8))
-		a = append(a, k...)
+	var ridvBuf [1 + 255]byte
+	ridv = appendRID(ridvBuf[:0], rid)
+	head := func(kl, vl int) {
+		a = binary.AppendUvarint(a, uint64(kl))
+		a = binary.AppendUvarint(a, uint64(vl+8))
+	}
+	tail := func(v []byte) {
 		a = append(a, v...)
 		a = binary.BigEndian.AppendUint64(a, uint64(idx))
-		return nil
 	}
-	add(hashKey(rec.Hash), ridv)
-	ids := append([]pgpkey.SubkeyID{key.Identity()}, key.SubkeyIDs()...)
-	for _, id := range ids {
-		// F lists hold record IDs in the order they were added: by
-		// index, which follows the fingerprint in the sort key.
-		add(binary.BigEndian.AppendUint64(fprKey(id.Fingerprint.Bytes()), uint64(idx)), ridv)
-		add(keyIDKey(uint64(id.KeyID), rid), nil)
-		add(shortIDKey(id.KeyID.Short(), rid), nil)
+	// hashKey
+	head(1+len(rec.Hash), len(ridv))
+	a = append(append(a, prefixHash), rec.Hash[:]...)
+	tail(ridv)
+	ids := func(id pgpkey.SubkeyID) {
+		fpr := id.Fingerprint
+		// fprKey, then the index: F lists hold record IDs in the order
+		// they were added, by index, which follows the fingerprint in the
+		// sort key.
+		head(2+fpr.Len()+8, len(ridv))
+		a = append(a, prefixFpr, byte(fpr.Len()))
+		a = fpr.AppendTo(a)
+		a = binary.BigEndian.AppendUint64(a, uint64(idx))
+		tail(ridv)
+		// keyIDKey, shortIDKey
+		head(1+8+1+len(rid), 0)
+		a = binary.BigEndian.AppendUint64(append(a, prefixKeyID), uint64(id.KeyID))
+		a = appendRID(a, rid)
+		tail(nil)
+		head(1+4+1+len(rid), 0)
+		a = binary.BigEndian.AppendUint32(append(a, prefixShortID), id.KeyID.Short())
+		a = appendRID(a, rid)
+		tail(nil)
 	}
-	// The search terms, written into one buffer (a slice per term was
-	// 12 allocations a key) and cut once it is complete.
-	var tbuf []byte
-	var ends []int
+	ids(key.Identity())
+	for _, id := range key.SubkeyIDs() {
+		ids(id)
+	}
+	// The search terms (addSearchTerms): every word and e-mail address of
+	// the user IDs, each word's posting carrying the signature of all of
+	// them.
+	type term struct {
+		prefix byte
+		s      string
+	}
+	var termBuf [32]term
+	terms := termBuf[:0]
+	var sig wordSig
 	for _, u := range key.UserIDs() {
 		for _, w := range Words(u) {
-			tbuf = append(append(tbuf, prefixWord), w...)
-			ends = append(ends, len(tbuf))
+			terms = append(terms, term{prefixWord, w})
+			sig.add(w)
 		}
 		if e := Email(u); e != "" {
-			tbuf = append(append(tbuf, prefixEmail), e...)
-			ends = append(ends, len(tbuf))
+			terms = append(terms, term{prefixEmail, e})
 		}
 	}
-	terms := make([][]byte, len(ends))
-	for i, e := range ends {
-		s := 0
-		if i > 0 {
-			s = ends[i-1]
+	var postingBuf [postingFixed + 2*binary.MaxVarintLen64]byte
+	posting := appendPosting(postingBuf[:0], idx, flags, rec.Hash, rec.Created, sig)
+	for _, t := range terms {
+		var v []byte
+		if t.prefix == prefixWord {
+			v = posting
 		}
-		terms[i] = tbuf[s:e:e]
+		// wordKey
+		head(1+len(t.s)+1+1+len(rid), len(v))
+		a = append(append(a, t.prefix), t.s...)
+		a = appendRID(append(a, 0), rid)
+		tail(v)
 	}
-	addSearchTerms(add, terms, rid, idx, flags, rec)
 	// If the entries outgrew the arena, append moved them (and only
 	// them: start is where they begin in the new array as well).
 	p.index = a[start:len(a):len(a)]

@@ -3,7 +3,9 @@ package projections
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -207,4 +209,100 @@ func TestSorterCascadeMissingRun(t *testing.T) {
 	if _, err := s.iter(); err == nil {
 		t.Fatal("iter after a failed seal succeeded")
 	}
+}
+
+// TestSorterRunCutShort: a run file that ends before the pairs it was
+// written with (cut inside a pair, or between two) fails the merge with
+// io.ErrUnexpectedEOF instead of ending it early.
+func TestSorterRunCutShort(t *testing.T) {
+	keys, vals := cascadePairs(400, 3)
+	for _, cut := range []string{"inside a pair", "between pairs"} {
+		t.Run(cut, func(t *testing.T) {
+			dir := t.TempDir()
+			s := newSorter(dir, "t", 4<<10)
+			for i := range keys {
+				if err := s.add(keys[i], vals[i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.seal(); err != nil {
+				t.Fatal(err)
+			}
+			if len(s.runs) < 2 {
+				t.Fatalf("%d runs, want several", len(s.runs))
+			}
+			run := s.runs[1].path
+			data, err := os.ReadFile(run)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The end of the first half's last whole pair.
+			end := 0
+			for end < len(data)/2 {
+				kl, n1 := binary.Uvarint(data[end:])
+				vl, n2 := binary.Uvarint(data[end+n1:])
+				end += n1 + n2 + int(kl+vl)
+			}
+			if cut == "inside a pair" {
+				end -= 3
+			}
+			if err := os.Truncate(run, int64(end)); err != nil {
+				t.Fatal(err)
+			}
+			it, err := s.iter()
+			if err == nil {
+				for {
+					var ok bool
+					if _, _, ok, err = it.next(); !ok || err != nil {
+						break
+					}
+				}
+				it.close()
+			}
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("merge of a run cut %s: err = %v, want io.ErrUnexpectedEOF", cut, err)
+			}
+		})
+	}
+}
+
+// BenchmarkSorterMerge reads back ≈ 30 spilled runs of index-like pairs
+// (pass 4's merge): keys of 6–20 bytes, many sharing their first 8.
+func BenchmarkSorterMerge(b *testing.B) {
+	keys, vals := cascadePairs(100000, 3)
+	s := newSorter(b.TempDir(), "t", 512<<10)
+	var size int64
+	for i := range keys {
+		if err := s.add(keys[i], vals[i]); err != nil {
+			b.Fatal(err)
+		}
+		size += int64(len(keys[i]) + len(vals[i]))
+	}
+	if err := s.seal(); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		it, err := s.iter()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for {
+			_, _, ok, err := it.next()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			n++
+		}
+		it.close()
+		if n != len(keys) {
+			b.Fatalf("%d pairs, want %d", n, len(keys))
+		}
+	}
+	b.ReportMetric(float64(len(s.runs)), "runs")
 }

@@ -99,14 +99,18 @@ func wordCountKey(word string) []byte {
 }
 
 func encodePosting(idx eventlog.Index, flags byte, h pgpkey.KeyHash, created time.Time, sig wordSig) []byte {
-	v := make([]byte, postingFixed, postingFixed+2*binary.MaxVarintLen64)
-	v[0] = flags
-	copy(v[1:17], h[:])
-	for i, w := range sig {
-		binary.BigEndian.PutUint64(v[17+8*i:], w)
+	return appendPosting(make([]byte, 0, postingFixed+2*binary.MaxVarintLen64), idx, flags, h, created, sig)
+}
+
+// appendPosting appends encodePosting's value to dst.
+func appendPosting(dst []byte, idx eventlog.Index, flags byte, h pgpkey.KeyHash, created time.Time, sig wordSig) []byte {
+	dst = append(dst, flags)
+	dst = append(dst, h[:]...)
+	for _, w := range sig {
+		dst = binary.BigEndian.AppendUint64(dst, w)
 	}
-	v = binary.AppendUvarint(v, uint64(idx))
-	return binary.AppendVarint(v, created.Unix())
+	dst = binary.AppendUvarint(dst, uint64(idx))
+	return binary.AppendVarint(dst, created.Unix())
 }
 
 // decodePosting fills rec (all but RID and Key) from a posting value.

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,5 +40,40 @@ func TestBulkImportDoesNotReadLogBack(t *testing.T) {
 	}
 	if out, _, err := grapevine(t, "check", "--basedir", dir); err != nil {
 		t.Fatalf("check after the import: %v\n%s", err, out)
+	}
+}
+
+// TestImportLogSegments: an import writes the log in segments of
+// importSegmentBytes (tidwall/wal's copy of the tail segment, grown by
+// append, stays small), each overrun by at most one key; a log opened
+// later with the default segment size reads them and appends after them.
+func TestImportLogSegments(t *testing.T) {
+	keyring := testenv.RequireFile(t, "/usr/share/keyrings/debian-keyring.gpg", "debian-keyring")
+	dir := t.TempDir()
+	if _, errOut, err := grapevine(t, "import", "--basedir", dir, keyring); err != nil {
+		t.Fatalf("import: %v\n%s", err, errOut)
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, logDir, strings.Repeat("[0-9]", 20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(segs) < 10 {
+		t.Fatalf("%d log segments for the Debian keyring (28 MB), want at least 10", len(segs))
+	}
+	var small int
+	for _, p := range segs[:len(segs)-1] {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < importSegmentBytes*2 {
+			small++
+		}
+	}
+	if small < (len(segs)-1)*9/10 {
+		t.Fatalf("%d of %d sealed segments under %d bytes, want nearly all", small, len(segs)-1, importSegmentBytes*2)
+	}
+	if out, _, err := grapevine(t, "stats", "--basedir", dir); err != nil {
+		t.Fatalf("stats after the import: %v\n%s", err, out)
 	}
 }

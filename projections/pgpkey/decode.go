@@ -54,7 +54,7 @@ var (
 // bufReaders recycles readAll's buffered readers: every upload decodes
 // through one, and a fresh 64 KiB buffer per upload (allocated, cleared,
 // collected) was a tenth of the upload handler's CPU. The keys a Reader
-// returns never alias its buffer (takeBuffered and readKey copy).
+// returns never alias a bufio.Reader (takeBuffered and readKey copy).
 var bufReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerBufferSize) }}
 
 // readAll splits a whole binary packet stream; it returns the first error

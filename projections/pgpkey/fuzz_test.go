@@ -104,7 +104,27 @@ func FuzzDecode(f *testing.F) {
 func FuzzReader(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := pgpkey.NewReader(bytes.NewReader(data))
+		// The default buffer, and one of a few dozen bytes (keys across
+		// slabs, read piecewise).
+		readAll(t, pgpkey.NewReader(bytes.NewReader(data)), data)
+		readAll(t, pgpkey.NewReaderSize(bytes.NewReader(data), 16+len(data)%97), data)
+	})
+}
+
+// readAll reads every key of r, a Reader over data, checking each as it
+// comes and, at the end, that the keys handed out still hold the input's
+// bytes (keys may alias the Reader's buffer).
+func readAll(t *testing.T, r *pgpkey.Reader, data []byte) {
+	t.Helper()
+	var got []*pgpkey.RawKey
+	defer func() {
+		for _, raw := range got {
+			if !bytes.Equal(raw.Raw, data[raw.Offset:raw.Offset+int64(len(raw.Raw))]) {
+				t.Fatalf("Raw of key at %d changed after later reads", raw.Offset)
+			}
+		}
+	}()
+	{
 		end := int64(0) // end of the last key
 		for range len(data) + 2 {
 			raw, err := r.Next()
@@ -138,6 +158,7 @@ func FuzzReader(f *testing.F) {
 				}
 			}
 			end = raw.Offset + int64(len(raw.Raw))
+			got = append(got, raw)
 			if k, err := pgpkey.ParseKey(raw); err == nil {
 				roundTrip(t, k)
 			} else {
@@ -145,7 +166,7 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 		t.Fatal("Reader did not reach io.EOF: it is not making progress")
-	})
+	}
 }
 
 func FuzzCanonicalize(f *testing.F) {

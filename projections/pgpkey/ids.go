@@ -110,6 +110,10 @@ func (f Fingerprint) Bytes() []byte {
 	return append([]byte(nil), f.b[:f.n]...)
 }
 
+// AppendTo appends the fingerprint's bytes to dst: Bytes without a copy of
+// its own.
+func (f Fingerprint) AppendTo(dst []byte) []byte { return append(dst, f.b[:f.n]...) }
+
 // Len returns the fingerprint's length in bytes: 0, 16, 20 or 32.
 func (f Fingerprint) Len() int { return int(f.n) }
 

@@ -101,8 +101,10 @@ type RawKey struct {
 // Reader splits a binary packet stream, such as a dump file, into keys
 // SKS-style: a new key starts at every public-key packet (tag 6).
 //
-// A Reader is not safe for concurrent use. Keys it returns own their memory
-// and stay valid after later calls.
+// A Reader is not safe for concurrent use. Keys it returns stay valid after
+// later calls, and nothing writes to them; keys read together may share
+// memory (a buffer-sized slab), which stays allocated while any of them is
+// referenced.
 type Reader struct {
 	// MaxPacketBytes bounds one packet body; a longer length is a framing
 	// error. Set by NewReader to DefaultMaxPacketBytes; ≤ 0 means that
@@ -113,7 +115,7 @@ type Reader struct {
 	// default.
 	MaxKeyBytes int64
 
-	br  *bufio.Reader
+	br  inputBuffer
 	off int64 // bytes consumed from br
 	err error // sticky: io.EOF or a read error
 
@@ -133,11 +135,18 @@ type span struct {
 const readerBufferSize = 64 << 10
 
 // NewReader returns a Reader over a binary packet stream.
-func NewReader(r io.Reader) *Reader {
+func NewReader(r io.Reader) *Reader { return NewReaderSize(r, readerBufferSize) }
+
+// NewReaderSize returns a Reader over a binary packet stream that reads it
+// size bytes at a time (at least 16; NewReader: 64 KiB). Keys up to that
+// size are handed out without a copy of their own, so a large size suits
+// a dump read whole (one read system call per size bytes, no other buffer
+// needed in front of r) and a small one a stream of a few keys.
+func NewReaderSize(r io.Reader, size int) *Reader {
 	return &Reader{
 		MaxPacketBytes: DefaultMaxPacketBytes,
 		MaxKeyBytes:    DefaultMaxKeyBytes,
-		br:             bufio.NewReaderSize(r, readerBufferSize),
+		br:             newSlabBuffer(r, size),
 	}
 }
 
@@ -304,11 +313,31 @@ func (r *Reader) readBuffered() (*RawKey, error) {
 	return r.takeBuffered(off), nil
 }
 
+// inputBuffer is what a Reader reads through: a *bufio.Reader (Decode,
+// which recycles them) or a *slabBuffer (NewReader).
+type inputBuffer interface {
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+	Read(p []byte) (int, error)
+	Buffered() int
+	Size() int
+}
+
+var (
+	_ inputBuffer = (*bufio.Reader)(nil)
+	_ inputBuffer = (*slabBuffer)(nil)
+)
+
 // takeBuffered consumes the n buffered bytes that readBuffered walked as
-// one key.
+// one key: a slice of a slabBuffer's slab, or a copy of bufio's bytes.
 func (r *Reader) takeBuffered(n int) *RawKey {
-	buf := make([]byte, n)
-	io.ReadFull(r.br, buf) // cannot fail: the bytes are buffered
+	var buf []byte
+	if sb, ok := r.br.(*slabBuffer); ok {
+		buf = sb.take(n)
+	} else {
+		buf = make([]byte, n)
+		io.ReadFull(r.br, buf) // cannot fail: the bytes are buffered
+	}
 	k := r.finish(r.off, buf)
 	r.off += int64(n)
 	return k
@@ -464,7 +493,7 @@ func (r *Reader) scan() error {
 	}
 	r.off++
 	for {
-		b, err := r.br.Peek(readerBufferSize)
+		b, err := r.br.Peek(r.br.Size())
 		if len(b) == 0 {
 			if err == nil || err == io.EOF || err == bufio.ErrBufferFull {
 				return io.EOF

@@ -3,6 +3,7 @@ package pgpkey_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -417,14 +418,19 @@ func TestReaderInputChunking(t *testing.T) {
 		{"Half", iotest.HalfReader},
 		{"DataErr", iotest.DataErrReader},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := collect(t, pgpkey.NewReader(tc.r(bytes.NewReader(s.data))))
-			if len(res) != len(s.keys) {
-				t.Fatalf("got %d results, want %d", len(res), len(s.keys))
-			}
-			for i, r := range res {
-				s.checkKey(t, r, i)
-			}
-		})
+		// Read buffers (slabs) smaller than most keys, the default, and
+		// larger than the stream. Every key is checked once all are read:
+		// keys handed out as slices of a slab stay as they were.
+		for _, size := range []int{700, 64 << 10, 1 << 20} {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				res := collect(t, pgpkey.NewReaderSize(tc.r(bytes.NewReader(s.data)), size))
+				if len(res) != len(s.keys) {
+					t.Fatalf("got %d results, want %d", len(res), len(s.keys))
+				}
+				for i, r := range res {
+					s.checkKey(t, r, i)
+				}
+			})
+		}
 	}
 }
