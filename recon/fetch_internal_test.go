@@ -431,30 +431,39 @@ func TestNegCacheBounds(t *testing.T) {
 }
 
 // TestParseOneKeyAllocatesItsSize: a hashquery answer's keys are held
-// until appended, so a parsed key must not pin a buffer many times its
+// until appended, and a key's packets keep the whole buffer it was read
+// into alive, so parsing one must not allocate a buffer many times its
 // size (NewReader's 64 KiB slab held 45 of the corpus's 1.4 KB keys' worth
-// of memory for each key while an empty node fetched 100k keys).
+// of memory for each key while an empty node fetched 100k keys). The
+// smallest of three measurements is taken, so that another goroutine
+// allocating meanwhile cannot fail it.
 func TestParseOneKeyAllocatesItsSize(t *testing.T) {
 	keys := loadTestKeys(t)
 	var total int
 	for _, k := range keys {
 		total += len(k.raw)
 	}
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
+	avg := float64(total) / float64(len(keys))
 	const rounds = 20
-	for range rounds {
-		for _, k := range keys {
-			if _, err := parseOneKey(k.raw); err != nil {
-				t.Fatal(err)
+	best := -1.0
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range rounds {
+			for _, k := range keys {
+				if _, err := parseOneKey(k.raw); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
+		runtime.ReadMemStats(&after)
+		perKey := float64(after.TotalAlloc-before.TotalAlloc) / float64(rounds*len(keys))
+		if best < 0 || perKey < best {
+			best = perKey
+		}
 	}
-	runtime.ReadMemStats(&after)
-	perKey := float64(after.TotalAlloc-before.TotalAlloc) / float64(rounds*len(keys))
-	avg := float64(total) / float64(len(keys))
-	t.Logf("%d keys of %.0f bytes on average: %.0f bytes allocated per parse", len(keys), avg, perKey)
-	if perKey > 16<<10 {
-		t.Fatalf("%.0f bytes allocated per parse of a %.0f-byte key, want under 16 KiB", perKey, avg)
+	t.Logf("%d keys of %.0f bytes on average: %.0f bytes allocated per parse", len(keys), avg, best)
+	if best > 16<<10 {
+		t.Fatalf("%.0f bytes allocated per parse of a %.0f-byte key, want under 16 KiB", best, avg)
 	}
 }
