@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -29,7 +30,16 @@ func main() {
 			defer f.Close()
 		}
 	}
+	// GRAPEVINE_TRACE=FILE writes an execution trace of the whole command
+	// (go tool trace), to see where goroutines wait and cores idle.
+	if path := os.Getenv("GRAPEVINE_TRACE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			trace.Start(f)
+			defer f.Close()
+		}
+	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	trace.Stop()
 	pprof.StopCPUProfile()
 	stop()
 	if err != nil {
