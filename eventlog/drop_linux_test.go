@@ -4,69 +4,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
-// cachedPages returns how many of path's pages are in the page cache
-// (mincore over a mapping that touches none of them).
+// cachedPages returns how many of path's pages are in the page cache.
 func cachedPages(tb testing.TB, path string) int {
 	tb.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if fi.Size() == 0 {
-		return 0
-	}
-	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer unix.Munmap(m)
-	page := os.Getpagesize()
-	vec := make([]byte, (len(m)+page-1)/page)
-	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
-		tb.Fatal(e)
-	}
-	n := 0
-	for _, v := range vec {
-		n += int(v & 1)
-	}
+	n, _ := testenv.PagesCached(tb, path)
 	return n
-}
-
-// dropsPages reports whether this file system drops a file's clean pages
-// on POSIX_FADV_DONTNEED (tmpfs, for one, keeps them).
-func dropsPages(tb testing.TB) bool {
-	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "probe")
-	if err := os.WriteFile(path, make([]byte, 64<<10), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		tb.Fatal(err)
-	}
-	if cachedPages(tb, path) == 0 {
-		return false // nothing cached to begin with
-	}
-	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-		return false
-	}
-	return cachedPages(tb, path) == 0
 }
 
 // TestDropWrittenLeavesSegmentsUncached: with DropWritten, the pages of
@@ -75,7 +22,7 @@ func dropsPages(tb testing.TB) bool {
 // back (from the disk), and appending on after a reopen goes on dropping.
 // Without it the pages stay cached.
 func TestDropWrittenLeavesSegmentsUncached(t *testing.T) {
-	if !dropsPages(t) {
+	if !testenv.DropsPages(t, t.TempDir()) {
 		t.Skip("this file system keeps clean pages on POSIX_FADV_DONTNEED")
 	}
 	const segBytes = 256 << 10

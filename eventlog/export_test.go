@@ -8,6 +8,5 @@ func SetAfterWriteHook(l *Log, fn func() error) { l.afterWriteHook = fn }
 // TailWindow returns the entries [first, end) the in-memory tail holds.
 func TailWindow(l *Log) (first, end Index) { return l.tail.window() }
 
-// DirectoryListings returns how many times the segment directory was
-// listed since the program started.
-func DirectoryListings() int64 { return listings.Load() }
+// DirectoryListings returns how many times l listed its directory.
+func DirectoryListings(l *Log) int64 { return l.listings.Load() }

@@ -77,6 +77,9 @@ type Log struct {
 	// appending counts the Appends between validation and their return
 	// (Appending).
 	appending atomic.Int64
+	// listings counts this log's directory listings (tests: a batch that
+	// starts segments must not list the directory).
+	listings atomic.Int64
 
 	// bufs recycles the record buffers of Append (*[]byte). A bulk import
 	// appends 32 MiB per call; a fresh buffer each time costs clearing it
@@ -209,7 +212,7 @@ func (l *Log) open() error {
 		return err
 	}
 	l.lock = lock
-	segs, err := listSegments(l.dir)
+	segs, err := l.listSegments()
 	if err != nil {
 		return err
 	}
@@ -234,7 +237,7 @@ func (l *Log) open() error {
 	}
 	if len(segs) == 0 {
 		// tidwall/wal created the first segment.
-		if segs, err = listSegments(l.dir); err != nil {
+		if segs, err = l.listSegments(); err != nil {
 			return err
 		}
 		if len(segs) == 0 {
@@ -362,7 +365,7 @@ func OpenReadOnly(dir string, cfg Config) (*Log, error) {
 func (l *Log) refresh() error {
 	l.roMu.Lock()
 	defer l.roMu.Unlock()
-	segs, err := listSegments(l.dir)
+	segs, err := l.listSegments()
 	if err != nil {
 		return err
 	}
@@ -453,16 +456,22 @@ func (l *Log) Append(ctx context.Context, events ...*Event) (last Index, err err
 	if req == nil || err != nil {
 		return 0, err
 	}
-	defer l.appending.Add(-1)
 	select {
 	case <-req.done:
-		// The writer is done with buf (tidwall/wal copied it).
-		l.putBuf(req.buf)
-		return req.last, req.err
+		return l.finished(req)
 	case <-ctx.Done():
 		// The writer may still read buf: leave it to the garbage collector.
+		l.appending.Add(-1)
 		return 0, fmt.Errorf("append abandoned, the events may still be stored: %w", ctx.Err())
 	}
+}
+
+// finished returns the writer's answer to req, once done, and recycles its
+// buffer (tidwall/wal copied it).
+func (l *Log) finished(req *appendReq) (Index, error) {
+	l.appending.Add(-1)
+	l.putBuf(req.buf)
+	return req.last, req.err
 }
 
 // AppendQueued is Append without the wait: it validates and encodes the
@@ -489,9 +498,7 @@ func (l *Log) AppendQueued(ctx context.Context, events ...*Event) (wait func() (
 	}
 	return func() (Index, error) {
 		<-req.done
-		l.appending.Add(-1)
-		l.putBuf(req.buf)
-		return req.last, req.err
+		return l.finished(req)
 	}, nil
 }
 
@@ -772,7 +779,7 @@ func (l *Log) afterWrite(newSegs []Index, tail int64) error {
 		l.tailBytes = tail
 		return nil
 	}
-	found, err := listSegments(l.dir)
+	found, err := l.listSegments()
 	if err != nil {
 		return err
 	}
@@ -924,9 +931,15 @@ func (l *Log) recoverWriter() error {
 	return nil
 }
 
+// listSegments lists the log's directory, counted in listings.
+func (l *Log) listSegments() ([]*segment, error) {
+	l.listings.Add(1)
+	return listSegments(l.dir)
+}
+
 func (l *Log) reopenWriter() error {
 	segs := l.segments()
-	found, err := listSegments(l.dir)
+	found, err := l.listSegments()
 	if err != nil {
 		return err
 	}

@@ -656,7 +656,7 @@ func TestAppendNewSegmentsWithoutListing(t *testing.T) {
 	cfg := testConfig(t, nil) // 4 KiB segments: a batch in six starts one
 	l := mustOpen(t, dir, cfg)
 	defer l.Close()
-	before := eventlog.DirectoryListings()
+	before := eventlog.DirectoryListings(l)
 	n := 0
 	for b := 0; b < 100; b++ {
 		var evs []*eventlog.Event
@@ -666,7 +666,7 @@ func TestAppendNewSegmentsWithoutListing(t *testing.T) {
 		}
 		mustAppend(t, l, evs...)
 	}
-	if got := eventlog.DirectoryListings() - before; got != 0 {
+	if got := eventlog.DirectoryListings(l) - before; got != 0 {
 		t.Fatalf("appending 100 batches listed the log directory %d times, want 0", got)
 	}
 	if segs := len(segmentFiles(t, dir)); segs < 10 {

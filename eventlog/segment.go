@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // segment is one file of the log, named by the index of its first entry.
@@ -30,9 +29,6 @@ type segment struct {
 	end int64
 }
 
-// listings counts listSegments calls (tests).
-var listings atomic.Int64
-
 // segmentName is tidwall/wal's: 20 decimal digits, so ls order is log order.
 func segmentName(first Index) string { return fmt.Sprintf("%020d", uint64(first)) }
 
@@ -40,7 +36,6 @@ func segmentName(first Index) string { return fmt.Sprintf("%020d", uint64(first)
 // tidwall/wal's .START/.END files: they come only from TruncateFront and
 // TruncateBack, which this package never calls.
 func listSegments(dir string) ([]*segment, error) {
-	listings.Add(1)
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err

@@ -159,53 +159,41 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key, arena 
 	if rec.SKS {
 		flags |= flagSKS
 	}
-	// The index entries, each key written straight into the arena (the
-	// layout.go key builders allocated one key per entry, about 25
-	// allocations a key, to be copied here at once). Each entry is the
-	// uvarint lengths, the key, the value and the event's index.
+	// The index entries: each one's uvarint lengths, its key (built by
+	// layout.go's append builders in kb, reused), its value and the
+	// event's index, appended to the arena. Building keys with the
+	// allocating builders cost about 25 allocations a key.
 	start = len(a)
-	var ridv []byte // <len><rid>, the value of hash and fingerprint entries
 	var ridvBuf [1 + 255]byte
-	ridv = appendRID(ridvBuf[:0], rid)
-	head := func(kl, vl int) {
-		a = binary.AppendUvarint(a, uint64(kl))
-		a = binary.AppendUvarint(a, uint64(vl+8))
-	}
-	tail := func(v []byte) {
-		a = append(a, v...)
+	ridv := appendRID(ridvBuf[:0], rid) // <len><rid>: hash and fingerprint entries' value
+	var kbBuf [128]byte
+	kb := kbBuf[:0]
+	entry := func(k, v []byte) {
+		a = binary.AppendUvarint(a, uint64(len(k)))
+		a = binary.AppendUvarint(a, uint64(len(v)+8))
+		a = append(append(a, k...), v...)
 		a = binary.BigEndian.AppendUint64(a, uint64(idx))
 	}
-	// hashKey
-	head(1+len(rec.Hash), len(ridv))
-	a = append(append(a, prefixHash), rec.Hash[:]...)
-	tail(ridv)
+	kb = appendHashKey(kb[:0], rec.Hash)
+	entry(kb, ridv)
+	var fprBuf [32]byte
 	ids := func(id pgpkey.SubkeyID) {
-		fpr := id.Fingerprint
-		// fprKey, then the index: F lists hold record IDs in the order
-		// they were added, by index, which follows the fingerprint in the
-		// sort key.
-		head(2+fpr.Len()+8, len(ridv))
-		a = append(a, prefixFpr, byte(fpr.Len()))
-		a = fpr.AppendTo(a)
-		a = binary.BigEndian.AppendUint64(a, uint64(idx))
-		tail(ridv)
-		// keyIDKey, shortIDKey
-		head(1+8+1+len(rid), 0)
-		a = binary.BigEndian.AppendUint64(append(a, prefixKeyID), uint64(id.KeyID))
-		a = appendRID(a, rid)
-		tail(nil)
-		head(1+4+1+len(rid), 0)
-		a = binary.BigEndian.AppendUint32(append(a, prefixShortID), id.KeyID.Short())
-		a = appendRID(a, rid)
-		tail(nil)
+		// F lists hold record IDs in the order they were added: by index,
+		// which follows the fingerprint in the sort key.
+		kb = appendFprKey(kb[:0], id.Fingerprint.AppendTo(fprBuf[:0]))
+		kb = binary.BigEndian.AppendUint64(kb, uint64(idx))
+		entry(kb, ridv)
+		kb = appendKeyIDKey(kb[:0], uint64(id.KeyID), rid)
+		entry(kb, nil)
+		kb = appendShortIDKey(kb[:0], id.KeyID.Short(), rid)
+		entry(kb, nil)
 	}
 	ids(key.Identity())
 	for _, id := range key.SubkeyIDs() {
 		ids(id)
 	}
-	// The search terms (addSearchTerms): every word and e-mail address of
-	// the user IDs, each word's posting carrying the signature of all of
-	// them.
+	// The search terms: every word and e-mail address of the user IDs,
+	// each word's posting carrying the signature of all of them.
 	type term struct {
 		prefix byte
 		s      string
@@ -229,11 +217,8 @@ func prepareBulk(idx eventlog.Index, ev *eventlog.Event, key *pgpkey.Key, arena 
 		if t.prefix == prefixWord {
 			v = posting
 		}
-		// wordKey
-		head(1+len(t.s)+1+1+len(rid), len(v))
-		a = append(append(a, t.prefix), t.s...)
-		a = appendRID(append(a, 0), rid)
-		tail(v)
+		kb = appendWordKey(kb[:0], t.prefix, t.s, rid)
+		entry(kb, v)
 	}
 	// If the entries outgrew the arena, append moved them (and only
 	// them: start is where they begin in the new array as well).

@@ -623,7 +623,7 @@ func (s *sorter) openMerge(runs []sortRun, p, readBytes int, punch bool, reuse [
 		}
 		r := &runReader{f: f, r: br, seq: i}
 		m.all = append(m.all, r)
-		if _, err := r.advance(); err != nil {
+		if err := r.advance(); err != nil {
 			m.close()
 			return nil, err
 		}
@@ -791,10 +791,10 @@ type runReader struct {
 
 // advance reads the next pair of the run (done at its end), and its key's
 // first 8 bytes into pre.
-func (r *runReader) advance() (bool, error) {
+func (r *runReader) advance() error {
 	if r.peeked > 0 {
 		if _, err := r.r.Discard(r.peeked); err != nil {
-			return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+			return fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
 		}
 		r.peeked = 0
 	}
@@ -804,9 +804,9 @@ func (r *runReader) advance() (bool, error) {
 	if len(hdr) == 0 {
 		if err == io.EOF {
 			r.done = true
-			return false, nil
+			return nil
 		}
-		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+		return fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
 	}
 	kl, n1 := binary.Uvarint(hdr)
 	var vl uint64
@@ -818,32 +818,32 @@ func (r *runReader) advance() (bool, error) {
 		if err == nil || err == io.EOF {
 			err = io.ErrUnexpectedEOF // or a length that overflows: corrupt either way
 		}
-		return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+		return fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
 	}
 	h := n1 + n2
 	n := int(kl + vl)
 	if h+n <= r.r.Size() {
 		b, err := r.r.Peek(h + n)
 		if err != nil {
-			return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), noEOF(err))
+			return fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), noEOF(err))
 		}
 		b = b[h:]
 		r.k, r.v, r.peeked = b[:kl:kl], b[kl:n:n], h+n
 	} else {
 		if _, err := r.r.Discard(h); err != nil {
-			return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
+			return fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), err)
 		}
 		if cap(r.buf) < n {
 			r.buf = make([]byte, n)
 		}
 		r.buf = r.buf[:n]
 		if _, err := io.ReadFull(r.r, r.buf); err != nil {
-			return false, fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), noEOF(err))
+			return fmt.Errorf("bulk sort: read %s: %w", r.f.Name(), noEOF(err))
 		}
 		r.k, r.v = r.buf[:kl], r.buf[kl:]
 	}
 	r.pre = keyPrefix(r.k)
-	return true, nil
+	return nil
 }
 
 // noEOF turns a premature end of a run file into io.ErrUnexpectedEOF.
@@ -925,7 +925,7 @@ func (m *mergeIter) next() ([]byte, []byte, bool, error) {
 		return nil, nil, false, nil
 	}
 	if m.prev != nil {
-		if _, err := m.prev.advance(); err != nil {
+		if err := m.prev.advance(); err != nil {
 			return nil, nil, false, err
 		}
 		m.replay(m.tree[0])

@@ -75,7 +75,9 @@ func latestKey(rid []byte) []byte { return appendRID([]byte{prefixLatest}, rid) 
 // fprKey is the key of a fingerprint's list of record IDs. One key per
 // fingerprint, so that the most common lookup is a point Get (Bloom
 // filters apply) rather than an iterator.
-func fprKey(fpr []byte) []byte { return appendRID([]byte{prefixFpr}, fpr) }
+func fprKey(fpr []byte) []byte { return appendFprKey(nil, fpr) }
+
+func appendFprKey(dst, fpr []byte) []byte { return appendRID(append(dst, prefixFpr), fpr) }
 
 // ridList is a value of <len><rid> entries.
 func ridList(v []byte) [][]byte {
@@ -110,28 +112,35 @@ func ridListWith(v, rid []byte, add bool) []byte {
 	return out
 }
 
-func keyIDKey(id uint64, rid []byte) []byte {
-	k := binary.BigEndian.AppendUint64([]byte{prefixKeyID}, id)
-	return appendRID(k, rid)
+func keyIDKey(id uint64, rid []byte) []byte { return appendKeyIDKey(nil, id, rid) }
+
+func appendKeyIDKey(dst []byte, id uint64, rid []byte) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, prefixKeyID), id)
+	return appendRID(dst, rid)
 }
 
-func shortIDKey(id uint32, rid []byte) []byte {
-	k := binary.BigEndian.AppendUint32([]byte{prefixShortID}, id)
-	return appendRID(k, rid)
+func shortIDKey(id uint32, rid []byte) []byte { return appendShortIDKey(nil, id, rid) }
+
+func appendShortIDKey(dst []byte, id uint32, rid []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(append(dst, prefixShortID), id)
+	return appendRID(dst, rid)
 }
 
-func hashKey(h [16]byte) []byte { return append([]byte{prefixHash}, h[:]...) }
+func hashKey(h [16]byte) []byte { return appendHashKey(nil, h) }
+
+func appendHashKey(dst []byte, h [16]byte) []byte { return append(append(dst, prefixHash), h[:]...) }
 
 func suppressKey(h [16]byte) []byte { return append([]byte{prefixSuppress}, h[:]...) }
 
 func blockedKey(fpr []byte) []byte { return appendRID([]byte{prefixBlocked}, fpr) }
 
 func wordKey(prefix byte, word string, rid []byte) []byte {
-	k := make([]byte, 0, 3+len(word)+len(rid))
-	k = append(k, prefix)
-	k = append(k, word...)
-	k = append(k, 0)
-	return appendRID(k, rid)
+	return appendWordKey(make([]byte, 0, 3+len(word)+len(rid)), prefix, word, rid)
+}
+
+func appendWordKey(dst []byte, prefix byte, word string, rid []byte) []byte {
+	dst = append(append(dst, prefix), word...)
+	return appendRID(append(dst, 0), rid)
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p

@@ -32,7 +32,7 @@ import (
 //
 // Every posting of a key is rewritten with each new version of it (the hash
 // changes), by the incremental apply (indexWords), the bulk path
-// (addSearchTerms, wordCounter) and removed by a deletion; `grapevine
+// (prepareBulk, wordCounter) and removed by a deletion; `grapevine
 // check` compares all of it with a replay and recounts the postings.
 
 const (
@@ -147,30 +147,6 @@ func decodeCount(v []byte) (uint64, error) {
 		return 0, fmt.Errorf("word count: %w", errBadRecord)
 	}
 	return n, nil
-}
-
-// addSearchTerms adds the word and e-mail entries of one key's first
-// version to the bulk path's index sort: terms are prefix+term as
-// prepareBulk made them, the rest describes the record.
-func addSearchTerms(add func(k, v []byte) error, terms [][]byte, rid []byte, idx eventlog.Index, flags byte, rec *Record) error {
-	var sig wordSig
-	for _, t := range terms {
-		if t[0] == prefixWord {
-			sig.add(string(t[1:]))
-		}
-	}
-	posting := encodePosting(idx, flags, rec.Hash, rec.Created, sig)
-	var err error
-	for _, t := range terms {
-		var v []byte
-		if t[0] == prefixWord {
-			v = posting
-		}
-		if e := add(wordKey(t[0], string(t[1:]), rid), v); e != nil && err == nil {
-			err = e
-		}
-	}
-	return err
 }
 
 // wordCounter writes the count key after each word's postings in the bulk

@@ -642,10 +642,6 @@ func (im *importer) appendBulk(ctx context.Context, f inputFile, chunks <-chan *
 
 // queueAppend queues a's events for the log (none: a is done at once).
 func (im *importer) queueAppend(ctx context.Context, a *bulkAppend) error {
-	if len(a.events) == 0 {
-		a.wait = func() (eventlog.Index, error) { return 0, nil }
-		return nil
-	}
 	wait, err := im.b.log.AppendQueued(ctx, a.events...)
 	if err != nil {
 		return fmt.Errorf("append to log: %w", err)
