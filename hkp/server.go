@@ -109,15 +109,18 @@ type Config struct {
 	// Timeouts of the http.Server (see net/http). Defaults: read header 10 s,
 	// read 60 s, write 120 s, idle 120 s.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	// Middleware, when not nil, wraps the handler Serve runs (metrics,
-	// rate limiting); it sees every request after the common headers are
-	// set.
+	// Middleware, when not nil, wraps the handler Serve runs (metrics);
+	// it sees every request, on the front end's path and net/http's.
 	Middleware func(http.Handler) http.Handler
 	// IndexV6 includes v5 and v6 keys in every /pks/lookup answer. Off by
 	// default: GnuPG 2.2 and Sequoia 0.27 fail a whole import on a v6 key,
 	// so v1 serves one only when asked for by its fingerprint or long key
 	// ID (legacyRecords; hkp.md §6.1).
 	IndexV6 bool
+	// DisableFrontEnd leaves every request to net/http. By default Serve
+	// answers lookups with a lighter HTTP/1.x front end of its own and
+	// hands net/http everything else (frontend.go).
+	DisableFrontEnd bool
 }
 
 // DefaultConfig returns the configuration `grapevine serve` starts from.
@@ -194,6 +197,8 @@ type Server struct {
 	pending   pendingUploads
 	// prefixLogs caches /pks/v2/prefixlog answers of finished days.
 	prefixLogs prefixLogCache
+	// frontServed counts the requests the front end answered itself.
+	frontServed atomic.Uint64
 }
 
 // conf returns the current configuration.
@@ -433,7 +438,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // Serve serves HKP on ln until ctx is done, then shuts down gracefully,
-// letting in-flight requests finish for up to 10 s.
+// letting in-flight requests finish for up to 10 s. Lookups are answered by
+// the front end (frontend.go) unless DisableFrontEnd is set; net/http's
+// Server serves the rest.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var h http.Handler = s
 	if s.conf().Middleware != nil {
@@ -449,18 +456,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          nil,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	var front *frontListener
+	if !s.conf().DisableFrontEnd {
+		front = s.newFrontListener(ln, h)
+		ln = front
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		srv.Shutdown(sctx) // closes front too
+		if front != nil {
+			front.wait(sctx)
+		}
 	}()
 	err := srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		<-done
 		return nil
+	}
+	if front != nil {
+		front.Close()
+		front.wait(context.Background())
 	}
 	return err
 }

@@ -1,0 +1,692 @@
+package hkp
+
+// The HTTP/1.x front end for lookups.
+//
+// net/http spends about 28 µs of CPU on an empty request on this kind of
+// machine, against about 15 µs for a loop that reads a request and writes
+// its answer on the connection's own goroutine: per request it starts a
+// goroutine for a background read, clones the header map, and passes every
+// byte through two layers of buffered writers. On 2 cores shared with the
+// load generator, the p99 of a cached op=get grows with the CPU each
+// request costs (docs/benchmarks.md, "what sets the p99 of a cached get").
+//
+// So every connection starts here. The front end reads request heads
+// itself, and answers a GET of /pks/lookup — what clients send nearly
+// always — through the same handler chain net/http would call (ServeHTTP
+// behind the Config's Middleware: the rate limiter, metrics and the access
+// log see it alike), with net/http's own parser (http.ReadRequest) and
+// net/http's rules for the answer's framing (writeHead). Anything else —
+// another path or method, a body, Expect, Upgrade, a head over 4 KiB, a
+// Host header this file does not vouch for, a head ReadRequest rejects, a
+// TLS connection — hands the connection over, with the bytes already
+// read, to net/http's Server, which serves it from then on. So net/http
+// alone decides what to do with every unusual request: the hostile_*
+// tests' promises hold on both paths, and an answer on the fast path is
+// the one net/http would send (TestFrontEndMatchesNetHTTP).
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+const (
+	// frontHeadMax is the largest request head the front end reads; a
+	// larger one (long cookies, a big query) goes to net/http, which
+	// allows up to MaxHeaderBytes.
+	frontHeadMax = 4 << 10
+	// frontStreamAt is how much of an answer of known length is gathered
+	// before it is written: smaller answers go out in one write with
+	// their head; larger ones are written as the handler writes them.
+	frontStreamAt = 64 << 10
+)
+
+// frontListener is the listener net/http's Server accepts from: it hands
+// net/http only the connections the front end gave up on. Its own accept
+// loop takes every connection from the real listener.
+type frontListener struct {
+	ln      net.Listener
+	handler http.Handler // what net/http's Server runs too
+	log     zerolog.Logger
+	served  *atomic.Uint64 // requests answered by the front end
+	// timeouts, as net/http applies them
+	readHeader, idle, write time.Duration
+
+	handoff   chan net.Conn // connections for net/http
+	acceptErr chan error    // the real listener's last error
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // connections the front end is serving
+	wg    sync.WaitGroup
+}
+
+func (s *Server) newFrontListener(ln net.Listener, h http.Handler) *frontListener {
+	c := s.conf()
+	fl := &frontListener{
+		ln:         ln,
+		handler:    h,
+		log:        s.log,
+		served:     &s.frontServed,
+		readHeader: c.ReadHeaderTimeout,
+		idle:       c.IdleTimeout,
+		write:      c.WriteTimeout,
+		handoff:    make(chan net.Conn),
+		acceptErr:  make(chan error, 1),
+		closed:     make(chan struct{}),
+		conns:      make(map[net.Conn]struct{}),
+	}
+	go fl.acceptLoop()
+	return fl
+}
+
+// acceptLoop accepts connections and serves each on its own goroutine.
+// Temporary errors (out of file descriptors) are retried with a growing
+// pause, as net/http does; any other ends the loop and is passed to
+// net/http's Serve through Accept.
+func (fl *frontListener) acceptLoop() {
+	var pause time.Duration
+	for {
+		c, err := fl.ln.Accept()
+		if err != nil {
+			select {
+			case <-fl.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // net/http's own test for accept errors
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				fl.log.Warn().Err(err).Dur("retry_in", pause).Msg("accept failed")
+				time.Sleep(pause)
+				continue
+			}
+			fl.acceptErr <- err
+			return
+		}
+		pause = 0
+		if _, isTLS := c.(*tls.Conn); isTLS {
+			go fl.handOver(c, nil)
+			continue
+		}
+		if !fl.track(c) {
+			c.Close()
+			continue
+		}
+		go fl.serveConn(c)
+	}
+}
+
+// Accept returns the next connection handed over to net/http.
+func (fl *frontListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-fl.handoff:
+		return c, nil
+	case err := <-fl.acceptErr:
+		return nil, err
+	case <-fl.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and lets the front end's idle connections go:
+// their pending reads end at once (net/http's Shutdown closes its idle
+// connections alike); answers being written are finished first.
+func (fl *frontListener) Close() error {
+	fl.closeOnce.Do(func() {
+		close(fl.closed)
+		fl.closeErr = fl.ln.Close()
+		fl.mu.Lock()
+		for c := range fl.conns {
+			c.SetReadDeadline(aLongTimeAgo)
+		}
+		fl.mu.Unlock()
+	})
+	return fl.closeErr
+}
+
+func (fl *frontListener) Addr() net.Addr { return fl.ln.Addr() }
+
+// aLongTimeAgo is a deadline that has passed: it ends a pending read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// wait waits for the front end's connections to finish, or, once ctx is
+// done, cuts those still writing (a client that stopped reading).
+func (fl *frontListener) wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { fl.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		fl.mu.Lock()
+		for c := range fl.conns {
+			c.SetDeadline(aLongTimeAgo)
+		}
+		fl.mu.Unlock()
+		<-done
+	}
+}
+
+func (fl *frontListener) shuttingDown() bool {
+	select {
+	case <-fl.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// track records c as served by the front end, unless it is closing.
+func (fl *frontListener) track(c net.Conn) bool {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.shuttingDown() {
+		return false
+	}
+	fl.conns[c] = struct{}{}
+	fl.wg.Add(1)
+	return true
+}
+
+func (fl *frontListener) untrack(c net.Conn) {
+	fl.mu.Lock()
+	delete(fl.conns, c)
+	fl.mu.Unlock()
+	fl.wg.Done()
+}
+
+// handOver gives c to net/http, which reads the bytes in buffered first.
+// c is closed instead if the listener closes before net/http takes it.
+func (fl *frontListener) handOver(c net.Conn, buffered []byte) {
+	if len(buffered) > 0 {
+		c = &handedConn{Conn: c, buffered: buffered}
+	}
+	select {
+	case fl.handoff <- c:
+	case <-fl.closed:
+		c.Close()
+	}
+}
+
+// handedConn is a connection handed to net/http with the bytes the front
+// end had read from it but not answered.
+type handedConn struct {
+	net.Conn
+	buffered []byte
+}
+
+func (c *handedConn) Read(p []byte) (int, error) {
+	if len(c.buffered) > 0 {
+		n := copy(p, c.buffered)
+		c.buffered = c.buffered[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite lets net/http half-close the connection, as it does on a TCP
+// connection of its own before closing after an oversized body.
+func (c *handedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// frontConn is one connection the front end serves.
+type frontConn struct {
+	fl         *frontListener
+	c          net.Conn
+	remoteAddr string
+	buf        []byte // request bytes read: buf[:n]
+	n          int
+	// parse reads the head being parsed (ReadRequest wants a
+	// *bufio.Reader); reused for every request of the connection.
+	headReader bytes.Reader
+	parse      *bufio.Reader
+	head, body []byte // the answer being written, reused
+	dead       bool   // a write failed: close after this answer
+}
+
+// serveConn serves requests on c until it closes, idles out, or sends
+// something the front end leaves to net/http; then it hands c over.
+func (fl *frontListener) serveConn(c net.Conn) {
+	fc := &frontConn{fl: fl, c: c, remoteAddr: c.RemoteAddr().String(), buf: make([]byte, frontHeadMax)}
+	fc.parse = bufio.NewReaderSize(&fc.headReader, frontHeadMax)
+	handOver := fc.serveRequests()
+	fl.untrack(c) // from here on Close no longer ends its reads
+	if !handOver {
+		c.Close()
+		return
+	}
+	// net/http reads the unanswered bytes first, and sets its own
+	// deadlines as it reads.
+	c.SetReadDeadline(time.Time{})
+	fl.handOver(c, fc.buf[:fc.n])
+}
+
+// serveRequests answers requests until the connection is to be closed
+// (false) or handed over to net/http (true).
+func (fc *frontConn) serveRequests() (handOver bool) {
+	for first := true; ; first = false {
+		end, ok := fc.readHead(first)
+		if !ok {
+			return false
+		}
+		req, ok := fc.eligible(end)
+		if !ok {
+			return true
+		}
+		keep := fc.serve(req)
+		copy(fc.buf, fc.buf[end:fc.n])
+		fc.n -= end
+		if !keep || fc.fl.shuttingDown() {
+			return false
+		}
+	}
+}
+
+// readHead reads until buf holds a whole request head and returns its
+// length. It reports false when the connection is to be closed: the
+// client went away or was silent too long, or the listener is closing.
+// A client that ends its connection mid-head is handed to net/http to
+// answer as it would.
+func (fc *frontConn) readHead(first bool) (int, bool) {
+	// As net/http: the first request's head must arrive within
+	// ReadHeaderTimeout; later ones may wait IdleTimeout to start, then
+	// have ReadHeaderTimeout from their first byte.
+	var started time.Time
+	if fc.n > 0 || first {
+		started = time.Now()
+		fc.c.SetReadDeadline(started.Add(fc.fl.readHeader))
+	} else {
+		fc.c.SetReadDeadline(time.Now().Add(fc.fl.idle))
+	}
+	scanned := 0
+	for {
+		if end := headEnd(fc.buf[:fc.n], scanned); end > 0 {
+			return end, true
+		}
+		scanned = max(0, fc.n-2)
+		if fc.n == len(fc.buf) {
+			return fc.n, true // too long for the front end: eligible says no
+		}
+		m, err := fc.c.Read(fc.buf[fc.n:])
+		fc.n += m
+		if m > 0 && started.IsZero() {
+			started = time.Now()
+			fc.c.SetReadDeadline(started.Add(fc.fl.readHeader))
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && fc.n > 0 && !fc.fl.shuttingDown() {
+				return fc.n, true // a head cut short: net/http answers it
+			}
+			return 0, false
+		}
+	}
+}
+
+// headEnd returns the length of the request head at the start of b —
+// through the empty line (CRLF or bare LF, which net/http accepts too)
+// that ends it — or -1 if b holds no empty line yet. The search starts at
+// from, where the previous one gave up.
+func headEnd(b []byte, from int) int {
+	for i := from; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		if i < len(b) && b[i] == '\n' {
+			return i + 1
+		}
+		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
+			return i + 2
+		}
+	}
+}
+
+// eligible parses the head buf[:end] with net/http's parser and returns
+// the request if the front end answers it: a GET of /pks/lookup over
+// HTTP/1.0 or 1.1, without a body or anything net/http would answer
+// specially. The checks are net/http server's own or stricter.
+func (fc *frontConn) eligible(end int) (*http.Request, bool) {
+	head := fc.buf[:end]
+	if end < 16 || string(head[:16]) != "GET /pks/lookup?" && string(head[:16]) != "GET /pks/lookup " {
+		return nil, false // the cheap test first: most requests pass it
+	}
+	if headEnd(head, 0) != end {
+		return nil, false // no complete head: cut short or over frontHeadMax
+	}
+	fc.headReader.Reset(head)
+	fc.parse.Reset(&fc.headReader)
+	req, err := http.ReadRequest(fc.parse)
+	if err != nil || fc.parse.Buffered() > 0 {
+		return nil, false
+	}
+	if req.Method != http.MethodGet || req.ProtoMajor != 1 || req.ProtoMinor > 1 ||
+		req.URL.Path != "/pks/lookup" || req.URL.Host != "" ||
+		req.ContentLength != 0 || len(req.TransferEncoding) != 0 ||
+		req.Header["Expect"] != nil || req.Header["Upgrade"] != nil || req.Header["Transfer-Encoding"] != nil {
+		return nil, false
+	}
+	// ReadRequest has moved the Host header to req.Host, and failed on two.
+	if req.Host == "" && req.ProtoMinor == 1 || !plainHost(req.Host) {
+		return nil, false // net/http answers 400 or decides
+	}
+	for k, vv := range req.Header {
+		if !plainFieldName(k) {
+			return nil, false
+		}
+		for _, v := range vv {
+			if !plainFieldValue(v) {
+				return nil, false
+			}
+		}
+	}
+	req.RemoteAddr = fc.remoteAddr
+	return req, true
+}
+
+// plainHost reports whether h is a host or host:port of the characters
+// names and IP addresses use (a subset of what net/http accepts).
+func plainHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._:[]", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainFieldName reports whether k is a token (RFC 9110 §5.6.2).
+func plainFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// plainFieldValue reports whether v has no control characters but tab.
+func plainFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// serve answers req and reports whether the connection stays open.
+func (fc *frontConn) serve(req *http.Request) (keep bool) {
+	fc.fl.served.Add(1)
+	fc.c.SetReadDeadline(time.Time{})
+	fc.c.SetWriteDeadline(time.Now().Add(fc.fl.write))
+	w := &frontResponse{fc: fc, req: req, header: make(http.Header, 8), declared: -1}
+	defer func() {
+		if p := recover(); p != nil {
+			// As net/http: the connection is cut, and a panic other than
+			// ErrAbortHandler is logged with its stack.
+			if p != http.ErrAbortHandler {
+				stack := make([]byte, 16<<10)
+				stack = stack[:runtime.Stack(stack, false)]
+				fc.fl.log.Error().Str("panic", fmt.Sprint(p)).Bytes("stack", stack).Str("remote_addr", fc.remoteAddr).Msg("http: panic serving request")
+			}
+			keep = false
+		}
+		if cap(fc.body) > frontStreamAt {
+			fc.body = nil // keep no large buffer on an idle connection
+		}
+	}()
+	fc.fl.handler.ServeHTTP(w, req)
+	return w.finish()
+}
+
+// frontResponse is the http.ResponseWriter of a request the front end
+// answers. The answer goes out as net/http would frame it (writeHead).
+type frontResponse struct {
+	fc          *frontConn
+	req         *http.Request
+	header      http.Header
+	status      int
+	wroteHeader bool
+	headSent    bool
+	declared    int64 // the Content-Length the handler set, or -1
+	written     int64 // body bytes the handler wrote
+	closeAfter  bool
+}
+
+func (w *frontResponse) Header() http.Header { return w.header }
+
+func (w *frontResponse) WriteHeader(code int) {
+	if w.wroteHeader {
+		return // net/http logs "superfluous WriteHeader" and ignores it
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code)) // as net/http
+	}
+	if code < 200 {
+		// An informational answer (none of our handlers send one) goes
+		// out at once, before the final one.
+		w.fc.head = appendStatusLine(w.fc.head[:0], w.req.ProtoMinor == 1, code)
+		w.header.WriteSubset((*appendWriter)(&w.fc.head), map[string]bool{"Content-Length": true, "Transfer-Encoding": true})
+		w.fc.head = append(w.fc.head, "\r\n"...)
+		w.fc.write(w.fc.head)
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
+			w.declared = v
+		} else {
+			w.header.Del("Content-Length") // net/http logs and drops it
+		}
+	}
+}
+
+func (w *frontResponse) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !bodyAllowed(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(p))
+	fc := w.fc
+	if w.headSent {
+		return fc.write(p)
+	}
+	if w.declared < 0 || len(fc.body)+len(p) <= frontStreamAt {
+		fc.body = append(fc.body, p...)
+		return len(p), nil
+	}
+	// A large answer of known length: its head and what is gathered go
+	// out now, and p without a copy.
+	w.writeHead()
+	if _, err := fc.write(fc.head, fc.body, p); err != nil {
+		return 0, err
+	}
+	fc.body = fc.body[:0]
+	return len(p), nil
+}
+
+// finish writes what the handler left unwritten and reports whether the
+// connection stays open.
+func (w *frontResponse) finish() bool {
+	fc := w.fc
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.headSent {
+		w.writeHead()
+		fc.write(fc.head, fc.body)
+	}
+	fc.body = fc.body[:0]
+	if w.declared >= 0 && w.written != w.declared {
+		w.closeAfter = true // a short answer: the client must not wait for more
+	}
+	return !w.closeAfter && !fc.dead
+}
+
+// writeHead builds the answer's status line and header in fc.head with
+// net/http's rules (chunkWriter.writeHeader in net/http/server.go, Go
+// 1.26): the handler's header sorted, then Date, the Content-Length it
+// works out, a sniffed Content-Type and Connection; HTTP/1.0 clients get
+// keep-alive only when they ask for it and the length is known.
+func (w *frontResponse) writeHead() {
+	w.headSent = true
+	fc, req, h := w.fc, w.req, w.header
+	keepAlives := !fc.fl.shuttingDown()
+	var exclude map[string]bool
+	var date, contentLength []byte
+	var contentType, connection string
+	if w.declared < 0 && bodyAllowed(w.status) {
+		// Only after the handler returned: the whole body is gathered.
+		w.declared = int64(len(fc.body))
+		contentLength = strconv.AppendInt(nil, w.declared, 10)
+	}
+	wants10KeepAlive := req.ProtoMinor == 0 && headerHasToken(req.Header, "Connection", "keep-alive")
+	wantsClose := req.Close || headerHasToken(req.Header, "Connection", "close")
+	if wants10KeepAlive {
+		if _, set := h["Connection"]; !set {
+			connection = "keep-alive"
+		}
+	} else if req.ProtoMinor == 0 || wantsClose {
+		w.closeAfter = true
+	}
+	if h.Get("Connection") == "close" || !keepAlives {
+		w.closeAfter = true
+	}
+	if bodyAllowed(w.status) {
+		if _, set := h["Content-Type"]; !set && h.Get("Content-Encoding") == "" && len(fc.body) > 0 {
+			contentType = http.DetectContentType(fc.body)
+		}
+	} else {
+		exclude = map[string]bool{"Content-Type": true, "Content-Length": true, "Transfer-Encoding": true}
+	}
+	if _, set := h["Transfer-Encoding"]; set {
+		// Our handlers never set it; the length is always known here.
+		exclude = addExclude(exclude, "Transfer-Encoding")
+	}
+	if _, set := h["Date"]; !set {
+		date = time.Now().UTC().AppendFormat(nil, http.TimeFormat)
+	}
+	if w.closeAfter && (!keepAlives || !headerHasToken(h, "Connection", "close")) {
+		exclude = addExclude(exclude, "Connection")
+		if req.ProtoMinor == 1 {
+			connection = "close"
+		}
+	}
+	b := appendStatusLine(fc.head[:0], req.ProtoMinor == 1, w.status)
+	h.WriteSubset((*appendWriter)(&b), exclude)
+	if date != nil {
+		b = append(append(append(b, "Date: "...), date...), "\r\n"...)
+	}
+	if contentLength != nil {
+		b = append(append(append(b, "Content-Length: "...), contentLength...), "\r\n"...)
+	}
+	for _, kv := range [...][2]string{{"Content-Type", contentType}, {"Connection", connection}} {
+		if kv[1] != "" {
+			b = append(append(append(append(b, kv[0]...), ": "...), kv[1]...), "\r\n"...)
+		}
+	}
+	fc.head = append(b, "\r\n"...)
+}
+
+func addExclude(m map[string]bool, k string) map[string]bool {
+	if m == nil {
+		m = make(map[string]bool)
+	}
+	m[k] = true
+	return m
+}
+
+// write writes the pieces in one system call; after a failure it writes
+// nothing more and the connection closes after this answer.
+func (fc *frontConn) write(pieces ...[]byte) (int, error) {
+	if fc.dead {
+		return 0, net.ErrClosed
+	}
+	bufs := net.Buffers(pieces)
+	n, err := bufs.WriteTo(fc.c)
+	if err != nil {
+		fc.dead = true
+	}
+	return int(n), err
+}
+
+// appendStatusLine appends net/http's status line for code.
+func appendStatusLine(b []byte, http11 bool, code int) []byte {
+	if http11 {
+		b = append(b, "HTTP/1.1 "...)
+	} else {
+		b = append(b, "HTTP/1.0 "...)
+	}
+	b = strconv.AppendInt(b, int64(code), 10)
+	if text := http.StatusText(code); text != "" {
+		b = append(append(b, ' '), text...)
+	} else {
+		b = append(append(b, " status code "...), strconv.Itoa(code)...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// bodyAllowed reports whether an answer with this status may have a body
+// (RFC 9110 §6.4.1).
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
+}
+
+// headerHasToken reports whether a comma-separated header has token,
+// case-insensitively (as net/http's hasToken for Connection).
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h[textproto.CanonicalMIMEHeaderKey(key)] {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(textproto.TrimString(f), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendWriter lets http.Header.WriteSubset append to a byte slice.
+type appendWriter []byte
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	*w = append(*w, p...)
+	return len(p), nil
+}
+
+func (w *appendWriter) WriteString(s string) (int, error) {
+	*w = append(*w, s...)
+	return len(s), nil
+}

@@ -1,0 +1,354 @@
+package hkp_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/grapevine-keyserver/grapevine/hkp"
+)
+
+// servedHKP is an hkp.Server run by Serve on a loopback listener.
+type servedHKP struct {
+	srv  *hkp.Server
+	addr string
+	// requests counts what the Config's Middleware saw.
+	requests atomic.Int64
+	stop     func() error
+}
+
+// serveHKP runs srv on a new loopback listener until the test ends (or
+// stop is called).
+func serveHKP(t *testing.T, srv *hkp.Server) (addr string, stop func() error) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-served
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String(), stop
+}
+
+// newFrontPair returns two servers on one log and store, alike but for
+// the front end: on in the first, off in the second.
+func newFrontPair(t *testing.T, mutate func(*hkp.Config)) (front, plain *servedHKP) {
+	t.Helper()
+	log, store, logger := openBackend(t, zerolog.ErrorLevel)
+	pair := make([]*servedHKP, 2)
+	for i := range pair {
+		sh := &servedHKP{}
+		cfg := hkp.DefaultConfig()
+		cfg.Logger = logger
+		cfg.Hostname = "keys.test"
+		cfg.DisableFrontEnd = i == 1
+		cfg.Middleware = func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sh.requests.Add(1)
+				next.ServeHTTP(w, r)
+			})
+		}
+		if mutate != nil {
+			mutate(&cfg)
+		}
+		srv, err := hkp.New(cfg, store, log, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh.srv = srv
+		sh.addr, sh.stop = serveHKP(t, srv)
+		pair[i] = sh
+	}
+	return pair[0], pair[1]
+}
+
+var dateLine = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r$`)
+
+// TestFrontEndMatchesNetHTTP sends the same bytes to a server with the
+// front end and to one without, and requires the same bytes back (Date
+// aside): every kind of lookup answer, error and framing the front end
+// serves itself, and the requests it must leave to net/http — alone, and
+// after answered requests on the same connection. It also checks which
+// requests the front end answered, so that a front end that handed
+// everything over would fail.
+func TestFrontEndMatchesNetHTTP(t *testing.T) {
+	front, plain := newFrontPair(t, func(c *hkp.Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		c.RateLimit, c.RateBurst = 0.01, 2
+	})
+	for _, f := range []string{"keys-a.pgp", "keys-b.pgp", "grace.pgp"} {
+		resp, err := http.Post("http://"+plain.addr+"/pks/add", "application/x-www-form-urlencoded",
+			strings.NewReader("keytext="+url.QueryEscape(armored(t, fixtureBytes(t, f)))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("upload %s: %s", f, resp.Status)
+		}
+	}
+	const alice = "3B03A965A519A6CAE8B09425CED1786732CA2E5C"
+	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: keys.test\r\n\r\n" }
+	lookups := []string{
+		"/pks/lookup?op=get&options=mr&search=0x" + alice,
+		"/pks/lookup?op=get&options=mr&search=0x" + alice, // from the armor cache now
+		"/pks/lookup?op=get&search=0x" + alice,
+		"/pks/lookup?op=get&options=mr&search=" + strings.ToLower(alice),
+		"/pks/lookup?op=get&options=mr&search=0x" + alice[24:],
+		"/pks/lookup?op=get&options=mr&search=0x" + alice[32:],
+		"/pks/lookup?op=get&options=mr&search=0x" + strings.Repeat("A", 40),
+		"/pks/lookup?op=get&options=mr&search=0xZZ",
+		"/pks/lookup?op=get&options=mr&search=alice@example.org&exact=on",
+		"/pks/lookup?op=index&options=mr&search=example.org",
+		"/pks/lookup?op=index&search=alice",
+		"/pks/lookup?op=vindex&search=alice&fingerprint=on&hash=on",
+		"/pks/lookup?op=vindex&options=mr&search=0x" + alice,
+		"/pks/lookup?search=bob",
+		"/pks/lookup?op=hget&search=313310DC2038F6DFE36DE1B9A11D3179",
+		"/pks/lookup?op=hget&search=nothex",
+		"/pks/lookup?op=stats",
+		"/pks/lookup?op=stats&options=mr",
+		"/pks/lookup?op=frobnicate&search=alice",
+		"/pks/lookup?op=get",
+		"/pks/lookup",
+		"/pks/lookup?op=index&search=" + strings.Repeat("a+", 300),
+		"/pks/lookup?op=get&search=%ff%fe%00&options=mr",
+	}
+	type exchange struct {
+		name    string
+		req     string
+		answers int // requests the front end must answer itself
+	}
+	var cases []exchange
+	for _, p := range lookups {
+		cases = append(cases, exchange{p, get(p), 1})
+	}
+	cases = append(cases, []exchange{
+		{"three pipelined", strings.Repeat(get(lookups[0]), 2) + get(lookups[6]), 3},
+		{"HTTP/1.0 without Host", "GET " + lookups[0] + " HTTP/1.0\r\n\r\n", 1},
+		{"HTTP/1.0 keep-alive, pipelined", strings.Repeat("GET "+lookups[0]+" HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 2), 2},
+		{"HTTP/1.0 keep-alive then not", "GET " + lookups[0] + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET " + lookups[6] + " HTTP/1.0\r\n\r\n" + get(lookups[0]), 2},
+		{"Connection: close", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nConnection: close\r\n\r\n" + get(lookups[0]), 1},
+		{"Connection: keep-alive, close", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nConnection: keep-alive, Close\r\n\r\n", 1},
+		{"bare LF", "GET " + lookups[0] + " HTTP/1.1\nHost: keys.test\n\n" + get(lookups[6]), 2},
+		{"odd but valid headers", "GET " + lookups[0] + " HTTP/1.1\r\nhost: [::1]:11371\r\nuser-agent:\tgpg\t\r\nAccept: */*\r\nX-Empty:\r\n\r\n", 1},
+		{"Content-Length: 0", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nContent-Length: 0\r\n\r\n", 1},
+		{"rate limited behind a proxy", strings.Repeat("GET "+lookups[0]+" HTTP/1.1\r\nHost: keys.test\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n", 4), 4},
+		// What net/http answers, alone or after answered requests.
+		{"HEAD", "HEAD " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\n\r\n", 0},
+		{"POST lookup", "POST " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nContent-Length: 0\r\n\r\n", 0},
+		{"other path", get("/pks/stats") + get(lookups[0]), 0},
+		{"web page", get("/"), 0},
+		{"GET with a body", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nContent-Length: 5\r\n\r\nhello" + get(lookups[0]), 0},
+		{"GET chunked", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0},
+		{"Expect", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nExpect: 100-continue\r\n\r\n", 0},
+		{"Expect unknown", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nExpect: teapot\r\n\r\n", 0},
+		{"Upgrade", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", 0},
+		{"no Host in HTTP/1.1", "GET " + lookups[0] + " HTTP/1.1\r\n\r\n", 0},
+		{"two Hosts", "GET " + lookups[0] + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 0},
+		{"odd Host", "GET " + lookups[0] + " HTTP/1.1\r\nHost: a b\r\n\r\n", 0},
+		{"absolute URI", "GET http://keys.test" + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\n\r\n", 0},
+		{"HTTP/1.2", "GET " + lookups[0] + " HTTP/1.2\r\nHost: keys.test\r\n\r\n", 0},
+		{"HTTP/2.0", "GET " + lookups[0] + " HTTP/2.0\r\nHost: keys.test\r\n\r\n", 0},
+		{"bad header name", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nBad Name: x\r\n\r\n", 0},
+		{"control character", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nX-A: a\x01b\r\n\r\n", 0},
+		{"NUL in target", "GET /pks/lookup?op=get&search=a\x00b HTTP/1.1\r\nHost: keys.test\r\n\r\n", 0},
+		{"space in target", "GET /pks/lookup?op=get&search=a b HTTP/1.1\r\nHost: keys.test\r\n\r\n", 0},
+		{"folded header", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nX-A: a\r\n b\r\n\r\n", 1}, // as net/http: one value
+		{"escaped path", get("/pks/%6Cookup?op=get&options=mr&search=0x" + alice), 0},
+		{"head over 4 KiB", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nX-Pad: " + strings.Repeat("p", 5000) + "\r\n\r\n", 0},
+		{"head cut short", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\n", 0},
+		{"blank lines first", "\r\n\r\n" + get(lookups[0]), 0},
+		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0},
+		{"answered, then an upload", get(lookups[0]) + fmt.Sprintf("POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len("keytext=x"), "keytext=x") + get(lookups[0]), 1},
+	}...)
+	for _, c := range cases {
+		f0, p0 := hkp.FrontServed(front.srv), hkp.FrontServed(plain.srv)
+		r0, q0 := front.requests.Load(), plain.requests.Load()
+		got := dateLine.ReplaceAll(rawExchange(t, front.addr, []byte(c.req), 5*time.Second), []byte("Date: (now)\r"))
+		want := dateLine.ReplaceAll(rawExchange(t, plain.addr, []byte(c.req), 5*time.Second), []byte("Date: (now)\r"))
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the front end answered\n%q\nnet/http answered\n%q", c.name, clip(got), clip(want))
+		}
+		if len(want) == 0 && c.name != "head cut short" {
+			t.Errorf("%s: no answer at all", c.name)
+		}
+		if n := hkp.FrontServed(front.srv) - f0; n != uint64(c.answers) {
+			t.Errorf("%s: the front end answered %d requests, want %d", c.name, n, c.answers)
+		}
+		if n := hkp.FrontServed(plain.srv) - p0; n != 0 {
+			t.Errorf("%s: the front end answered %d requests of a server without it", c.name, n)
+		}
+		if r, q := front.requests.Load()-r0, plain.requests.Load()-q0; r != q {
+			t.Errorf("%s: the middleware saw %d requests with the front end, %d without", c.name, r, q)
+		}
+	}
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 1500 {
+		return append(b[:1500:1500], "..."...)
+	}
+	return b
+}
+
+// TestFrontEndTimeouts: a connection the front end serves is closed when
+// it idles past IdleTimeout after an answer, or sends no whole head
+// within ReadHeaderTimeout — the first request's or a later one's — as
+// net/http does, and a client that stops reading a large answer is cut off
+// after WriteTimeout.
+func TestFrontEndTimeouts(t *testing.T) {
+	const header, idle = 300 * time.Millisecond, 600 * time.Millisecond
+	front, _ := newFrontPair(t, func(c *hkp.Config) {
+		c.ReadHeaderTimeout, c.IdleTimeout = header, idle
+	})
+	const lookup = "GET /pks/lookup?op=stats&options=mr HTTP/1.1\r\nHost: keys.test\r\n\r\n"
+	// closedAfter sends first, then part every 50 ms (a partial head),
+	// and returns when the server closed the connection, after reading
+	// every answer.
+	closedAfter := func(first, part string) time.Duration {
+		c, err := net.Dial("tcp", front.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		c.Write([]byte(first))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			io.Copy(io.Discard, c)
+		}()
+		for part != "" {
+			select {
+			case <-done:
+				return time.Since(start)
+			case <-time.After(50 * time.Millisecond):
+				c.Write([]byte(part[:1]))
+				part = part[1:]
+			}
+		}
+		<-done
+		return time.Since(start)
+	}
+	slowHead := "X-Slow: " + strings.Repeat("s", 200)
+	for _, c := range []struct {
+		name       string
+		first      string
+		part       string
+		least, most time.Duration
+	}{
+		{"idle after an answer", lookup, "", idle, idle + time.Second},
+		{"slow first head", "GET /pks/lookup?op=stats HTTP/1.1\r\nHost: keys.test\r\n", slowHead, header, header + time.Second},
+		{"slow second head", lookup + "GET /pks/lookup?op=stats HTTP/1.1\r\n", slowHead, header, header + time.Second},
+	} {
+		if d := closedAfter(c.first, c.part); d < c.least || d > c.most {
+			t.Errorf("%s: closed after %v, want %v to %v", c.name, d, c.least, c.most)
+		}
+	}
+	if hkp.FrontServed(front.srv) != 2 {
+		t.Errorf("the front end answered %d requests, want 2", hkp.FrontServed(front.srv))
+	}
+}
+
+// TestFrontEndWriteTimeout: a client that asks for answers and never reads
+// them is cut off after WriteTimeout, and other clients are served
+// meanwhile.
+func TestFrontEndWriteTimeout(t *testing.T) {
+	const write = 500 * time.Millisecond
+	front, _ := newFrontPair(t, func(c *hkp.Config) { c.WriteTimeout = write })
+	c, err := net.Dial("tcp", front.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	// Enough pipelined stats pages to fill both sockets' buffers.
+	go c.Write([]byte(strings.Repeat("GET /pks/lookup?op=stats HTTP/1.1\r\nHost: keys.test\r\n\r\n", 20000)))
+	time.Sleep(write + time.Second)
+	hc := &http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get("http://" + front.addr + "/pks/lookup?op=stats&options=mr")
+	if err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+	resp.Body.Close()
+	// The stuck connection must be closed by now: reading drains what
+	// was sent and ends.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("a client that stopped reading was not cut off after WriteTimeout (read %d bytes)", n)
+	}
+}
+
+// TestFrontEndShutdown: Serve returns promptly with idle keep-alive
+// connections on the front end, closing them; and a connection handed to
+// net/http is shut down by net/http.
+func TestFrontEndShutdown(t *testing.T) {
+	front, _ := newFrontPair(t, nil)
+	idle, handed := dialAndAsk(t, front.addr, "GET /pks/lookup?op=stats HTTP/1.1\r\nHost: keys.test\r\n\r\n"),
+		dialAndAsk(t, front.addr, "GET /pks/stats HTTP/1.1\r\nHost: keys.test\r\n\r\n")
+	start := time.Now()
+	if err := front.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Serve took %v to return with idle connections", d)
+	}
+	for _, c := range []net.Conn{idle, handed} {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("idle connection after shutdown: read %v, want EOF", err)
+		}
+	}
+}
+
+// dialAndAsk sends req on a new connection and reads the whole answer (of
+// known length), leaving the connection open.
+func dialAndAsk(t *testing.T, addr, req string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Write([]byte(req))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%q: %s, %v", req, resp.Status, err)
+	}
+	return c
+}
