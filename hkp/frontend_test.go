@@ -263,9 +263,9 @@ func TestFrontEndTimeouts(t *testing.T) {
 	}
 	slowHead := "X-Slow: " + strings.Repeat("s", 200)
 	for _, c := range []struct {
-		name       string
-		first      string
-		part       string
+		name        string
+		first       string
+		part        string
 		least, most time.Duration
 	}{
 		{"idle after an answer", lookup, "", idle, idle + time.Second},
