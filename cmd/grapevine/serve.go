@@ -303,6 +303,7 @@ func hkpConfig(conf *SKSConf, logger zerolog.Logger, metrics *metrics) hkp.Confi
 	hcfg.MaxPostBytes = conf.MaxPostBytes
 	hcfg.KeyLimits = conf.keyLimits()
 	hcfg.AccessLog = conf.AccessLog
+	hcfg.DisableFrontEnd = conf.NoHTTPFrontEnd
 	hcfg.RateLimit = conf.RateLimit
 	hcfg.RateBurst = conf.RateBurst
 	hcfg.TrustedProxies = conf.TrustedProxies

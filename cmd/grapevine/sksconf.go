@@ -43,6 +43,9 @@ package main
 //	grapevine_access_log:              bool         off       log one line per HKP request (client address and
 //	                                                          query). A bare "grapevine_access_log:" turns it on;
 //	                                                          on/off, true/false, yes/no, 1/0 are accepted
+//	grapevine_http_front_end:          bool         on        answer lookups with grapevine's own HTTP/1.x front
+//	                                                          end; off leaves every request to Go's net/http
+//	                                                          (hkp/frontend.go)
 //	grapevine_rate_limit:              float, /s    10        HKP requests a second one client may make,
 //	                                                          sustained (429 + Retry-After beyond); 0 turns
 //	                                                          limiting off; loopback clients are exempt
@@ -284,6 +287,8 @@ type SKSConf struct {
 	// AccessLog is grapevine_access_log. Default off: HKP queries reveal
 	// who looks for whom.
 	AccessLog bool
+	// NoHTTPFrontEnd is grapevine_http_front_end: off (hkp.Config.DisableFrontEnd).
+	NoHTTPFrontEnd bool
 	// ReconMode is grapevine_recon_mode: ReconModeBoth (the default, also
 	// ""), ReconModeSKS or ReconModeHockeypuck.
 	ReconMode string
@@ -689,6 +694,7 @@ var sksOptions = []sksOption{
 		return nil
 	}},
 	{name: "grapevine_access_log", bool: func(c *SKSConf, v bool) { c.AccessLog = v }},
+	{name: "grapevine_http_front_end", bool: func(c *SKSConf, v bool) { c.NoHTTPFrontEnd = !v }},
 	{name: "grapevine_rate_limit", float: func(c *SKSConf, v float64) error {
 		if v < 0 || v > 1e9 {
 			return fmt.Errorf("%v: must be from 0 (off) to 1e9 requests a second", v)

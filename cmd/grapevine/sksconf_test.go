@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // Files in testdata/sksconf and where they come from:
@@ -150,6 +152,7 @@ func TestParseSKSConfFiles(t *testing.T) {
 			c.MaxPostBytes = 16 << 20
 			c.MetricsAddress = "127.0.0.1:9100"
 			c.AccessLog = true
+			c.NoHTTPFrontEnd = true
 		}},
 		{file: "crlf.sksconf", want: func(c *SKSConf) {
 			c.Hostname = "keyserver.example.org"
@@ -841,4 +844,15 @@ func FuzzParseSKSConf(f *testing.F) {
 			t.Fatalf("second parse differs: %v %v", err, sksConfDiff(c, c2))
 		}
 	})
+}
+
+// TestHTTPFrontEndOption: grapevine_http_front_end: off reaches the HKP
+// server's configuration; the default keeps the front end.
+func TestHTTPFrontEndOption(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		conf := &SKSConf{NoHTTPFrontEnd: off}
+		if got := hkpConfig(conf, zerolog.Nop(), nil).DisableFrontEnd; got != off {
+			t.Errorf("NoHTTPFrontEnd %v: hkp DisableFrontEnd %v", off, got)
+		}
+	}
 }
