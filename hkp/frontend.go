@@ -560,18 +560,23 @@ func (w *frontResponse) finish() bool {
 // net/http's rules (chunkWriter.writeHeader in net/http/server.go, Go
 // 1.26): the handler's header sorted, then Date, the Content-Length it
 // works out, a sniffed Content-Type and Connection; HTTP/1.0 clients get
-// keep-alive only when they ask for it and the length is known.
+// keep-alive only when they ask for it and the length is known. Two
+// differences, both about handlers that lookups do not have: net/http
+// sends an answer of undeclared length over 2 KiB chunked, where this
+// gathers it and declares its length (every lookup answer declares it);
+// and net/http ignores header changes made after WriteHeader, which this
+// reads when it writes the head (no lookup handler makes any).
 func (w *frontResponse) writeHead() {
 	w.headSent = true
 	fc, req, h := w.fc, w.req, w.header
 	keepAlives := !fc.fl.shuttingDown()
 	var exclude map[string]bool
-	var date, contentLength []byte
 	var contentType, connection string
+	setLength := false
 	if w.declared < 0 && bodyAllowed(w.status) {
 		// Only after the handler returned: the whole body is gathered.
 		w.declared = int64(len(fc.body))
-		contentLength = strconv.AppendInt(nil, w.declared, 10)
+		setLength = true
 	}
 	wants10KeepAlive := req.ProtoMinor == 0 && headerHasToken(req.Header, "Connection", "keep-alive")
 	wantsClose := req.Close || headerHasToken(req.Header, "Connection", "close")
@@ -596,9 +601,6 @@ func (w *frontResponse) writeHead() {
 		// Our handlers never set it; the length is always known here.
 		exclude = addExclude(exclude, "Transfer-Encoding")
 	}
-	if _, set := h["Date"]; !set {
-		date = time.Now().UTC().AppendFormat(nil, http.TimeFormat)
-	}
 	if w.closeAfter && (!keepAlives || !headerHasToken(h, "Connection", "close")) {
 		exclude = addExclude(exclude, "Connection")
 		if req.ProtoMinor == 1 {
@@ -607,11 +609,11 @@ func (w *frontResponse) writeHead() {
 	}
 	b := appendStatusLine(fc.head[:0], req.ProtoMinor == 1, w.status)
 	h.WriteSubset((*appendWriter)(&b), exclude)
-	if date != nil {
-		b = append(append(append(b, "Date: "...), date...), "\r\n"...)
+	if _, set := h["Date"]; !set {
+		b = append(time.Now().UTC().AppendFormat(append(b, "Date: "...), http.TimeFormat), "\r\n"...)
 	}
-	if contentLength != nil {
-		b = append(append(append(b, "Content-Length: "...), contentLength...), "\r\n"...)
+	if setLength {
+		b = append(strconv.AppendInt(append(b, "Content-Length: "...), w.declared, 10), "\r\n"...)
 	}
 	for _, kv := range [...][2]string{{"Content-Type", contentType}, {"Connection", connection}} {
 		if kv[1] != "" {
