@@ -73,6 +73,12 @@ type frontListener struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// headParsers holds the buffered readers http.ReadRequest parses
+	// heads from, shared by the connections: the request it returns
+	// holds copies, not the buffer, so an idle connection keeps only its
+	// own 4 KiB.
+	headParsers sync.Pool
+
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // connections the front end is serving
 	wg    sync.WaitGroup
@@ -93,6 +99,7 @@ func (s *Server) newFrontListener(ln net.Listener, h http.Handler) *frontListene
 		closed:     make(chan struct{}),
 		conns:      make(map[net.Conn]struct{}),
 	}
+	fl.headParsers.New = func() any { return bufio.NewReaderSize(nil, frontHeadMax) }
 	go fl.acceptLoop()
 	return fl
 }
@@ -257,10 +264,7 @@ type frontConn struct {
 	remoteAddr string
 	buf        []byte // request bytes read: buf[:n]
 	n          int
-	// parse reads the head being parsed (ReadRequest wants a
-	// *bufio.Reader); reused for every request of the connection.
-	headReader bytes.Reader
-	parse      *bufio.Reader
+	headReader bytes.Reader // the head being parsed
 	head, body []byte // the answer being written, reused
 	dead       bool   // a write failed: close after this answer
 }
@@ -269,7 +273,6 @@ type frontConn struct {
 // something the front end leaves to net/http; then it hands c over.
 func (fl *frontListener) serveConn(c net.Conn) {
 	fc := &frontConn{fl: fl, c: c, remoteAddr: c.RemoteAddr().String(), buf: make([]byte, frontHeadMax)}
-	fc.parse = bufio.NewReaderSize(&fc.headReader, frontHeadMax)
 	handOver := fc.serveRequests()
 	fl.untrack(c) // from here on Close no longer ends its reads
 	if !handOver {
@@ -376,9 +379,13 @@ func (fc *frontConn) eligible(end int) (*http.Request, bool) {
 		return nil, false // no complete head: cut short or over frontHeadMax
 	}
 	fc.headReader.Reset(head)
-	fc.parse.Reset(&fc.headReader)
-	req, err := http.ReadRequest(fc.parse)
-	if err != nil || fc.parse.Buffered() > 0 {
+	br := fc.fl.headParsers.Get().(*bufio.Reader)
+	br.Reset(&fc.headReader)
+	req, err := http.ReadRequest(br)
+	rest := br.Buffered()
+	br.Reset(nil)
+	fc.fl.headParsers.Put(br)
+	if err != nil || rest > 0 {
 		return nil, false
 	}
 	if req.Method != http.MethodGet || req.ProtoMajor != 1 || req.ProtoMinor > 1 ||

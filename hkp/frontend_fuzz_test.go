@@ -34,8 +34,9 @@ func FuzzFrontEndHead(f *testing.F) {
 		} else if end > len(b) || !bytes.HasSuffix(b[:end], []byte("\n\n")) && !bytes.HasSuffix(b[:end], []byte("\n\r\n")) {
 			t.Fatalf("headEnd %d of %q", end, b)
 		}
-		fc := &frontConn{buf: append(make([]byte, 0, frontHeadMax), b...), n: len(b), remoteAddr: "192.0.2.1:1"}
-		fc.parse = bufio.NewReaderSize(&fc.headReader, frontHeadMax)
+		fl := &frontListener{}
+		fl.headParsers.New = func() any { return bufio.NewReaderSize(nil, frontHeadMax) }
+		fc := &frontConn{fl: fl, buf: append(make([]byte, 0, frontHeadMax), b...), n: len(b), remoteAddr: "192.0.2.1:1"}
 		req, ok := fc.eligible(end)
 		if !ok {
 			return
