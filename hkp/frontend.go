@@ -265,8 +265,8 @@ type frontConn struct {
 	buf        []byte // request bytes read: buf[:n]
 	n          int
 	headReader bytes.Reader // the head being parsed
-	head, body []byte // the answer being written, reused
-	dead       bool   // a write failed: close after this answer
+	head, body []byte       // the answer being written, reused
+	dead       bool         // a write failed: close after this answer
 }
 
 // serveConn serves requests on c until it closes, idles out, or sends
