@@ -34,7 +34,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/textproto"
 	"runtime"
 	"strconv"
 	"strings"
@@ -78,6 +77,9 @@ type frontListener struct {
 	// holds copies, not the buffer, so an idle connection keeps only its
 	// own 4 KiB.
 	headParsers sync.Pool
+	// bodies holds the buffers answers are gathered in (*[]byte), so
+	// that an idle connection holds none.
+	bodies sync.Pool
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // connections the front end is serving
@@ -100,6 +102,7 @@ func (s *Server) newFrontListener(ln net.Listener, h http.Handler) *frontListene
 		conns:      make(map[net.Conn]struct{}),
 	}
 	fl.headParsers.New = func() any { return bufio.NewReaderSize(nil, frontHeadMax) }
+	fl.bodies.New = func() any { b := make([]byte, 0, 8<<10); return &b }
 	go fl.acceptLoop()
 	return fl
 }
@@ -181,13 +184,24 @@ func (fl *frontListener) wait(ctx context.Context) {
 	go func() { fl.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		return
 	case <-ctx.Done():
+	}
+	// Cut again until all are gone: a connection may set a new deadline
+	// for its next write just after a cut.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		fl.mu.Lock()
 		for c := range fl.conns {
 			c.SetDeadline(aLongTimeAgo)
 		}
 		fl.mu.Unlock()
-		<-done
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -272,7 +286,10 @@ type frontConn struct {
 // serveConn serves requests on c until it closes, idles out, or sends
 // something the front end leaves to net/http; then it hands c over.
 func (fl *frontListener) serveConn(c net.Conn) {
-	fc := &frontConn{fl: fl, c: c, remoteAddr: c.RemoteAddr().String(), buf: make([]byte, frontHeadMax)}
+	fc := &frontConn{fl: fl, c: c, buf: make([]byte, frontHeadMax)}
+	if ra := c.RemoteAddr(); ra != nil {
+		fc.remoteAddr = ra.String()
+	}
 	handOver := fc.serveRequests()
 	fl.untrack(c) // from here on Close no longer ends its reads
 	if !handOver {
@@ -322,6 +339,11 @@ func (fc *frontConn) readHead(first bool) (int, bool) {
 	} else {
 		fc.c.SetReadDeadline(time.Now().Add(fc.fl.idle))
 	}
+	// Checked after every deadline set: Close may have ended the reads
+	// just before, with a deadline this one replaced.
+	if fc.fl.shuttingDown() {
+		return 0, false
+	}
 	scanned := 0
 	for {
 		if end := headEnd(fc.buf[:fc.n], scanned); end > 0 {
@@ -336,6 +358,9 @@ func (fc *frontConn) readHead(first bool) (int, bool) {
 		if m > 0 && started.IsZero() {
 			started = time.Now()
 			fc.c.SetReadDeadline(started.Add(fc.fl.readHeader))
+			if fc.fl.shuttingDown() {
+				return 0, false
+			}
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && fc.n > 0 && !fc.fl.shuttingDown() {
@@ -451,9 +476,14 @@ func plainFieldValue(v string) bool {
 // serve answers req and reports whether the connection stays open.
 func (fc *frontConn) serve(req *http.Request) (keep bool) {
 	fc.fl.served.Add(1)
-	fc.c.SetReadDeadline(time.Time{})
 	fc.c.SetWriteDeadline(time.Now().Add(fc.fl.write))
-	w := &frontResponse{fc: fc, req: req, header: make(http.Header, 8), declared: -1}
+	buf := fc.fl.bodies.Get().(*[]byte)
+	w := &frontResponse{fc: fc, req: req, header: make(http.Header, 16), declared: -1, body: (*buf)[:0],
+		// Read before the handler runs, as net/http does: it may change
+		// req.Header.
+		wants10KeepAlive: req.ProtoMinor == 0 && hasToken(req.Header.Get("Connection"), "keep-alive"),
+		wantsClose:       req.Close || hasToken(req.Header.Get("Connection"), "close"),
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			// As net/http: the connection is cut, and a panic other than
@@ -465,13 +495,21 @@ func (fc *frontConn) serve(req *http.Request) (keep bool) {
 			}
 			keep = false
 		}
-		if cap(fc.body) > frontStreamAt {
-			fc.body = nil // keep no large buffer on an idle connection
+		// The answer's buffer goes back to the listener's pool, so an
+		// idle connection holds none (one that grew past two streaming
+		// thresholds is dropped).
+		if cap(w.body) <= 2*frontStreamAt {
+			*buf = w.body[:0]
+			fc.fl.bodies.Put(buf)
 		}
 	}()
 	fc.fl.handler.ServeHTTP(w, req)
 	return w.finish()
 }
+
+// frontChunkAt is how much of an answer of undeclared length is gathered
+// before it goes out chunked: net/http's bufferBeforeChunkingSize.
+const frontChunkAt = 2048
 
 // frontResponse is the http.ResponseWriter of a request the front end
 // answers. The answer goes out as net/http would frame it (writeHead).
@@ -479,12 +517,17 @@ type frontResponse struct {
 	fc          *frontConn
 	req         *http.Request
 	header      http.Header
+	body        []byte // gathered, not written yet
 	status      int
 	wroteHeader bool
 	headSent    bool
+	chunked     bool
 	declared    int64 // the Content-Length the handler set, or -1
 	written     int64 // body bytes the handler wrote
 	closeAfter  bool
+	sniff       []byte // the write that sends the head, after body
+	// what the request asked for (net/http's wants10KeepAlive, wantsClose)
+	wants10KeepAlive, wantsClose bool
 }
 
 func (w *frontResponse) Header() http.Header { return w.header }
@@ -496,7 +539,7 @@ func (w *frontResponse) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code)) // as net/http
 	}
-	if code < 200 {
+	if code < 200 && code != http.StatusSwitchingProtocols {
 		// An informational answer (none of our handlers send one) goes
 		// out at once, before the final one.
 		w.fc.head = appendStatusLine(w.fc.head[:0], w.req.ProtoMinor == 1, code)
@@ -508,10 +551,11 @@ func (w *frontResponse) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	if cl := w.header.Get("Content-Length"); cl != "" {
+		// An invalid length is ignored but, as in net/http (which drops
+		// it from the handler's header after cloning that), still
+		// written unless the answer is chunked.
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.declared = v
-		} else {
-			w.header.Del("Content-Length") // net/http logs and drops it
 		}
 	}
 }
@@ -523,92 +567,156 @@ func (w *frontResponse) Write(p []byte) (int, error) {
 	if !bodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
-	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+	// Counted even when refused, as net/http does: a handler that writes
+	// past its length has the connection closed after the answer.
+	w.written += int64(len(p))
+	if w.declared >= 0 && w.written > w.declared {
 		return 0, http.ErrContentLength
 	}
-	w.written += int64(len(p))
-	fc := w.fc
 	if w.headSent {
-		return fc.write(p)
-	}
-	if w.declared < 0 || len(fc.body)+len(p) <= frontStreamAt {
-		fc.body = append(fc.body, p...)
+		if err := w.send(false, p); err != nil {
+			return 0, err
+		}
 		return len(p), nil
 	}
-	// A large answer of known length: its head and what is gathered go
-	// out now, and p without a copy.
-	w.writeHead()
-	if _, err := fc.write(fc.head, fc.body, p); err != nil {
+	// An answer of known length is gathered up to frontStreamAt and goes
+	// out with its head in one write; one of unknown length up to
+	// frontChunkAt, as net/http, then chunked.
+	limit := frontStreamAt
+	if w.declared < 0 {
+		limit = frontChunkAt
+	}
+	if len(w.body)+len(p) <= limit {
+		w.body = append(w.body, p...)
+		return len(p), nil
+	}
+	w.sniff = p // the head's Content-Type may be sniffed from it
+	if err := w.send(false, w.body, p); err != nil {
 		return 0, err
 	}
-	fc.body = fc.body[:0]
+	w.body = w.body[:0]
 	return len(p), nil
 }
 
 // finish writes what the handler left unwritten and reports whether the
 // connection stays open.
 func (w *frontResponse) finish() bool {
-	fc := w.fc
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.headSent {
-		w.writeHead()
-		fc.write(fc.head, fc.body)
+	if !w.headSent || w.chunked {
+		w.send(true, w.body)
 	}
-	fc.body = fc.body[:0]
-	if w.declared >= 0 && w.written != w.declared {
+	if w.declared >= 0 && bodyAllowed(w.status) && w.written != w.declared {
 		w.closeAfter = true // a short answer: the client must not wait for more
 	}
-	return !w.closeAfter && !fc.dead
+	return !w.closeAfter && !w.fc.dead
 }
+
+// send writes the head if it has not gone out yet, then data — as one
+// chunk if the answer is chunked, followed by the last chunk when the
+// handler is done — in one write.
+func (w *frontResponse) send(handlerDone bool, data ...[]byte) error {
+	var pieces [6][]byte
+	n := 0
+	if !w.headSent {
+		w.writeHead(handlerDone)
+		pieces[n] = w.fc.head
+		n++
+	}
+	size := 0
+	for _, d := range data {
+		size += len(d)
+	}
+	var chunkHead [20]byte
+	if w.chunked && size > 0 {
+		pieces[n] = append(strconv.AppendInt(chunkHead[:0], int64(size), 16), "\r\n"...)
+		n++
+	}
+	for _, d := range data {
+		pieces[n] = d
+		n++
+	}
+	if w.chunked && size > 0 {
+		pieces[n] = crlf
+		n++
+	}
+	if w.chunked && handlerDone {
+		pieces[n] = lastChunk
+		n++
+	}
+	_, err := w.fc.write(pieces[:n]...)
+	return err
+}
+
+var crlf, lastChunk = []byte("\r\n"), []byte("0\r\n\r\n")
 
 // writeHead builds the answer's status line and header in fc.head with
 // net/http's rules (chunkWriter.writeHeader in net/http/server.go, Go
 // 1.26): the handler's header sorted, then Date, the Content-Length it
-// works out, a sniffed Content-Type and Connection; HTTP/1.0 clients get
-// keep-alive only when they ask for it and the length is known. Two
-// differences, both about handlers that lookups do not have: net/http
-// sends an answer of undeclared length over 2 KiB chunked, where this
-// gathers it and declares its length (every lookup answer declares it);
-// and net/http ignores header changes made after WriteHeader, which this
-// reads when it writes the head (no lookup handler makes any).
-func (w *frontResponse) writeHead() {
+// works out when the handler is done, a sniffed Content-Type, Connection
+// and Transfer-Encoding; HTTP/1.0 clients get keep-alive only when they
+// ask for it and the length is known. One difference, about handlers
+// lookups do not have: net/http ignores header changes made after
+// WriteHeader, which this reads when it writes the head.
+func (w *frontResponse) writeHead(handlerDone bool) {
 	w.headSent = true
 	fc, req, h := w.fc, w.req, w.header
 	keepAlives := !fc.fl.shuttingDown()
 	var exclude map[string]bool
-	var contentType, connection string
+	var contentType, connection, transferEncoding string
+	te := h.Get("Transfer-Encoding")
 	setLength := false
-	if w.declared < 0 && bodyAllowed(w.status) {
-		// Only after the handler returned: the whole body is gathered.
-		w.declared = int64(len(fc.body))
+	if _, set := h["Content-Length"]; !set && handlerDone && te == "" && bodyAllowed(w.status) {
+		w.declared = int64(len(w.body))
 		setLength = true
 	}
-	wants10KeepAlive := req.ProtoMinor == 0 && headerHasToken(req.Header, "Connection", "keep-alive")
-	wantsClose := req.Close || headerHasToken(req.Header, "Connection", "close")
-	if wants10KeepAlive {
+	hasCL := w.declared >= 0
+	if w.wants10KeepAlive && (hasCL || !bodyAllowed(w.status)) {
 		if _, set := h["Connection"]; !set {
 			connection = "keep-alive"
 		}
-	} else if req.ProtoMinor == 0 || wantsClose {
+	} else if req.ProtoMinor == 0 || w.wantsClose {
 		w.closeAfter = true
 	}
 	if h.Get("Connection") == "close" || !keepAlives {
 		w.closeAfter = true
 	}
-	if bodyAllowed(w.status) {
-		if _, set := h["Content-Type"]; !set && h.Get("Content-Encoding") == "" && len(fc.body) > 0 {
-			contentType = http.DetectContentType(fc.body)
+	switch {
+	case bodyAllowed(w.status):
+		if _, set := h["Content-Type"]; !set && h.Get("Content-Encoding") == "" && te == "" && len(w.body)+len(w.sniff) > 0 {
+			// From the answer's first bytes, as net/http sniffs the
+			// first data it writes.
+			first := w.body
+			if len(first) < 512 && len(w.sniff) > 0 {
+				first = append(first[:len(first):len(first)], w.sniff[:min(len(w.sniff), 512-len(first))]...)
+			}
+			contentType = http.DetectContentType(first)
 		}
-	} else {
-		exclude = map[string]bool{"Content-Type": true, "Content-Length": true, "Transfer-Encoding": true}
+	case w.status == http.StatusNotModified:
+		exclude = addExclude(exclude, "Content-Type", "Content-Length", "Transfer-Encoding")
+	default:
+		exclude = addExclude(exclude, "Content-Length", "Transfer-Encoding")
 	}
-	if _, set := h["Transfer-Encoding"]; set {
-		// Our handlers never set it; the length is always known here.
+	if hasCL && te != "" && te != "identity" {
+		exclude = addExclude(exclude, "Content-Length")
+		hasCL = false
+	}
+	switch {
+	case !bodyAllowed(w.status) || hasCL:
+		exclude = addExclude(exclude, "Transfer-Encoding")
+	case req.ProtoMinor == 1 && te == "identity":
+		w.closeAfter = true
+		exclude = addExclude(exclude, "Transfer-Encoding")
+	case req.ProtoMinor == 1:
+		w.chunked = true
+		transferEncoding = "chunked"
+		exclude = addExclude(exclude, "Transfer-Encoding", "Content-Length")
+	default: // HTTP/1.0: the answer ends when the connection does
+		w.closeAfter = true
 		exclude = addExclude(exclude, "Transfer-Encoding")
 	}
-	if w.closeAfter && (!keepAlives || !headerHasToken(h, "Connection", "close")) {
+	if w.closeAfter && (!keepAlives || !hasToken(h.Get("Connection"), "close")) {
 		exclude = addExclude(exclude, "Connection")
 		if req.ProtoMinor == 1 {
 			connection = "close"
@@ -622,7 +730,7 @@ func (w *frontResponse) writeHead() {
 	if setLength {
 		b = append(strconv.AppendInt(append(b, "Content-Length: "...), w.declared, 10), "\r\n"...)
 	}
-	for _, kv := range [...][2]string{{"Content-Type", contentType}, {"Connection", connection}} {
+	for _, kv := range [...][2]string{{"Content-Type", contentType}, {"Connection", connection}, {"Transfer-Encoding", transferEncoding}} {
 		if kv[1] != "" {
 			b = append(append(append(append(b, kv[0]...), ": "...), kv[1]...), "\r\n"...)
 		}
@@ -630,11 +738,13 @@ func (w *frontResponse) writeHead() {
 	fc.head = append(b, "\r\n"...)
 }
 
-func addExclude(m map[string]bool, k string) map[string]bool {
+func addExclude(m map[string]bool, keys ...string) map[string]bool {
 	if m == nil {
 		m = make(map[string]bool)
 	}
-	m[k] = true
+	for _, k := range keys {
+		m[k] = true
+	}
 	return m
 }
 
@@ -674,17 +784,43 @@ func bodyAllowed(code int) bool {
 	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
 }
 
-// headerHasToken reports whether a comma-separated header has token,
-// case-insensitively (as net/http's hasToken for Connection).
-func headerHasToken(h http.Header, key, token string) bool {
-	for _, v := range h[textproto.CanonicalMIMEHeaderKey(key)] {
-		for f := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(textproto.TrimString(f), token) {
-				return true
-			}
+// hasToken reports whether token is in the header value v,
+// case-insensitively, bounded by its ends, spaces, commas or tabs: how
+// net/http reads Connection (its hasToken), which the front end must
+// match to keep or close a connection as net/http would.
+func hasToken(v, token string) bool {
+	for i := 0; i+len(token) <= len(v); i++ {
+		if i > 0 && !isTokenBoundary(v[i-1]) || i+len(token) < len(v) && !isTokenBoundary(v[i+len(token)]) {
+			continue
+		}
+		if asciiEqualFold(v[i:i+len(token)], token) {
+			return true
 		}
 	}
 	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
+
+// asciiEqualFold is strings.EqualFold for ASCII letters only, as net/http
+// compares tokens (no Unicode folding: "\u212aeep-alive" is not keep-alive).
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // appendWriter lets http.Header.WriteSubset append to a byte slice.

@@ -73,6 +73,10 @@ func newFrontPair(t *testing.T, mutate func(*hkp.Config)) (front, plain *servedH
 		cfg.Middleware = func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				sh.requests.Add(1)
+				if odd := r.URL.Query().Get("odd-handler"); odd != "" {
+					oddHandler(w, odd)
+					return
+				}
 				next.ServeHTTP(w, r)
 			})
 		}
@@ -88,6 +92,76 @@ func newFrontPair(t *testing.T, mutate func(*hkp.Config)) (front, plain *servedH
 		pair[i] = sh
 	}
 	return pair[0], pair[1]
+}
+
+// oddHandler answers the way no lookup handler does, so that the front
+// end's framing of such answers can be compared with net/http's too.
+func oddHandler(w http.ResponseWriter, how string) {
+	h := w.Header()
+	switch how {
+	case "panic":
+		panic("odd handler")
+	case "abort":
+		w.Write([]byte("half an answer"))
+		panic(http.ErrAbortHandler)
+	case "over": // declares 5 bytes, writes 10
+		h.Set("Content-Length", "5")
+		w.Write([]byte("0123456789"))
+	case "short": // declares 10 bytes, writes 5
+		h.Set("Content-Length", "10")
+		w.Write([]byte("01234"))
+	case "bad-length":
+		h.Set("Content-Length", "-3")
+		w.Write([]byte("01234"))
+	case "small": // no length, no type
+		w.Write([]byte("<html><body>small</body></html>"))
+	case "large": // no length: net/http chunks it past 2 KiB
+		for i := 0; i < 3; i++ {
+			w.Write(bytes.Repeat([]byte{'a' + byte(i)}, 3000))
+		}
+	case "large-declared": // streamed past 64 KiB
+		h.Set("Content-Length", "200000")
+		for i := 0; i < 4; i++ {
+			w.Write(bytes.Repeat([]byte{'a' + byte(i)}, 50000))
+		}
+	case "empty":
+	case "204":
+		h.Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusNoContent)
+		w.Write([]byte("dropped"))
+	case "304":
+		h.Set("Content-Type", "text/plain")
+		h.Set("Content-Length", "3")
+		w.WriteHeader(http.StatusNotModified)
+	case "103":
+		h.Set("Link", "</a>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Write([]byte("after hints"))
+	case "599":
+		w.WriteHeader(599)
+	case "close":
+		h.Set("Connection", "close")
+		w.Write([]byte("closing"))
+	case "keep-alive":
+		h.Set("Connection", "keep-alive")
+		h.Set("Content-Length", "4")
+		w.Write([]byte("kept"))
+	case "identity":
+		h.Set("Transfer-Encoding", "identity")
+		w.Write([]byte("identity"))
+	case "chunked-declared":
+		h.Set("Transfer-Encoding", "chunked")
+		h.Set("Content-Length", "7")
+		w.Write([]byte("chunked"))
+	case "newline-header":
+		h.Set("X-Odd", "a\nb\r c ")
+		h["Bad Name"] = []string{"x"}
+		w.Write([]byte("odd header"))
+	case "sniff-date":
+		h.Set("Date", "Thu, 01 Jan 1970 00:00:00 GMT")
+		h.Set("Content-Encoding", "gzip")
+		w.Write([]byte("\x1f\x8b not really"))
+	}
 }
 
 var dateLine = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r$`)
@@ -146,7 +220,7 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 	type exchange struct {
 		name    string
 		req     string
-		answers int // requests the front end must answer itself
+		answers int // requests the front end must answer itself; -n: 1 to n
 	}
 	var cases []exchange
 	for _, p := range lookups {
@@ -162,6 +236,13 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 		{"bare LF", "GET " + lookups[0] + " HTTP/1.1\nHost: keys.test\n\n" + get(lookups[6]), 2},
 		{"odd but valid headers", "GET " + lookups[0] + " HTTP/1.1\r\nhost: [::1]:11371\r\nuser-agent:\tgpg\t\r\nAccept: */*\r\nX-Empty:\r\n\r\n", 1},
 		{"Content-Length: 0", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nContent-Length: 0\r\n\r\n", 1},
+		{"Connection: foo close", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nConnection: foo close\r\n\r\n" + get(lookups[0]), 1},
+		{"Connection: foo<tab>close", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nConnection: foo\tclose\r\n\r\n" + get(lookups[0]), 1},
+		{"two Connection headers, close second", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\nConnection: foo\r\nConnection: close\r\n\r\n" + get(lookups[0]), 1},
+		{"HTTP/1.0 two Connection headers", strings.Repeat("GET "+lookups[0]+" HTTP/1.0\r\nConnection: foo\r\nConnection: keep-alive\r\n\r\n", 2), 1},
+		{"HTTP/1.0 keep-alive foo", strings.Repeat("GET "+lookups[0]+" HTTP/1.0\r\nConnection: keep-alive foo\r\n\r\n", 2), 2},
+		{"HTTP/1.0 KEEP-ALIVE, close", strings.Repeat("GET "+lookups[0]+" HTTP/1.0\r\nConnection: KEEP-ALIVE, close\r\n\r\n", 2), 2}, // as net/http: keep-alive wins
+		{"HTTP/1.0 Kelvin-sign keep-alive", strings.Repeat("GET "+lookups[0]+" HTTP/1.0\r\nConnection: \u212aeep-alive\r\n\r\n", 2), 1},
 		{"rate limited behind a proxy", strings.Repeat("GET "+lookups[0]+" HTTP/1.1\r\nHost: keys.test\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n", 4), 4},
 		// What net/http answers, alone or after answered requests.
 		{"HEAD", "HEAD " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\n\r\n", 0},
@@ -191,6 +272,22 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0},
 		{"answered, then an upload", get(lookups[0]) + fmt.Sprintf("POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len("keytext=x"), "keytext=x") + get(lookups[0]), 1},
 	}...)
+	// Answers no lookup handler gives, from the test's Middleware, each
+	// followed by a second request on the connection over HTTP/1.1 and
+	// HTTP/1.0 keep-alive: the framing, and whether the connection
+	// stays open, must be net/http's.
+	for _, odd := range []string{"panic", "abort", "over", "short", "bad-length", "small", "large", "large-declared", "empty",
+		"204", "304", "103", "599", "close", "keep-alive", "identity", "chunked-declared", "newline-header", "sniff-date"} {
+		p := "/pks/lookup?op=stats&odd-handler=" + odd
+		answers := 2
+		if odd == "panic" || odd == "abort" {
+			answers = 1 // the connection is cut
+		}
+		cases = append(cases,
+			exchange{"odd handler " + odd, get(p) + get(lookups[0]), 0},
+			exchange{"odd handler " + odd + ", HTTP/1.0 keep-alive", strings.Repeat("GET "+p+" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 2), 0})
+		cases[len(cases)-2].answers, cases[len(cases)-1].answers = -answers, -answers
+	}
 	for _, c := range cases {
 		f0, p0 := hkp.FrontServed(front.srv), hkp.FrontServed(plain.srv)
 		r0, q0 := front.requests.Load(), plain.requests.Load()
@@ -199,11 +296,15 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: the front end answered\n%q\nnet/http answered\n%q", c.name, clip(got), clip(want))
 		}
-		if len(want) == 0 && c.name != "head cut short" {
+		if len(want) == 0 && c.name != "head cut short" && !strings.HasPrefix(c.name, "odd handler panic") && !strings.HasPrefix(c.name, "odd handler abort") {
 			t.Errorf("%s: no answer at all", c.name)
 		}
-		if n := hkp.FrontServed(front.srv) - f0; n != uint64(c.answers) {
+		n := int(hkp.FrontServed(front.srv) - f0)
+		switch {
+		case c.answers >= 0 && n != c.answers:
 			t.Errorf("%s: the front end answered %d requests, want %d", c.name, n, c.answers)
+		case c.answers < 0 && (n < 1 || n > -c.answers):
+			t.Errorf("%s: the front end answered %d requests, want 1 to %d", c.name, n, -c.answers)
 		}
 		if n := hkp.FrontServed(plain.srv) - p0; n != 0 {
 			t.Errorf("%s: the front end answered %d requests of a server without it", c.name, n)
@@ -351,4 +452,63 @@ func dialAndAsk(t *testing.T, addr, req string) net.Conn {
 		t.Fatalf("%q: %s, %v", req, resp.Status, err)
 	}
 	return c
+}
+
+// TestFrontEndShutdownUnderLoad: with clients sending lookups on many
+// connections, some idle and some mid-answer, Serve returns promptly once
+// stopped, every client's connection ends, and (under -race) nothing the
+// accept loop, the connections and Close share is raced on.
+func TestFrontEndShutdownUnderLoad(t *testing.T) {
+	front, _ := newFrontPair(t, nil)
+	const clients = 32
+	ended := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		go func() {
+			c, err := net.Dial("tcp", front.addr)
+			if err != nil {
+				ended <- err
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for j := 0; ; j++ {
+				if i%4 == 0 && j > 0 {
+					time.Sleep(10 * time.Millisecond) // an idle client now and then
+				}
+				if _, err := c.Write([]byte("GET /pks/lookup?op=stats&options=mr HTTP/1.1\r\nHost: keys.test\r\n\r\n")); err != nil {
+					ended <- nil
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						ended <- fmt.Errorf("connection neither answered nor closed: %v", err)
+						return
+					}
+					ended <- nil
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	served := hkp.FrontServed(front.srv)
+	start := time.Now()
+	if err := front.stop(); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Serve took %v to return under load", d)
+	}
+	for i := 0; i < clients; i++ {
+		if err := <-ended; err != nil {
+			t.Error(err)
+		}
+	}
+	if served == 0 {
+		t.Error("the front end answered nothing before the shutdown")
+	}
 }

@@ -479,7 +479,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if front != nil {
 		front.Close()
-		front.wait(context.Background())
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		front.wait(wctx)
+		cancel()
 	}
 	return err
 }
