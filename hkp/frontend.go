@@ -23,6 +23,14 @@ package hkp
 // alone decides what to do with every unusual request: the hostile_*
 // tests' promises hold on both paths, and an answer on the fast path is
 // the one net/http would send (TestFrontEndMatchesNetHTTP).
+//
+// What differs, knowingly: a request's context on the fast path is
+// context.Background() — never cancelled when the client goes away, and
+// without net/http's ServerContextKey and LocalAddrContextKey values (no
+// lookup handler uses either; a lookup's waits have their own bounds).
+// And a client whose head is handed over part-read gets net/http's
+// ReadHeaderTimeout afresh from the hand-over, so at most twice the
+// limit in all — still bounded, as the slowloris tests check.
 
 import (
 	"bufio"
