@@ -287,7 +287,7 @@ type frontConn struct {
 	buf        []byte // request bytes read: buf[:n]
 	n          int
 	headReader bytes.Reader // the head being parsed
-	head, body []byte       // the answer being written, reused
+	head       []byte       // the answer's head being written, reused
 	dead       bool         // a write failed: close after this answer
 }
 
@@ -318,6 +318,9 @@ func (fc *frontConn) serveRequests() (handOver bool) {
 		if !ok {
 			return false
 		}
+		if end == 0 {
+			return true // no whole head: cut short or over frontHeadMax
+		}
 		req, ok := fc.eligible(end)
 		if !ok {
 			return true
@@ -334,8 +337,9 @@ func (fc *frontConn) serveRequests() (handOver bool) {
 // readHead reads until buf holds a whole request head and returns its
 // length. It reports false when the connection is to be closed: the
 // client went away or was silent too long, or the listener is closing.
-// A client that ends its connection mid-head is handed to net/http to
-// answer as it would.
+// It returns 0 and true when there will be no whole head for the front
+// end — one longer than buf, or cut short by the client — which net/http
+// is then to read and answer as it would.
 func (fc *frontConn) readHead(first bool) (int, bool) {
 	// As net/http: the first request's head must arrive within
 	// ReadHeaderTimeout; later ones may wait IdleTimeout to start, then
@@ -359,7 +363,7 @@ func (fc *frontConn) readHead(first bool) (int, bool) {
 		}
 		scanned = max(0, fc.n-2)
 		if fc.n == len(fc.buf) {
-			return fc.n, true // too long for the front end: eligible says no
+			return 0, true // too long for the front end
 		}
 		m, err := fc.c.Read(fc.buf[fc.n:])
 		fc.n += m
@@ -372,7 +376,7 @@ func (fc *frontConn) readHead(first bool) (int, bool) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && fc.n > 0 && !fc.fl.shuttingDown() {
-				return fc.n, true // a head cut short: net/http answers it
+				return 0, true // a head cut short: net/http answers it
 			}
 			return 0, false
 		}
@@ -399,7 +403,7 @@ func headEnd(b []byte, from int) int {
 	}
 }
 
-// eligible parses the head buf[:end] with net/http's parser and returns
+// eligible parses the whole head buf[:end] with net/http's parser and returns
 // the request if the front end answers it: a GET of /pks/lookup over
 // HTTP/1.0 or 1.1, without a body or anything net/http would answer
 // specially. The checks are net/http server's own or stricter.
@@ -407,9 +411,6 @@ func (fc *frontConn) eligible(end int) (*http.Request, bool) {
 	head := fc.buf[:end]
 	if end < 16 || string(head[:16]) != "GET /pks/lookup?" && string(head[:16]) != "GET /pks/lookup " {
 		return nil, false // the cheap test first: most requests pass it
-	}
-	if headEnd(head, 0) != end {
-		return nil, false // no complete head: cut short or over frontHeadMax
 	}
 	fc.headReader.Reset(head)
 	br := fc.fl.headParsers.Get().(*bufio.Reader)
