@@ -227,19 +227,50 @@ func (s *Store) Follow(ctx context.Context, log *eventlog.Log) error {
 		}
 		backoff = 100 * time.Millisecond
 		if s.Applied() < log.LastIndex() {
+			// Events arrived while applying: apply them now. (Gathering
+			// here as well measured slower: the applier then sleeps in
+			// every cycle of a burst.)
 			continue
 		}
 		select {
 		case <-notify:
+			s.gather(ctx, log)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 }
 
+// gatherEnough is how many unapplied events make gathering pointless: the
+// per-batch savings are spent by then.
+const gatherEnough = 64
+
+// gather waits up to cfg.FollowGather after the log grew, so that events
+// arriving close together (an upload burst from several clients) are
+// applied in one batch instead of one batch each, unless a reader waits
+// for them (WaitApplied hurries it) or enough have arrived already.
+func (s *Store) gather(ctx context.Context, log *eventlog.Log) {
+	if s.cfg.FollowGather <= 0 || log.LastIndex()-s.Applied() >= gatherEnough {
+		return
+	}
+	t := time.NewTimer(s.cfg.FollowGather)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.hurry:
+	case <-ctx.Done():
+	}
+}
+
 // WaitApplied blocks until Applied() >= idx or ctx is done. The upload path
 // uses it for read-your-writes: a key answered 200 is served at once.
 func (s *Store) WaitApplied(ctx context.Context, idx eventlog.Index) error {
+	if s.Applied() < idx {
+		select {
+		case s.hurry <- struct{}{}: // end Follow's gathering
+		default: // a token is already waiting
+		}
+	}
 	for {
 		ch := s.AppliedNotify()
 		if s.Applied() >= idx {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -72,6 +73,14 @@ type Config struct {
 	// reading them back at every commit; 0 turns the cache off. Default
 	// 131072.
 	WordCountCacheEntries int
+	// FollowGather is how long Follow lets new events gather before it
+	// applies them, unless someone waits for them (WaitApplied) or a
+	// batch's worth has arrived. Uploads are answered once durable, not
+	// applied, so a burst of them can be applied in batches: their keys
+	// then share prefix-tree node writes, word counts and counters, and
+	// each batch's commit (docs/benchmarks.md, "gather"). 0 applies at
+	// once. Default 2 ms.
+	FollowGather time.Duration
 }
 
 // DefaultConfig returns the configuration used by the daemon.
@@ -90,6 +99,7 @@ func DefaultConfig() Config {
 
 		FingerprintCacheEntries: 32768,
 		WordCountCacheEntries:   1 << 17,
+		FollowGather:            2 * time.Millisecond,
 	}
 }
 
@@ -110,6 +120,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: WordCountCacheEntries %d: must not be negative", c.WordCountCacheEntries)
 	case c.MemTableBytes < 1<<20:
 		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
+	case c.FollowGather < 0 || c.FollowGather > time.Second:
+		return fmt.Errorf("projections: FollowGather %v: must be between 0 and 1s", c.FollowGather)
 	}
 	return nil
 }
@@ -162,6 +174,9 @@ type Store struct {
 	totals     map[eventlog.Origin]ApplyStats
 	notify     chan struct{} // closed and replaced whenever applied moves
 	closed     bool
+	// hurry ends Follow's gathering (FollowGather) early: WaitApplied
+	// sends to it when it has to wait. Buffered, one token.
+	hurry chan struct{}
 }
 
 // Open opens (or creates) the projections database in dir.
@@ -208,6 +223,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		dir:    dir,
 		opts:   opts,
 		notify: make(chan struct{}),
+		hurry:  make(chan struct{}, 1),
 	}
 	s.refs.setMax(cfg.FingerprintCacheEntries)
 	s.cache.max = cfg.WordCountCacheEntries
