@@ -130,7 +130,7 @@ func (a *batchApplier) current(rid []byte) (*Record, *pgpkey.Key, error) {
 		}
 		return w.rec, w.key, nil
 	}
-	rec, err := latest(a.s.db, rid)
+	rec, err := latest(a.s.applyReader(), rid)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil, nil
 	}
@@ -149,7 +149,7 @@ func (a *batchApplier) hashOwner(h pgpkey.KeyHash) ([]byte, bool, error) {
 	if rid, ok := a.hashes[h]; ok {
 		return rid, rid != nil, nil
 	}
-	v, closer, err := a.s.db.Get(hashKey(h))
+	v, closer, err := a.s.applyReader().Get(hashKey(h))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -238,7 +238,9 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 	if err := b.Set(recordKey(rid, idx), encodeRecord(rec), nil); err != nil {
 		return err
 	}
-	if err := b.Set(latestKey(rid), encodeLatest(idx, flags, h), nil); err != nil {
+	lk := latestKey(rid)
+	a.s.presence.add(lk) // before the commit makes it visible (presence.go)
+	if err := b.Set(lk, encodeLatest(idx, flags, h), nil); err != nil {
 		return err
 	}
 	a.written[string(rid)] = writtenKey{rec: rec, key: merged}
@@ -266,7 +268,9 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 		a.s.log.Error().Str("key_hash", h.String()).Hex("owner", owner).Hex("rid", rid).Msg("key hash collision")
 	} else {
 		v := appendRID(nil, rid)
-		if err := b.Set(hashKey(h), v, nil); err != nil {
+		hk := hashKey(h)
+		a.s.presence.add(hk)
+		if err := b.Set(hk, v, nil); err != nil {
 			return err
 		}
 		a.hashes[h] = v
@@ -676,7 +680,7 @@ func (a *batchApplier) fprList(fpr []byte) ([]byte, error) {
 	if v, ok := a.fprLists[string(fpr)]; ok {
 		return v, nil
 	}
-	v, closer, err := a.s.db.Get(fprKey(fpr))
+	v, closer, err := a.s.applyReader().Get(fprKey(fpr))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}
@@ -701,5 +705,7 @@ func (a *batchApplier) updateFprList(fpr, rid []byte, add bool) error {
 	if len(v) == 0 {
 		return a.b.Delete(fprKey(fpr), nil)
 	}
-	return a.b.Set(fprKey(fpr), v, nil)
+	fk := fprKey(fpr)
+	a.s.presence.add(fk)
+	return a.b.Set(fk, v, nil)
 }

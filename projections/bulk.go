@@ -784,12 +784,15 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 		return total, fmt.Errorf("bulk: flush before ingest: %w", err)
 	}
 	// One ingest: every file, and with them the applied indexes, become
-	// visible together or not at all.
+	// visible together or not at all. The presence filter does not hold
+	// what it adds: none answers until one is built from the result.
+	s.presence.invalidate()
 	if err := s.db.Ingest(paths); err != nil {
 		return total, fmt.Errorf("bulk: ingest: %w", err)
 	}
 	s.refs.reset()
 	s.keys = keys
+	s.startPresence()
 	s.tree.Reset()
 	s.mu.Lock()
 	if s.totals == nil {

@@ -81,8 +81,15 @@ func (r gatedReader) NewIter(o *pebble.IterOptions) (*pebble.Iterator, error) {
 }
 
 // lookupReader is what lookups read the database through: point reads
+// of keys never stored answered from the presence filter, the others
 // gated (lookupGate).
-func (s *Store) lookupReader() Reader { return gatedReader{r: s.db, g: &s.gate} }
+func (s *Store) lookupReader() Reader {
+	return presenceReader{r: gatedReader{r: s.db, g: &s.gate}, p: &s.presence}
+}
+
+// applyReader is what the applier reads the committed database through:
+// point reads of keys never stored answered from the presence filter.
+func (s *Store) applyReader() Reader { return presenceReader{r: s.db, p: &s.presence} }
 
 // Latest returns the newest live version of the record rid, or ErrNotFound.
 // The returned Record owns its memory.

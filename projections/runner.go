@@ -163,6 +163,9 @@ func (s *Store) applyBatch(batch []parsedEvent) error {
 		return err
 	}
 	s.admin.update(a.blocked, a.suppressed)
+	if s.presence.full() {
+		s.startPresence() // a larger one, before the false positives grow
+	}
 	s.lastBatchStats = a.stats
 	s.mu.Lock()
 	if s.totals == nil {

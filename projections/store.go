@@ -81,6 +81,12 @@ type Config struct {
 	// each batch's commit (docs/benchmarks.md, "gather"). 0 applies at
 	// once. Default 2 ms.
 	FollowGather time.Duration
+	// PresenceFilter keeps an in-memory Bloom filter of the stored record
+	// IDs, fingerprints and key hashes (presence.go, about 10 bytes per
+	// stored key), so that looking up a key never stored — every new key,
+	// several times — reads nothing. Built by a scan at Open, in the
+	// background. Default true.
+	PresenceFilter bool
 }
 
 // DefaultConfig returns the configuration used by the daemon.
@@ -100,6 +106,7 @@ func DefaultConfig() Config {
 		FingerprintCacheEntries: 32768,
 		WordCountCacheEntries:   1 << 17,
 		FollowGather:            2 * time.Millisecond,
+		PresenceFilter:          true,
 	}
 }
 
@@ -174,6 +181,8 @@ type Store struct {
 	totals     map[eventlog.Origin]ApplyStats
 	notify     chan struct{} // closed and replaced whenever applied moves
 	closed     bool
+	// presence filters reads of keys never stored (presence.go).
+	presence presence
 	// hurry ends Follow's gathering (FollowGather) early: WaitApplied
 	// sends to it when it has to wait. Buffered, one token.
 	hurry chan struct{}
@@ -286,7 +295,16 @@ func (s *Store) load() error {
 	if s.hp, err = openHockeypuck(s); err != nil {
 		return err
 	}
+	s.startPresence()
 	return nil
+}
+
+// startPresence builds a presence filter for the store as it is, when the
+// configuration has one. The caller holds applyMu or no applier runs yet.
+func (s *Store) startPresence() {
+	if s.cfg.PresenceFilter {
+		s.presence.rebuild(s, s.keys)
+	}
 }
 
 // Close closes the database. It does not wait for an applier: stop it first.
@@ -299,6 +317,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.notify)
 	s.mu.Unlock()
+	s.presence.close() // its scan holds a snapshot
 	// Without a WAL, unflushed memtables would be applied again from the
 	// log at the next start; flushing makes a clean start instant.
 	flushErr := s.db.Flush()
