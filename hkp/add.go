@@ -204,7 +204,7 @@ func keytextOf(r *http.Request, body []byte) (keytext []byte, wantJSON bool, err
 		name, value, _ := bytes.Cut(pair, []byte("="))
 		switch string(bytes.TrimSpace(name)) {
 		case "keytext":
-			keytext = []byte(unescape(string(value)))
+			keytext = unescapeBytes(value)
 			found = true
 		case "options":
 			wantJSON = wantJSON || hasOption([]string{unescape(string(value))})

@@ -110,6 +110,25 @@ func unescape(s string) string {
 	return b.String()
 }
 
+// unescapeBytes is unescape for a form value in a request body (the
+// armored key of an upload, kilobytes): one copy, no string conversions.
+func unescapeBytes(v []byte) []byte {
+	out := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '+':
+			out = append(out, ' ')
+		case c == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]):
+			out = append(out, unhex(v[i+1])<<4|unhex(v[i+2]))
+			i += 2
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
