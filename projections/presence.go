@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 )
@@ -169,6 +170,7 @@ func (p *presence) rebuild(s *Store, keys int64) {
 		if hook != nil {
 			hook()
 		}
+		start := time.Now()
 		n, err := scanPresence(ctx, snap, f)
 		switch {
 		case errors.Is(err, context.Canceled):
@@ -177,7 +179,7 @@ func (p *presence) rebuild(s *Store, keys int64) {
 			s.log.Error().Err(err).Msg("presence filter scan failed; reads go to the database")
 		default:
 			f.ready.Store(true)
-			s.log.Debug().Int64("keys", n).Int64("capacity", f.capacity).Msg("presence filter ready")
+			s.log.Info().Int64("keys", n).Int64("capacity", f.capacity).Dur("took", time.Since(start)).Msg("presence filter ready")
 		}
 	}()
 }

@@ -55,6 +55,12 @@ func newLogger(w io.Writer) zerolog.Logger {
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}).With().Timestamp().Logger()
 	}
+	if _, ok := w.(*os.File); !ok {
+		// The store logs from goroutines of its own (the presence filter's
+		// scan, the followers) while the command logs: a writer such as a
+		// buffer must see one write at a time.
+		w = zerolog.SyncWriter(w)
+	}
 	return zerolog.New(w).With().Timestamp().Logger()
 }
 

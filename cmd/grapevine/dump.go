@@ -48,7 +48,10 @@ func (e *env) dumpCmd(ctx context.Context, args []string) error {
 	// A dump reads every record block once: a block cache only costs. With
 	// the default 192 MiB, every block read went into fresh memory (calloc,
 	// page faults): half the dump's CPU. A small cache is reused.
-	b, err := openBasedirWith(*basedirFlag, logger, false, func(c *projections.Config) { c.CacheBytes = dumpCacheBytes })
+	b, err := openBasedirWith(*basedirFlag, logger, false, func(c *projections.Config) {
+		c.CacheBytes = dumpCacheBytes
+		c.PresenceFilter = false // a dump reads no key it does not find
+	})
 	if err != nil {
 		// A running daemon holds the basedir: it writes the dump while it
 		// keeps serving. The output path must mean the same to it.
