@@ -792,7 +792,7 @@ func (b *bulkBuild) finish(ctx context.Context) (ApplyStats, error) {
 	}
 	s.refs.reset()
 	s.keys = keys
-	s.startPresence()
+	s.startPresence(0)
 	s.tree.Reset()
 	s.mu.Lock()
 	if s.totals == nil {

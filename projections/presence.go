@@ -132,17 +132,28 @@ func (p *presence) add(key []byte) {
 	}
 }
 
-// full reports whether the current filter took in more keys than it was
-// sized for.
-func (p *presence) full() bool {
+// outgrown returns, when the current filter took in more keys than it was
+// sized for, the capacity of its successor: twice what it took in, so
+// that however many entries a stored key has (its subkeys' fingerprints,
+// deleted keys' newest records), the filter is replaced ever more rarely.
+func (p *presence) outgrown() (capacity int64, ok bool) {
 	f := p.cur.Load()
-	return f != nil && f.added.Load() > f.capacity
+	if f == nil || f.added.Load() <= f.capacity {
+		return 0, false
+	}
+	return 2 * f.added.Load(), true
 }
 
-// rebuild installs a new filter sized for about keys stored keys and
-// starts its scan. The caller holds applyMu, so nothing is committed
-// between the installation and the scan's snapshot.
-func (p *presence) rebuild(s *Store, keys int64) {
+// capacityFor is the capacity of a filter for a store of keys stored keys
+// when nothing better is known: per key its L entry, its H entry and the
+// F entries of its primary key and (typically) one subkey; twice that, for
+// growth.
+func capacityFor(keys int64) int64 { return 8 * keys }
+
+// rebuild installs a new filter with room for capacity keys and starts
+// its scan. The caller holds applyMu, so nothing is committed between the
+// installation and the scan's snapshot.
+func (p *presence) rebuild(s *Store, capacity int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -151,13 +162,11 @@ func (p *presence) rebuild(s *Store, keys int64) {
 	if p.cancel != nil {
 		p.cancel() // a scan still running fills a filter no longer used
 	}
-	// Per stored key: its L entry, its H entry and the F entries of its
-	// primary key and (typically) one subkey; twice that, for growth.
 	minKeys := int64(presenceMinKeys)
 	if p.minKeys > 0 {
 		minKeys = p.minKeys
 	}
-	f := newPresenceFilter(max(8*keys, minKeys))
+	f := newPresenceFilter(max(capacity, minKeys))
 	p.cur.Store(f)
 	snap := s.db.NewSnapshot()
 	ctx, cancel := context.WithCancel(context.Background())

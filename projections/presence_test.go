@@ -101,7 +101,7 @@ func TestPresenceFilterRace(t *testing.T) {
 	release := make(chan struct{})
 	s.presence.scanHook = func() { <-release }
 	s.applyMu.Lock()
-	s.startPresence()
+	s.startPresence(0)
 	s.applyMu.Unlock()
 	apply(10) // while the new filter's scan waits
 	absent := absentKeys(300)
@@ -181,7 +181,7 @@ func TestPresenceFilterGrows(t *testing.T) {
 	ctx := context.Background()
 	s.presence.minKeys = 16
 	s.applyMu.Lock()
-	s.startPresence()
+	s.startPresence(0)
 	s.applyMu.Unlock()
 	first := waitPresenceReady(t, s)
 	u := &uploadStream{t: t, r: r, log: log}
@@ -193,6 +193,12 @@ func TestPresenceFilterGrows(t *testing.T) {
 	f := waitPresenceReady(t, s)
 	if f == first || f.capacity <= first.capacity {
 		t.Fatalf("filter of capacity %d still in use after %d keys entered (now %d)", first.capacity, first.added.Load(), f.capacity)
+	}
+	// Sized from what the outgrown filter took in, not from the key count
+	// (here 30 keys, whose 8 entries each would be 240): else a store
+	// with more entries per key than that would rebuild at every batch.
+	if f.capacity < 2*first.added.Load() {
+		t.Errorf("the new filter has room for %d, want at least twice the %d its predecessor took in", f.capacity, first.added.Load())
 	}
 	checkPresenceHoldsStored(t, s)
 }
@@ -211,4 +217,41 @@ func TestPresenceFilterOff(t *testing.T) {
 	if got := missed(s, absentKeys(30)); got != 0 || s.presence.skipped.Load() != 0 {
 		t.Errorf("filter off, yet it answered %d absent keys and skipped %d reads", got, s.presence.skipped.Load())
 	}
+}
+
+// TestPresenceFilterOutgrownBySize: a filter that took in far more entries
+// than the key count suggests (keys with many subkeys, deleted keys'
+// records) is replaced by one sized from what it took in, not from the key
+// count, so that it is not outgrown again at once.
+func TestPresenceFilterOutgrownBySize(t *testing.T) {
+	r, log, s := newUploadFixture(t, 2, 26, func(c *Config) { c.BulkMinEvents = 0 })
+	ctx := context.Background()
+	s.presence.minKeys = 16
+	s.applyMu.Lock()
+	s.startPresence(0)
+	s.applyMu.Unlock()
+	first := waitPresenceReady(t, s)
+	for _, k := range absentKeys(100) { // entries the key count does not foresee
+		s.presence.add(k)
+	}
+	u := &uploadStream{t: t, r: r, log: log}
+	u.next(ctx)
+	if _, err := s.CatchUp(ctx, log, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := waitPresenceReady(t, s)
+	if f == first {
+		t.Fatalf("filter of capacity %d still in use after %d entries", first.capacity, first.added.Load())
+	}
+	if f.capacity < 2*first.added.Load() {
+		t.Errorf("the new filter has room for %d, want at least twice the %d its predecessor took in", f.capacity, first.added.Load())
+	}
+	u.next(ctx)
+	if _, err := s.CatchUp(ctx, log, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.presence.cur.Load() != f {
+		t.Error("the new filter was replaced again by the next batch")
+	}
+	checkPresenceHoldsStored(t, s)
 }

@@ -163,8 +163,8 @@ func (s *Store) applyBatch(batch []parsedEvent) error {
 		return err
 	}
 	s.admin.update(a.blocked, a.suppressed)
-	if s.presence.full() {
-		s.startPresence() // a larger one, before the false positives grow
+	if capacity, ok := s.presence.outgrown(); ok {
+		s.startPresence(capacity) // a larger one, before the false positives grow
 	}
 	s.lastBatchStats = a.stats
 	s.mu.Lock()

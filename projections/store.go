@@ -295,15 +295,17 @@ func (s *Store) load() error {
 	if s.hp, err = openHockeypuck(s); err != nil {
 		return err
 	}
-	s.startPresence()
+	s.startPresence(0)
 	return nil
 }
 
 // startPresence builds a presence filter for the store as it is, when the
-// configuration has one. The caller holds applyMu or no applier runs yet.
-func (s *Store) startPresence() {
+// configuration has one, with room for capacity keys (0: as many as the
+// store's key count suggests). The caller holds applyMu or no applier
+// runs yet.
+func (s *Store) startPresence(capacity int64) {
 	if s.cfg.PresenceFilter {
-		s.presence.rebuild(s, s.keys)
+		s.presence.rebuild(s, max(capacity, capacityFor(s.keys)))
 	}
 }
 
