@@ -78,7 +78,7 @@ type Config struct {
 	// batch's worth has arrived. Uploads are answered once durable, not
 	// applied, so a burst of them can be applied in batches: their keys
 	// then share prefix-tree node writes, word counts and counters, and
-	// each batch's commit (docs/benchmarks.md, "gather"). 0 applies at
+	// each batch's commit (docs/benchmarks.md, "upload11"). 0 applies at
 	// once. Default 2 ms.
 	FollowGather time.Duration
 	// PresenceFilter keeps an in-memory Bloom filter of the stored record
