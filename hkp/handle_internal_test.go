@@ -1,6 +1,7 @@
 package hkp
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -49,5 +50,29 @@ func TestHandleErrorAfterAnswerStarted(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "No keys found") {
 		t.Errorf("error before the answer: %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+// TestReadBodyIgnoresCanceledContext: a request whose context is canceled
+// (an HTTP/1.0 client that half-closed after sending its body, hkp.md
+// §1.2) still has its body read when a slot is free; it used to get 503
+// at random.
+func TestReadBodyIgnoresCanceledContext(t *testing.T) {
+	s := &Server{log: zerolog.Nop()}
+	cfg := DefaultConfig()
+	s.setConfig(&cfg)
+	s.bodies = make(chan struct{}, 1)
+	for i := range 64 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		r := httptest.NewRequest("POST", "/pks/add", strings.NewReader("keytext=x")).WithContext(ctx)
+		body, release, err := s.readBody(httptest.NewRecorder(), r)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		release()
+		if string(body) != "keytext=x" {
+			t.Fatalf("read %d: body %q", i, body)
+		}
 	}
 }
