@@ -18,13 +18,17 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/hkp"
+	"github.com/grapevine-keyserver/grapevine/projections"
 )
 
 // servedHKP is an hkp.Server run by Serve on a loopback listener.
 type servedHKP struct {
-	srv  *hkp.Server
-	addr string
+	srv   *hkp.Server
+	addr  string
+	log   *eventlog.Log
+	store *projections.Store
 	// requests counts what the Config's Middleware saw.
 	requests atomic.Int64
 	stop     func() error
@@ -87,11 +91,25 @@ func newFrontPair(t *testing.T, mutate func(*hkp.Config)) (front, plain *servedH
 		if err != nil {
 			t.Fatal(err)
 		}
-		sh.srv = srv
+		sh.srv, sh.log, sh.store = srv, log, store
 		sh.addr, sh.stop = serveHKP(t, srv)
 		pair[i] = sh
 	}
 	return pair[0], pair[1]
+}
+
+// waitApplied waits until the projections applied everything in the log.
+// The two servers of a pair share one store, but each makes lookups wait
+// only for the uploads it answered itself: a key uploaded through one is
+// found through the other once applied (the follower may gather it for a
+// moment first).
+func (sh *servedHKP) waitApplied(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sh.store.WaitApplied(ctx, sh.log.LastIndex()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // oddHandler answers the way no lookup handler does, so that the front
@@ -190,6 +208,7 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 			t.Fatalf("upload %s: %s", f, resp.Status)
 		}
 	}
+	front.waitApplied(t)
 	const alice = "3B03A965A519A6CAE8B09425CED1786732CA2E5C"
 	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: keys.test\r\n\r\n" }
 	lookups := []string{
