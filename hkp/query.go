@@ -92,41 +92,30 @@ func unescape(s string) string {
 	if !strings.ContainsAny(s, "%+") {
 		return s
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			v, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			b.WriteByte(byte(v))
-			i += 2
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
+	return string(appendUnescaped(make([]byte, 0, len(s)), s))
 }
 
 // unescapeBytes is unescape for a form value in a request body (the
 // armored key of an upload, kilobytes): one copy, no string conversions.
 func unescapeBytes(v []byte) []byte {
-	out := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		c := v[i]
+	return appendUnescaped(make([]byte, 0, len(v)), v)
+}
+
+// appendUnescaped appends s to dst with %XY (valid pairs) and '+' decoded.
+func appendUnescaped[T string | []byte](dst []byte, s T) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch {
 		case c == '+':
-			out = append(out, ' ')
-		case c == '%' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]):
-			out = append(out, unhex(v[i+1])<<4|unhex(v[i+2]))
+			dst = append(dst, ' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			dst = append(dst, unhex(s[i+1])<<4|unhex(s[i+2]))
 			i += 2
 		default:
-			out = append(out, c)
+			dst = append(dst, c)
 		}
 	}
-	return out
+	return dst
 }
 
 func isHex(c byte) bool {

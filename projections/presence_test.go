@@ -22,6 +22,14 @@ func waitPresenceReady(t *testing.T, s *Store) *presenceFilter {
 	return nil
 }
 
+// restartPresence builds a new presence filter, as the applier does,
+// under its lock.
+func restartPresence(s *Store) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.startPresence(0)
+}
+
 // checkPresenceHoldsStored fails unless the filter may hold every key of
 // the L, F and H spaces in the database: a miss there would answer "not
 // found" for a stored key. It returns how many it checked.
@@ -100,9 +108,7 @@ func TestPresenceFilterRace(t *testing.T) {
 
 	release := make(chan struct{})
 	s.presence.scanHook = func() { <-release }
-	s.applyMu.Lock()
-	s.startPresence(0)
-	s.applyMu.Unlock()
+	restartPresence(s)
 	apply(10) // while the new filter's scan waits
 	absent := absentKeys(300)
 	if got := missed(s, absent); got != 0 {
@@ -180,9 +186,7 @@ func TestPresenceFilterGrows(t *testing.T) {
 	r, log, s := newUploadFixture(t, n, 24, func(c *Config) { c.BulkMinEvents = 0; c.BatchEvents = 4 })
 	ctx := context.Background()
 	s.presence.minKeys = 16
-	s.applyMu.Lock()
-	s.startPresence(0)
-	s.applyMu.Unlock()
+	restartPresence(s)
 	first := waitPresenceReady(t, s)
 	u := &uploadStream{t: t, r: r, log: log}
 	for u.next(ctx) {
@@ -227,9 +231,7 @@ func TestPresenceFilterOutgrownBySize(t *testing.T) {
 	r, log, s := newUploadFixture(t, 2, 26, func(c *Config) { c.BulkMinEvents = 0 })
 	ctx := context.Background()
 	s.presence.minKeys = 16
-	s.applyMu.Lock()
-	s.startPresence(0)
-	s.applyMu.Unlock()
+	restartPresence(s)
 	first := waitPresenceReady(t, s)
 	for _, k := range absentKeys(100) { // entries the key count does not foresee
 		s.presence.add(k)
