@@ -230,9 +230,9 @@ func (s *Store) Follow(ctx context.Context, log *eventlog.Log) error {
 		}
 		backoff = 100 * time.Millisecond
 		if s.Applied() < log.LastIndex() {
-			// Events arrived while applying: apply them now. (Gathering
-			// here as well measured slower: the applier then sleeps in
-			// every cycle of a burst.)
+			// Events arrived while applying: a burst goes on. Gather the
+			// rest of a batch (at once if it is there already).
+			s.gather(ctx, log)
 			continue
 		}
 		select {
@@ -244,24 +244,48 @@ func (s *Store) Follow(ctx context.Context, log *eventlog.Log) error {
 	}
 }
 
-// gatherEnough is how many unapplied events make gathering pointless: the
-// per-batch savings are spent by then.
-const gatherEnough = 64
+// defaultGatherEnough is how many unapplied events end Follow's gathering:
+// the batch savings are mostly had by then, and an apply of that many
+// (10–20 ms) is about the longest a reader hurrying it waits. It stays below
+// hkp's earlyAnswerLag (256), beyond which an upload waits for the apply
+// itself instead of being answered when durable.
+const defaultGatherEnough = 128
 
-// gather waits up to cfg.FollowGather after the log grew, so that events
-// arriving close together (an upload burst from several clients) are
-// applied in one batch instead of one batch each, unless a reader waits
-// for them (WaitApplied hurries it) or enough have arrived already.
+// gather waits, while fewer than s.gatherEnough events are unapplied,
+// until the log has stood still for cfg.FollowGather, or cfg.FollowGatherMax
+// has passed, or a reader waits for the projections (WaitApplied hurries
+// it). An upload burst is then applied in batches of s.gatherEnough, not in
+// one batch per group commit; a lone upload waits FollowGather.
 func (s *Store) gather(ctx context.Context, log *eventlog.Log) {
-	if s.cfg.FollowGather <= 0 || log.LastIndex()-s.Applied() >= gatherEnough {
+	if s.cfg.FollowGather <= 0 || log.LastIndex()-s.Applied() >= s.gatherEnough {
 		return
 	}
-	t := time.NewTimer(s.cfg.FollowGather)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-s.hurry:
-	case <-ctx.Done():
+	longest := time.NewTimer(s.cfg.FollowGatherMax)
+	defer longest.Stop()
+	still := time.NewTimer(s.cfg.FollowGather)
+	defer still.Stop()
+	last := log.LastIndex()
+	for {
+		grew := log.Notify()
+		if log.LastIndex()-s.Applied() >= s.gatherEnough {
+			return
+		}
+		select {
+		case <-grew:
+			if log.LastIndex() == last {
+				return // closed: Notify no longer waits
+			}
+			last = log.LastIndex()
+			still.Reset(s.cfg.FollowGather)
+		case <-still.C:
+			return
+		case <-longest.C:
+			return
+		case <-s.hurry:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

@@ -73,14 +73,16 @@ type Config struct {
 	// reading them back at every commit; 0 turns the cache off. Default
 	// 131072.
 	WordCountCacheEntries int
-	// FollowGather is how long Follow lets new events gather before it
-	// applies them, unless someone waits for them (WaitApplied) or a
-	// batch's worth has arrived. Uploads are answered once durable, not
-	// applied, so a burst of them can be applied in batches: their keys
-	// then share prefix-tree node writes, word counts and counters, and
-	// each batch's commit (docs/benchmarks.md, "upload11"). 0 applies at
-	// once. Default 2 ms.
-	FollowGather time.Duration
+	// FollowGather and FollowGatherMax let new events gather before
+	// Follow applies them. Uploads are answered once durable, not applied,
+	// so a burst of them can be applied in batches: their keys then share
+	// prefix-tree node writes, word counts, counters and each batch's
+	// commit (docs/benchmarks.md, "upload11", "upload12"). Follow gathers
+	// until the log has stood still for FollowGather, FollowGatherMax has
+	// passed, a batch's worth (gatherEnough events) is waiting, or someone
+	// waits for them (WaitApplied). FollowGather 0 applies at once.
+	// Defaults 2 ms and 50 ms.
+	FollowGather, FollowGatherMax time.Duration
 	// PresenceFilter keeps an in-memory Bloom filter of the stored record
 	// IDs, fingerprints and key hashes (presence.go, about 10 bytes per
 	// stored key), so that looking up a key never stored — every new key,
@@ -106,6 +108,7 @@ func DefaultConfig() Config {
 		FingerprintCacheEntries: 32768,
 		WordCountCacheEntries:   1 << 17,
 		FollowGather:            2 * time.Millisecond,
+		FollowGatherMax:         50 * time.Millisecond,
 		PresenceFilter:          true,
 	}
 }
@@ -127,8 +130,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: WordCountCacheEntries %d: must not be negative", c.WordCountCacheEntries)
 	case c.MemTableBytes < 1<<20:
 		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
-	case c.FollowGather < 0 || c.FollowGather > time.Second:
-		return fmt.Errorf("projections: FollowGather %v: must be between 0 and 1s", c.FollowGather)
+	case c.FollowGather < 0 || c.FollowGather > 10*time.Second:
+		return fmt.Errorf("projections: FollowGather %v: must be between 0 and 10s", c.FollowGather)
+	case c.FollowGather > 0 && (c.FollowGatherMax < c.FollowGather || c.FollowGatherMax > 10*time.Second):
+		return fmt.Errorf("projections: FollowGatherMax %v: must be between FollowGather (%v) and 10s", c.FollowGatherMax, c.FollowGather)
 	}
 	return nil
 }
@@ -186,6 +191,9 @@ type Store struct {
 	// hurry ends Follow's gathering (FollowGather) early: WaitApplied
 	// sends to it when it has to wait. Buffered, one token.
 	hurry chan struct{}
+	// gatherEnough is how many unapplied events end Follow's gathering
+	// (defaultGatherEnough; tests lower it).
+	gatherEnough eventlog.Index
 }
 
 // Open opens (or creates) the projections database in dir.
@@ -233,6 +241,8 @@ func Open(dir string, cfg Config) (*Store, error) {
 		opts:   opts,
 		notify: make(chan struct{}),
 		hurry:  make(chan struct{}, 1),
+
+		gatherEnough: defaultGatherEnough,
 	}
 	s.refs.setMax(cfg.FingerprintCacheEntries)
 	s.cache.max = cfg.WordCountCacheEntries
