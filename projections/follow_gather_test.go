@@ -66,7 +66,7 @@ func TestWaitAppliedHurriesFollow(t *testing.T) {
 // once the log stands still.
 func TestFollowGathersWhileLogGrows(t *testing.T) {
 	const n = 6
-	r, log, s := newUploadFixture(t, n, 13, func(c *Config) { c.FollowGather, c.FollowGatherMax = 500*time.Millisecond, 10*time.Second })
+	r, log, s := newUploadFixture(t, n, 13, func(c *Config) { c.FollowGather, c.FollowGatherMax = time.Second, 10*time.Second })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Follow(ctx, log) }()
@@ -74,7 +74,7 @@ func TestFollowGathersWhileLogGrows(t *testing.T) {
 	u := &uploadStream{t: t, r: r, log: log}
 	time.Sleep(20 * time.Millisecond) // let the follower find the log empty
 	for u.next(ctx) {
-		time.Sleep(100 * time.Millisecond) // 5 times under FollowGather
+		time.Sleep(100 * time.Millisecond) // a tenth of FollowGather
 	}
 	if got := s.Applied(); got != 0 {
 		t.Fatalf("applied %d while the log kept growing, want it gathering", got)
