@@ -14,10 +14,7 @@ import (
 func TestFollowGathersBurst(t *testing.T) {
 	const n = 6
 	r, log, s := newUploadFixture(t, n, 11, func(c *Config) { c.FollowGather, c.FollowGatherMax = time.Second, 2*time.Second })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Follow(ctx, log) }()
-	defer func() { cancel(); <-done }()
+	ctx := startFollow(t, s, log)
 	u := &uploadStream{t: t, r: r, log: log}
 	// An event appended while the follower applies is applied at once,
 	// ungathered: let it start and find the log empty first.
@@ -29,16 +26,8 @@ func TestFollowGathersBurst(t *testing.T) {
 	}
 	for u.next(ctx) {
 	}
-	for end := time.Now().Add(time.Minute); s.Applied() < n && time.Now().Before(end); {
-		time.Sleep(5 * time.Millisecond) // not WaitApplied: it would hurry
-	}
-	if got := s.Applied(); got != n {
-		t.Fatalf("applied %d of %d", got, n)
-	}
-	s.applyMu.Lock()
-	added := s.lastBatchStats.Added
-	s.applyMu.Unlock()
-	if added != n {
+	waitAppliedQuietly(t, s, n)
+	if added := lastBatchAdded(s); added != n {
 		t.Errorf("the last batch added %d keys, want all %d in one batch", added, n)
 	}
 }
@@ -47,10 +36,7 @@ func TestFollowGathersBurst(t *testing.T) {
 // follower's gathering: it is not held for FollowGather.
 func TestWaitAppliedHurriesFollow(t *testing.T) {
 	r, log, s := newUploadFixture(t, 1, 12, func(c *Config) { c.FollowGather, c.FollowGatherMax = time.Second, 2*time.Second })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Follow(ctx, log) }()
-	defer func() { cancel(); <-done }()
+	ctx := startFollow(t, s, log)
 	u := &uploadStream{t: t, r: r, log: log}
 	u.next(ctx)
 	time.Sleep(20 * time.Millisecond) // let the follower start gathering
@@ -67,10 +53,7 @@ func TestWaitAppliedHurriesFollow(t *testing.T) {
 func TestFollowGathersWhileLogGrows(t *testing.T) {
 	const n = 6
 	r, log, s := newUploadFixture(t, n, 13, func(c *Config) { c.FollowGather, c.FollowGatherMax = time.Second, 10*time.Second })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Follow(ctx, log) }()
-	defer func() { cancel(); <-done }()
+	ctx := startFollow(t, s, log)
 	u := &uploadStream{t: t, r: r, log: log}
 	time.Sleep(20 * time.Millisecond) // let the follower find the log empty
 	for u.next(ctx) {
@@ -91,10 +74,7 @@ func TestFollowGatherEnough(t *testing.T) {
 	const n = 4
 	r, log, s := newUploadFixture(t, n, 14, func(c *Config) { c.FollowGather, c.FollowGatherMax = 10*time.Second, 10*time.Second })
 	s.gatherEnough = n
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Follow(ctx, log) }()
-	defer func() { cancel(); <-done }()
+	ctx := startFollow(t, s, log)
 	u := &uploadStream{t: t, r: r, log: log}
 	time.Sleep(20 * time.Millisecond)
 	for u.next(ctx) {
@@ -115,10 +95,7 @@ func TestFollowGatherEnough(t *testing.T) {
 func TestFollowGatherMax(t *testing.T) {
 	const n = 20
 	r, log, s := newUploadFixture(t, n, 15, func(c *Config) { c.FollowGather, c.FollowGatherMax = 200*time.Millisecond, 200*time.Millisecond })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Follow(ctx, log) }()
-	defer func() { cancel(); <-done }()
+	ctx := startFollow(t, s, log)
 	u := &uploadStream{t: t, r: r, log: log}
 	time.Sleep(20 * time.Millisecond)
 	for u.next(ctx) {
@@ -128,6 +105,16 @@ func TestFollowGatherMax(t *testing.T) {
 		t.Errorf("nothing applied during a second of appends with FollowGatherMax 200ms")
 	}
 	waitAppliedQuietly(t, s, n)
+}
+
+// startFollow runs s.Follow on log until the test ends, and returns the
+// context it runs under.
+func startFollow(t *testing.T, s *Store, log *eventlog.Log) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Follow(ctx, log) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ctx
 }
 
 // waitAppliedQuietly waits up to a minute for the projections to apply

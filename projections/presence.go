@@ -138,10 +138,14 @@ func (p *presence) add(key []byte) {
 // deleted keys' newest records), the filter is replaced ever more rarely.
 func (p *presence) outgrown() (capacity int64, ok bool) {
 	f := p.cur.Load()
-	if f == nil || f.added.Load() <= f.capacity {
+	if f == nil {
 		return 0, false
 	}
-	return 2 * f.added.Load(), true
+	added := f.added.Load()
+	if added <= f.capacity {
+		return 0, false
+	}
+	return 2 * added, true
 }
 
 // capacityFor is the capacity of a filter for a store of keys stored keys
