@@ -49,6 +49,20 @@ const (
 	// 3,000 keys, over a second of uploads at full speed, while the
 	// projections following the log read a few records behind the writer.
 	DefaultTailBytes = 4 << 20
+	// DefaultMaxOpenSegments is how many segment files Read keeps open
+	// (Config.MaxOpenSegments): at the default segment size, the most
+	// recently read GiB of the log. Each is a file descriptor, and the
+	// process also has Pebble's table files (up to its MaxOpenFiles, 1,000
+	// by default), the log's writer and the network connections. Go raises
+	// the soft RLIMIT_NOFILE to the hard limit at start, but a hard limit
+	// of 4,096 is still common, so 256 leaves most of it to the others. A
+	// log of the whole SKS keyspace has thousands of segments: where reads
+	// from the log are spread over it and the limit allows, raise this.
+	DefaultMaxOpenSegments = 256
+
+	// maxOpenSegments caps Config.MaxOpenSegments: a value above it is a
+	// mistake (the hard RLIMIT_NOFILE is rarely higher), not a wish.
+	maxOpenSegments = 1 << 16
 
 	// maxLimitBytes caps both sizes so that a segment always stays below
 	// 2 GiB (segments overrun SegmentSize by at most one record) and
@@ -92,15 +106,22 @@ type Config struct {
 	// pages are dropped, so durability is unchanged; with NoSync nothing is
 	// dropped. Zero value: pages are left to the kernel.
 	DropWritten bool
+	// MaxOpenSegments is how many segment files Read keeps open between
+	// reads, the least recently read closed first, so that a random read
+	// of an entry no longer in the in-memory tail does not open and close
+	// its file. Zero: DefaultMaxOpenSegments (256); negative: none kept,
+	// every such read opens the file. At most 65,536.
+	MaxOpenSegments int
 }
 
 // DefaultConfig returns the production configuration.
 func DefaultConfig() Config {
 	return Config{
-		Logger:        zerolog.Nop(),
-		SegmentSize:   DefaultSegmentSize,
-		MaxEventBytes: DefaultMaxEventBytes,
-		TailBytes:     DefaultTailBytes,
+		Logger:          zerolog.Nop(),
+		SegmentSize:     DefaultSegmentSize,
+		MaxEventBytes:   DefaultMaxEventBytes,
+		TailBytes:       DefaultTailBytes,
+		MaxOpenSegments: DefaultMaxOpenSegments,
 	}
 }
 
@@ -131,6 +152,8 @@ func (c Config) Validate() error {
 		return &ConfigError{"MaxEventBytes", c.MaxEventBytes, fmt.Errorf("must be at most %d", maxLimitBytes)}
 	case c.TailBytes > maxLimitBytes:
 		return &ConfigError{"TailBytes", c.TailBytes, fmt.Errorf("must be at most %d", maxLimitBytes)}
+	case c.MaxOpenSegments > maxOpenSegments:
+		return &ConfigError{"MaxOpenSegments", c.MaxOpenSegments, fmt.Errorf("must be at most %d", maxOpenSegments)}
 	}
 	return nil
 }
@@ -145,6 +168,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TailBytes == 0 {
 		c.TailBytes = DefaultTailBytes
+	}
+	if c.MaxOpenSegments == 0 {
+		c.MaxOpenSegments = DefaultMaxOpenSegments
 	}
 	return c
 }

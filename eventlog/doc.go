@@ -106,7 +106,11 @@
 // log ask for after every group commit; older entries come from the segment
 // files. A batch bigger than the window (a bulk import) empties it.
 // Records in the window are never changed or reused, so an Iterator's
-// events may alias them (read-only, see Iterator); Read copies.
+// events may alias them (read-only, see Iterator); Read copies. Read keeps
+// the segment files it reads open for the next reads, the least recently
+// read closed first (Config.MaxOpenSegments, 256), so that a random read
+// costs two preads rather than an open and a close as well; an Iterator
+// opens its file for itself.
 //
 // Open verifies every record of the last segment. Frames cut short and
 // records that fail their checksum at the end of it are a torn write of a

@@ -57,6 +57,8 @@ type Log struct {
 	// Config.TailBytes < 0). The writer adds a batch to it before
 	// publishing the batch in last.
 	tail *memTail
+	// files keeps segment files open for Read (Config.MaxOpenSegments).
+	files *openFiles
 
 	// closeMu is held for reading while an Append enqueues, and for
 	// writing by Close, which closes reqs.
@@ -163,6 +165,7 @@ func newLog(dir string, cfg Config, readOnly bool) *Log {
 		logger:   cfg.Logger.With().Str("component", "eventlog").Logger(),
 		readOnly: readOnly,
 		notifyCh: make(chan struct{}),
+		files:    newOpenFiles(max(cfg.MaxOpenSegments, 0)),
 	}
 	if !readOnly {
 		l.tail = newMemTail(cfg.TailBytes)
@@ -189,6 +192,7 @@ func Open(dir string, cfg Config) (*Log, error) {
 		if l.w != nil {
 			l.w.Close()
 		}
+		l.files.close() // open reads the last entry
 		unlockDir(l.lock)
 		return nil, fmt.Errorf("open log %s: %w", dir, err)
 	}
@@ -356,6 +360,7 @@ func OpenReadOnly(dir string, cfg Config) (*Log, error) {
 		l.last.Store(uint64(segs[l.roSeg].first) - 1)
 	}
 	if err := l.refresh(); err != nil {
+		l.files.close()
 		return nil, fmt.Errorf("open log %s read-only: %w", dir, err)
 	}
 	return l, nil
@@ -948,6 +953,8 @@ func (l *Log) reopenWriter() error {
 	}
 	for _, s := range found[len(segs):] {
 		// Started by the failed batch: it holds only unacknowledged entries.
+		// No reader has it open in l.files: it is not in l.segs, and the
+		// file that may take its name later gets a segment of its own.
 		if err := os.Remove(s.path); err != nil {
 			return err
 		}
@@ -1067,7 +1074,8 @@ func (l *Log) Stats() Stats {
 func (l *Log) Dir() string { return l.dir }
 
 // Close stops appends, waits for the writer to finish the batches already
-// queued, fsyncs and closes the files. Later calls to any method return
+// queued, fsyncs and closes the files (a segment file that a Read still
+// reads closes when that Read returns). Later calls to any method return
 // ErrClosed; Close itself returns ErrClosed the second time. After a write
 // failure that was not recovered from, Close returns nil: that failure was
 // returned to Append, and the next Open truncates whatever it left.
@@ -1076,8 +1084,12 @@ func (l *Log) Close() error {
 		if !l.closed.CompareAndSwap(false, true) {
 			return ErrClosed
 		}
+		var err error
+		if cerr := l.files.close(); cerr != nil {
+			err = fmt.Errorf("close log %s: %w", l.dir, cerr)
+		}
 		l.notify()
-		return nil
+		return err
 	}
 	l.closeMu.Lock()
 	if l.closing {
@@ -1100,6 +1112,9 @@ func (l *Log) Close() error {
 		}
 	}
 	l.closed.Store(true)
+	if cerr := l.files.close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close log %s: %w", l.dir, cerr)
+	}
 	if uerr := unlockDir(l.lock); uerr != nil && err == nil {
 		err = uerr
 	}

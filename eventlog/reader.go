@@ -44,15 +44,16 @@ func (l *Log) readShared(i Index) (rec []byte, shared bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	off, err := s.offset(i)
+	h, err := l.files.acquire(s)
 	if err != nil {
 		return nil, false, err
 	}
-	f, err := os.Open(s.path)
+	defer l.files.release(h)
+	f := h.f
+	off, err := s.offset(i, f)
 	if err != nil {
 		return nil, false, err
 	}
-	defer f.Close()
 	var hdr [binary.MaxVarintLen64]byte
 	n, err := f.ReadAt(hdr[:], off)
 	if n == 0 && err != nil {
@@ -276,10 +277,6 @@ func (it *Iterator) openSegment() error {
 	if err != nil {
 		return err
 	}
-	off, err := s.offset(it.next)
-	if err != nil {
-		return err
-	}
 	segEnd := Index(math.MaxUint64)
 	segs := it.l.segments()
 	if k := sort.Search(len(segs), func(k int) bool { return segs[k].first > s.first }); k < len(segs) {
@@ -287,6 +284,11 @@ func (it *Iterator) openSegment() error {
 	}
 	f, err := os.Open(s.path)
 	if err != nil {
+		return err
+	}
+	off, err := s.offset(it.next, f)
+	if err != nil {
+		f.Close()
 		return err
 	}
 	fi, err := f.Stat()

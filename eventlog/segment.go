@@ -146,20 +146,16 @@ func (fr *frameReader) next(readData bool) (off int64, rec []byte, err error) {
 }
 
 // offset returns the byte offset of entry i in s, indexing s from its
-// last known entry onward if needed. The caller ensures that entry i has
-// been wholly written.
-func (s *segment) offset(i Index) (int64, error) {
+// last known entry onward if needed, reading f, a handle of s's file that
+// the caller already has open. The caller ensures that entry i has been
+// wholly written.
+func (s *segment) offset(i Index, f *os.File) (int64, error) {
 	k := int(i - s.first)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if k < len(s.offsets) {
 		return int64(s.offsets[k]), nil
 	}
-	f, err := os.Open(s.path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return 0, err
