@@ -32,6 +32,12 @@ func (l *Log) readRecord(i Index) ([]byte, error) {
 
 // readShared is readRecord, also reporting whether rec is the tail's.
 func (l *Log) readShared(i Index) (rec []byte, shared bool, err error) {
+	return l.readInto(i, nil)
+}
+
+// readInto is readShared reading a record from a file into buf when it
+// has room, and into new memory otherwise.
+func (l *Log) readInto(i Index, buf []byte) (rec []byte, shared bool, err error) {
 	if i == 0 || i > l.lastIndex() {
 		if !l.readOnly || i == 0 || i > l.LastIndex() {
 			return nil, false, fmt.Errorf("%w: %d", ErrNotFound, i)
@@ -63,7 +69,11 @@ func (l *Log) readShared(i Index) (rec []byte, shared bool, err error) {
 	if m <= 0 || size > maxLimitBytes {
 		return nil, false, fmt.Errorf("%w: bad entry length at %s byte %d", ErrCorrupt, s.path, off)
 	}
-	rec = make([]byte, size)
+	if uint64(cap(buf)) >= size {
+		rec = buf[:size]
+	} else {
+		rec = make([]byte, size)
+	}
 	if _, err := f.ReadAt(rec, off+int64(m)); err != nil {
 		if err == io.EOF {
 			err = fmt.Errorf("%w: entry at %s byte %d cut short", ErrCorrupt, s.path, off)
@@ -95,6 +105,45 @@ func (l *Log) Read(i Index) (*Event, error) {
 	}
 	return e, nil
 }
+
+// ReadFunc calls fn with entry i read in place, without the copy Read
+// makes: the event's byte slices alias the log's memory (the in-memory
+// tail, or a buffer recycled after fn returns), so fn must neither modify
+// nor keep them. Errors are Read's; on an error fn is not called. A
+// keyserver armoring a stored key for op=get needs its bytes only for the
+// length of the call.
+func (l *Log) ReadFunc(i Index, fn func(e *Event)) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	bp, _ := l.readBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer func() {
+		if cap(*bp) <= maxPooledReadBytes {
+			l.readBufs.Put(bp)
+		}
+	}()
+	rec, shared, err := l.readInto(i, *bp)
+	if err != nil {
+		return fmt.Errorf("read index %d: %w", i, err)
+	}
+	if !shared && cap(rec) > cap(*bp) {
+		*bp = rec[:0] // grown: keep the larger buffer for the next read
+	}
+	var e Event
+	if err := e.decode(rec, false); err != nil {
+		return fmt.Errorf("read index %d: %w", i, err)
+	}
+	fn(&e)
+	return nil
+}
+
+// maxPooledReadBytes bounds the buffers ReadFunc keeps for reuse: most
+// keys are a few KB, and one rare key of megabytes should not stay
+// allocated per pooled buffer.
+const maxPooledReadBytes = 64 << 10
 
 // IndexAtTime returns the last index whose event Time is <= t, or 0 if
 // there is none. It relies on Time never decreasing along the log, which
