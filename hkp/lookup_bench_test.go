@@ -67,6 +67,7 @@ func newBenchServer(b testing.TB, cfg hkp.Config, scfg projections.Config) *test
 	if err != nil {
 		b.Fatal(err)
 	}
+	scfg.Log = log
 	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		b.Fatal(err)

@@ -33,6 +33,7 @@ func TestUploadAnsweredWhenDurable(t *testing.T) {
 	defer log.Close()
 	scfg := projections.DefaultConfig()
 	scfg.Logger = logger
+	scfg.Log = log
 	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,7 @@ func openBackend(t *testing.T, level zerolog.Level) (*eventlog.Log, *projections
 	}
 	scfg := projections.DefaultConfig()
 	scfg.Logger = logger
+	scfg.Log = log
 	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		t.Fatal(err)

@@ -87,7 +87,9 @@ func fuzzServer(f *testing.F) *hkp.Server {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store, err := projections.Open(filepath.Join(dir, "db"), projections.DefaultConfig())
+	scfg := projections.DefaultConfig()
+	scfg.Log = log
+	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -53,7 +53,9 @@ func newNode(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := projections.Open(filepath.Join(dir, "db"), projections.DefaultConfig())
+	scfg := projections.DefaultConfig()
+	scfg.Log = lg
+	st, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func (a *batchApplier) current(rid []byte) (*Record, *pgpkey.Key, error) {
 		}
 		return w.rec, w.key, nil
 	}
-	rec, err := latest(a.s.applyReader(), rid)
+	rec, err := a.s.latest(a.s.applyReader(), rid)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil, nil
 	}
@@ -229,6 +229,11 @@ func (a *batchApplier) applyKey(idx eventlog.Index, ev *eventlog.Event, key *pgp
 		SKS:     merged.SKSCompatible(),
 		Created: creationTime(merged.Primary.Body),
 		Key:     merged.Marshal(),
+	}
+	if a.s.cfg.Log != nil && bytes.Equal(rec.Key, ev.Key) {
+		// The event already holds these very bytes, durably: store a
+		// reference to it (record.go).
+		rec.keyInLog, rec.logKeyLen = true, len(rec.Key)
 	}
 	var flags byte
 	if rec.SKS {

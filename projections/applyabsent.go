@@ -114,7 +114,7 @@ func (a *batchApplier) knownAbsent(rid []byte) bool {
 // when there is none, notes that as a fact for the applier.
 func (s *Store) latestNoting(rid []byte) (*Record, error) {
 	at := s.Applied() // before the read: the database read is at least this new
-	rec, err := latest(s.lookupReader(), rid)
+	rec, err := s.latest(s.lookupReader(), rid)
 	if err == ErrNotFound {
 		s.absent.note(rid, at)
 	}

@@ -37,7 +37,10 @@ const (
 // 2: F holds a list of record IDs per fingerprint.
 // 3: W postings carry the key's hash, version, creation time and word
 // signature, and each word has a count (searchindex.go).
-const schemaVersion = 3
+// 4: a K value may hold, instead of the key, a reference to the log event
+// that carried the same bytes (record.go); schema 3 stores are upgraded in
+// place (store.go, load).
+const schemaVersion = 4
 
 // Projection names, as stored with their applied index and shown by stats.
 const (

@@ -75,6 +75,7 @@ func openTestStore(tb testing.TB, dir string, batch int) *testStore {
 	scfg := projections.DefaultConfig()
 	scfg.BatchEvents = batch
 	scfg.Logger = lcfg.Logger
+	scfg.Log = log
 	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		tb.Fatal(err)

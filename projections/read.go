@@ -93,9 +93,9 @@ func (s *Store) applyReader() Reader { return presenceReader{r: s.db, p: &s.pres
 
 // Latest returns the newest live version of the record rid, or ErrNotFound.
 // The returned Record owns its memory.
-func (s *Store) Latest(rid []byte) (*Record, error) { return latest(s.lookupReader(), rid) }
+func (s *Store) Latest(rid []byte) (*Record, error) { return s.latest(s.lookupReader(), rid) }
 
-func latest(r Reader, rid []byte) (*Record, error) {
+func (s *Store) latest(r Reader, rid []byte) (*Record, error) {
 	v, closer, err := r.Get(latestKey(rid))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
@@ -111,10 +111,10 @@ func latest(r Reader, rid []byte) (*Record, error) {
 	if flags&flagDeleted != 0 {
 		return nil, ErrNotFound
 	}
-	return version(r, rid, idx)
+	return s.version(r, rid, idx)
 }
 
-func version(r Reader, rid []byte, idx eventlog.Index) (*Record, error) {
+func (s *Store) version(r Reader, rid []byte, idx eventlog.Index) (*Record, error) {
 	v, closer, err := r.Get(recordKey(rid, idx))
 	if err != nil {
 		return nil, fmt.Errorf("read record %X@%d: %w", rid, idx, err)
@@ -127,7 +127,42 @@ func version(r Reader, rid []byte, idx eventlog.Index) (*Record, error) {
 	if rec.Deleted {
 		return nil, ErrNotFound
 	}
+	if err := s.resolveKey(rec); err != nil {
+		return nil, err
+	}
 	return rec, nil
+}
+
+// resolveKey reads the key of a record that keeps it in the log (record.go)
+// from its event into rec.Key, a copy of its own.
+func (s *Store) resolveKey(rec *Record) error {
+	if !rec.keyInLog {
+		return nil
+	}
+	return s.readLogKey(rec, func(key []byte) { rec.Key = bytes.Clone(key) })
+}
+
+// readLogKey calls fn with the key of rec, which keeps it in the log, read
+// in place. The log is append-only and the event durable before the record
+// was written, so the event is there; its kind and length are checked so
+// that a log and a store that do not belong together give an error rather
+// than a wrong key.
+func (s *Store) readLogKey(rec *Record, fn func(key []byte)) error {
+	if s.cfg.Log == nil {
+		return fmt.Errorf("record %X@%d: its key is in the log, and the store was opened without it", rec.RID, rec.Index)
+	}
+	var mismatch error
+	err := s.cfg.Log.ReadFunc(rec.Index, func(ev *eventlog.Event) {
+		if ev.Kind != eventlog.KindKeySubmitted || len(ev.Key) != rec.logKeyLen {
+			mismatch = fmt.Errorf("record %X@%d: log event is a %s of %d key bytes, want %d: %w", rec.RID, rec.Index, ev.Kind, len(ev.Key), rec.logKeyLen, errBadRecord)
+			return
+		}
+		fn(ev.Key)
+	})
+	if err != nil {
+		return fmt.Errorf("record %X@%d: read its key from the log: %w", rec.RID, rec.Index, err)
+	}
+	return mismatch
 }
 
 // ReadKey calls fn with the key bytes of the version ref names, read in
@@ -148,6 +183,9 @@ func (s *Store) ReadKey(ref Ref, fn func(key []byte)) error {
 	}
 	if rec.Deleted {
 		return ErrNotFound
+	}
+	if rec.keyInLog {
+		return s.readLogKey(rec, fn)
 	}
 	fn(rec.Key)
 	return nil
@@ -276,7 +314,7 @@ func (s *Store) SearchWords(words []string, lim SearchLimits) ([]*Record, error)
 	for _, rec := range out {
 		// A version is never rewritten: reading it after the search's
 		// snapshot reads the same bytes.
-		if err := fillKey(s.db, rec); err != nil {
+		if err := s.fillKey(s.db, rec); err != nil {
 			return nil, err
 		}
 	}
@@ -313,10 +351,10 @@ func (s *Store) SearchWordsMeta(words []string, lim SearchLimits) ([]*Record, er
 
 // FillKey reads the key bytes of rec's version into rec.Key. A version is
 // never rewritten, so it may be read after the search's snapshot is gone.
-func (s *Store) FillKey(rec *Record) error { return fillKey(s.lookupReader(), rec) }
+func (s *Store) FillKey(rec *Record) error { return s.fillKey(s.lookupReader(), rec) }
 
-func fillKey(r Reader, rec *Record) error {
-	full, err := version(r, rec.RID, rec.Index)
+func (s *Store) fillKey(r Reader, rec *Record) error {
+	full, err := s.version(r, rec.RID, rec.Index)
 	if err != nil {
 		return err
 	}
@@ -494,6 +532,9 @@ func (s *Store) ScanAsOf(at eventlog.Index, fn func(*Record) error) error {
 	var pendingRID []byte
 	emit := func() error {
 		if pending != nil && !pending.Deleted {
+			if err := s.resolveKey(pending); err != nil {
+				return err
+			}
 			if err := fn(pending); err != nil {
 				return err
 			}

@@ -27,24 +27,43 @@ type Record struct {
 	Created time.Time
 	// Key holds the key's packets in SKS's serialised form (keyhash.md §7).
 	Key []byte
+
+	// keyInLog says the stored record holds no key bytes: Key is the Key
+	// of the log event at Index, byte for byte, logKeyLen bytes long
+	// (see encodeRecord). Readers fill Key from the log (Store.resolveKey).
+	keyInLog  bool
+	logKeyLen int
 }
 
 const (
 	recordFormat = 1
 
-	flagDeleted = 1 << 0
-	flagSKS     = 1 << 1
+	flagDeleted  = 1 << 0
+	flagSKS      = 1 << 1
+	flagKeyInLog = 1 << 2 // record values only (schema 4)
+
+	recordHeaderBytes = 26
 )
 
 // Record value layout (format 1):
 //
 //	[0]      format (1)
-//	[1]      flags: bit0 deleted, bit1 SKS recon set
+//	[1]      flags: bit0 deleted, bit1 SKS recon set, bit2 key in the log
 //	[2:18]   SKS key hash
 //	[18:26]  primary key creation time, Unix seconds, int64 BE
-//	[26:]    key bytes
+//	[26:]    key bytes; with bit2, instead, the length of the key (uint32
+//	         BE), which is the Key of the log event at the record's index
+//
+// A version whose key is byte for byte the key its event carried (a new
+// key uploaded in SKS's canonical form, as gpg sends it) need not be
+// stored twice: the log keeps it durably and for ever. The length lets a
+// reader notice a record and a log that disagree.
 func encodeRecord(r *Record) []byte {
-	v := make([]byte, 26, 26+len(r.Key))
+	n := len(r.Key)
+	if r.keyInLog {
+		n = 4
+	}
+	v := make([]byte, recordHeaderBytes, recordHeaderBytes+n)
 	v[0] = recordFormat
 	if r.Deleted {
 		v[1] |= flagDeleted
@@ -54,14 +73,19 @@ func encodeRecord(r *Record) []byte {
 	}
 	copy(v[2:18], r.Hash[:])
 	binary.BigEndian.PutUint64(v[18:26], uint64(r.Created.Unix()))
+	if r.keyInLog {
+		v[1] |= flagKeyInLog
+		return binary.BigEndian.AppendUint32(v, uint32(r.logKeyLen))
+	}
 	return append(v, r.Key...)
 }
 
 var errBadRecord = errors.New("projections: malformed record")
 
-// decodeRecord decodes v; the Key slice aliases v.
+// decodeRecord decodes v; the Key slice aliases v. A record whose key is
+// in the log comes back with Key nil (Store.resolveKey fills it).
 func decodeRecord(rid []byte, idx eventlog.Index, v []byte) (*Record, error) {
-	if len(v) < 26 || v[0] != recordFormat {
+	if len(v) < recordHeaderBytes || v[0] != recordFormat || v[1]&^(flagDeleted|flagSKS|flagKeyInLog) != 0 {
 		return nil, fmt.Errorf("record %X@%d: %w", rid, idx, errBadRecord)
 	}
 	r := &Record{RID: rid, Index: idx}
@@ -69,7 +93,15 @@ func decodeRecord(rid []byte, idx eventlog.Index, v []byte) (*Record, error) {
 	r.SKS = v[1]&flagSKS != 0
 	copy(r.Hash[:], v[2:18])
 	r.Created = time.Unix(int64(binary.BigEndian.Uint64(v[18:26])), 0).UTC()
-	r.Key = v[26:]
+	if v[1]&flagKeyInLog != 0 {
+		if len(v) != recordHeaderBytes+4 || r.Deleted {
+			return nil, fmt.Errorf("record %X@%d: key in the log: %w", rid, idx, errBadRecord)
+		}
+		r.keyInLog = true
+		r.logKeyLen = int(binary.BigEndian.Uint32(v[recordHeaderBytes:]))
+		return r, nil
+	}
+	r.Key = v[recordHeaderBytes:]
 	return r, nil
 }
 

@@ -84,7 +84,7 @@ func latestRef(r Reader, rid []byte) (ref Ref, ok bool, err error) {
 // Version returns the version ref names, or ErrNotFound if it is a
 // deletion. The Record owns its memory.
 func (s *Store) Version(ref Ref) (*Record, error) {
-	return version(s.lookupReader(), ref.RID, ref.Index)
+	return s.version(s.lookupReader(), ref.RID, ref.Index)
 }
 
 // refCache keeps FingerprintRefs answers, so that a repeated op=get reads

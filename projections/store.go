@@ -89,6 +89,23 @@ type Config struct {
 	// several times — reads nothing. Built by a scan at Open, in the
 	// background. Default true.
 	PresenceFilter bool
+	// Log is the log the store's events come from, read back for key
+	// bytes. With it, the applier stores a version whose key is byte for
+	// byte the key of its own event as a reference to that event (record.go)
+	// rather than a second copy: an upload then writes about half as many
+	// bytes into Pebble, which its flushes and compactions write again.
+	// Without it (nil), every version is stored whole, and a store that
+	// holds references cannot be read. The bulk path always stores whole
+	// versions: it builds from logs whose pages it drops from the cache
+	// (eventlog.Config.DropWritten), and reads of its keys would go to
+	// the disk.
+	Log EventReader
+}
+
+// EventReader reads events back from the log; *eventlog.Log is one. fn
+// gets the event in place: it must neither modify nor keep its slices.
+type EventReader interface {
+	ReadFunc(i eventlog.Index, fn func(*eventlog.Event)) error
 }
 
 // DefaultConfig returns the configuration used by the daemon.
@@ -272,6 +289,17 @@ func (s *Store) load() error {
 	case empty && v == 0:
 		if err := s.db.Set(metaKey("schema"), binary.BigEndian.AppendUint64(nil, schemaVersion), pebble.NoSync); err != nil {
 			return fmt.Errorf("write schema version: %w", err)
+		}
+	case v == 3:
+		// Schema 4 only adds records whose key is in the log; a schema 3
+		// store is a schema 4 store without any. Marked 4, and flushed,
+		// before anything writes one, so that an older binary rebuilds
+		// rather than misreads it.
+		if err := s.db.Set(metaKey("schema"), binary.BigEndian.AppendUint64(nil, schemaVersion), pebble.NoSync); err != nil {
+			return fmt.Errorf("upgrade schema version 3 to %d: %w", schemaVersion, err)
+		}
+		if err := s.db.Flush(); err != nil {
+			return fmt.Errorf("upgrade schema version 3 to %d: %w", schemaVersion, err)
 		}
 	case v != schemaVersion:
 		return fmt.Errorf("schema %d, want %d: %w", v, schemaVersion, ErrSchemaChanged)

@@ -73,6 +73,7 @@ func newNode(t *testing.T, keys [][]byte, mutate func(*recon.Config)) *node {
 	}
 	scfg := projections.DefaultConfig()
 	scfg.Logger = logger.Level(zerolog.WarnLevel)
+	scfg.Log = n.log
 	if n.store, err = projections.Open(filepath.Join(dir, "db"), scfg); err != nil {
 		t.Fatal(err)
 	}

@@ -86,6 +86,7 @@ func openBasedirTuned(dir string, logger zerolog.Logger, createIfMissing bool, t
 	}
 	scfg := projections.DefaultConfig()
 	scfg.Logger = logger
+	scfg.Log = b.log
 	if tune != nil {
 		tune(&scfg)
 	}

@@ -98,6 +98,7 @@ func (e *env) checkCmd(ctx context.Context, args []string) error {
 	}
 	scfg := projections.DefaultConfig()
 	scfg.Logger = logger
+	scfg.Log = b.log
 	if b.store, err = projections.Open(filepath.Join(dir, dbDir), scfg); err != nil {
 		problems++
 		say(projections.Finding{Part: projections.CheckProjections, Text: err.Error() + " (grapevine replay rebuilds them)"})

@@ -52,6 +52,7 @@ func startReconPeer(t *testing.T, fixtures ...string) *reconPeer {
 	}
 	scfg := projections.DefaultConfig()
 	scfg.Logger = logger
+	scfg.Log = log
 	store, err := projections.Open(filepath.Join(dir, "db"), scfg)
 	if err != nil {
 		t.Fatal(err)

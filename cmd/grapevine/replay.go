@@ -35,6 +35,7 @@ func (e *env) replayCmd(ctx context.Context, args []string) error {
 	}
 	cfg := projections.DefaultConfig()
 	cfg.Logger = logger
+	cfg.Log = b.log
 	store, err := projections.Open(fresh, cfg)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
