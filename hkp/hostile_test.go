@@ -108,6 +108,32 @@ func hostileKey(t *testing.T) (raw []byte, arm string) {
 	return raw, buf.String()
 }
 
+// TestDeclaredBodyOverLimitNotRead: a request whose Content-Length is over
+// MaxPostBytes gets its 413 without the server reading the body, so a
+// client waiting for "100 Continue" (curl, above 1 MiB) never sends it,
+// and one already sending is not reset halfway (TestCurl's 9 MiB upload
+// saw the reset under load).
+func TestDeclaredBodyOverLimitNotRead(t *testing.T) {
+	const limit = 64 << 10
+	hs := newHostileServer(t, func(c *hkp.Config) { c.MaxPostBytes = limit })
+	for _, path := range []string{"/pks/add", "/pks/hashquery"} {
+		conn, err := net.Dial("tcp", hs.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", path, 16<<20)
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(status, "HTTP/1.1 413") {
+			t.Errorf("%s: declared 16 MiB body, none sent: first line %q, %v; want 413 at once", path, status, err)
+		}
+	}
+	if got := hs.log.LastIndex(); got != 0 {
+		t.Fatalf("appended %d events", got)
+	}
+}
+
 // TestHostileBodyOverLimit: every way of sending a body over MaxPostBytes
 // gets 413 with Connection: close, and nothing reaches the log, even when a
 // valid key is inside. A body of exactly the limit is accepted.

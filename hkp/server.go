@@ -494,6 +494,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // its answer (hkp.md §1.2); with the context in the select, such an upload
 // got 503 at random even with a slot free.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, func(), error) {
+	if limit := s.conf().MaxPostBytes; r.ContentLength > limit {
+		// Refused before reading a byte: a client that waits for
+		// "100 Continue" (curl does above 1 MiB) gets the 413 instead of
+		// sending its body, and one already sending is not cut off
+		// halfway by our close, which the kernel turns into a reset that
+		// can reach it before the answer.
+		return nil, nil, &http.MaxBytesError{Limit: limit}
+	}
 	t := time.NewTimer(s.conf().BodyWait)
 	defer t.Stop()
 	select {
