@@ -89,8 +89,8 @@ type Log struct {
 	// until the fsync. sync.Pool lets the garbage collector free them when
 	// appends stop.
 	bufs sync.Pool
-	// readBufs recycles ReadFunc's record buffers (*[]byte).
-	readBufs sync.Pool
+	// reads recycles ReadFunc's buffers and events (*readScratch).
+	reads sync.Pool
 
 	lock *os.File // dir/LOCK, held while open for writing
 

@@ -116,28 +116,36 @@ func (l *Log) ReadFunc(i Index, fn func(e *Event)) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	bp, _ := l.readBufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
+	sc, _ := l.reads.Get().(*readScratch)
+	if sc == nil {
+		sc = new(readScratch)
 	}
 	defer func() {
-		if cap(*bp) <= maxPooledReadBytes {
-			l.readBufs.Put(bp)
+		sc.ev = Event{} // drop the references into the tail
+		if cap(sc.buf) <= maxPooledReadBytes {
+			l.reads.Put(sc)
 		}
 	}()
-	rec, shared, err := l.readInto(i, *bp)
+	rec, shared, err := l.readInto(i, sc.buf)
 	if err != nil {
 		return fmt.Errorf("read index %d: %w", i, err)
 	}
-	if !shared && cap(rec) > cap(*bp) {
-		*bp = rec[:0] // grown: keep the larger buffer for the next read
+	if !shared && cap(rec) > cap(sc.buf) {
+		sc.buf = rec[:0] // grown: keep the larger buffer for the next read
 	}
-	var e Event
-	if err := e.decode(rec, false); err != nil {
+	if err := sc.ev.decode(rec, false); err != nil {
 		return fmt.Errorf("read index %d: %w", i, err)
 	}
-	fn(&e)
+	fn(&sc.ev)
 	return nil
+}
+
+// readScratch is what ReadFunc recycles: the buffer a record is read into
+// and the event decoded from it, which fn gets a pointer to (a fresh one
+// would escape to the heap on every read).
+type readScratch struct {
+	buf []byte
+	ev  Event
 }
 
 // maxPooledReadBytes bounds the buffers ReadFunc keeps for reuse: most

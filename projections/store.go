@@ -99,13 +99,7 @@ type Config struct {
 	// versions: it builds from logs whose pages it drops from the cache
 	// (eventlog.Config.DropWritten), and reads of its keys would go to
 	// the disk.
-	Log EventReader
-}
-
-// EventReader reads events back from the log; *eventlog.Log is one. fn
-// gets the event in place: it must neither modify nor keep its slices.
-type EventReader interface {
-	ReadFunc(i eventlog.Index, fn func(*eventlog.Event)) error
+	Log *eventlog.Log
 }
 
 // DefaultConfig returns the configuration used by the daemon.
