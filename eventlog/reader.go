@@ -60,31 +60,53 @@ func (l *Log) readInto(i Index, buf []byte) (rec []byte, shared bool, err error)
 	if err != nil {
 		return nil, false, err
 	}
-	var hdr [binary.MaxVarintLen64]byte
-	n, err := f.ReadAt(hdr[:], off)
-	if n == 0 && err != nil {
-		return nil, false, err
+	// With room in buf, one read of the frame's header and, for all
+	// but large records, the record after it; otherwise (or when it did
+	// not fit) the header and then the record.
+	var size uint64
+	var m int
+	if cap(buf) >= frameReadAhead {
+		win := buf[:cap(buf)][:frameReadAhead]
+		n, err := f.ReadAt(win, off)
+		if n == 0 && err != nil {
+			return nil, false, err
+		}
+		if size, m = binary.Uvarint(win[:n]); m > 0 && uint64(n-m) >= size {
+			rec = win[m : m+int(size)]
+		}
+	} else {
+		var hdr [binary.MaxVarintLen64]byte
+		n, err := f.ReadAt(hdr[:], off)
+		if n == 0 && err != nil {
+			return nil, false, err
+		}
+		size, m = binary.Uvarint(hdr[:n])
 	}
-	size, m := binary.Uvarint(hdr[:n])
 	if m <= 0 || size > maxLimitBytes {
 		return nil, false, fmt.Errorf("%w: bad entry length at %s byte %d", ErrCorrupt, s.path, off)
 	}
-	if uint64(cap(buf)) >= size {
-		rec = buf[:size]
-	} else {
-		rec = make([]byte, size)
-	}
-	if _, err := f.ReadAt(rec, off+int64(m)); err != nil {
-		if err == io.EOF {
-			err = fmt.Errorf("%w: entry at %s byte %d cut short", ErrCorrupt, s.path, off)
+	if rec == nil {
+		if uint64(cap(buf)) >= size {
+			rec = buf[:size]
+		} else {
+			rec = make([]byte, size)
 		}
-		return nil, false, err
+		if _, err := f.ReadAt(rec, off+int64(m)); err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("%w: entry at %s byte %d cut short", ErrCorrupt, s.path, off)
+			}
+			return nil, false, err
+		}
 	}
 	if err := verifyRecord(rec); err != nil {
 		return nil, false, err
 	}
 	return rec, false, nil
 }
+
+// frameReadAhead is how much readInto reads at once when given a buffer:
+// the frame of a typical key (a few KB) in one read.
+const frameReadAhead = 16 << 10
 
 // Read returns entry i. It returns ErrNotFound if i is outside
 // [FirstIndex, LastIndex], and an error wrapping ErrCorrupt if the record
@@ -118,7 +140,7 @@ func (l *Log) ReadFunc(i Index, fn func(e *Event)) error {
 	}
 	sc, _ := l.reads.Get().(*readScratch)
 	if sc == nil {
-		sc = new(readScratch)
+		sc = &readScratch{buf: make([]byte, 0, frameReadAhead)}
 	}
 	defer func() {
 		sc.ev = Event{} // drop the references into the tail

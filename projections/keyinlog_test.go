@@ -349,3 +349,65 @@ func TestCheckBulkAgainstReferences(t *testing.T) {
 		t.Fatalf("Check of a bulk-built store: %d differences, findings %v", res.Differences, findings)
 	}
 }
+
+// BenchmarkReadKey reads the keys of 2,000 corpus versions in place, kept
+// whole in Pebble or as references read from the log's segment files (the
+// log's in-memory tail off, as for a key uploaded long ago).
+func BenchmarkReadKey(b *testing.B) {
+	var buf bytes.Buffer
+	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: 2000, Seed: 7}); err != nil {
+		b.Fatal(err)
+	}
+	raws, err := pgpkey.Decode(buf.Bytes())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"whole", "log"} {
+		b.Run(mode, func(b *testing.B) {
+			dir := b.TempDir()
+			lcfg := eventlog.DefaultConfig()
+			lcfg.NoSync, lcfg.TailBytes = true, -1
+			log, err := eventlog.Open(filepath.Join(dir, "log"), lcfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer log.Close()
+			cfg := DefaultConfig()
+			cfg.BulkMinEvents = 0
+			if mode == "log" {
+				cfg.Log = log
+			}
+			s, err := Open(filepath.Join(dir, "db"), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var refs []Ref
+			for _, raw := range raws {
+				k, err := ParseEventKey(raw.Raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				idx, err := log.Append(context.Background(), &eventlog.Event{Kind: eventlog.KindKeySubmitted, Origin: eventlog.OriginHKP, Key: k.Marshal()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				refs = append(refs, Ref{RID: RecordID(k), Index: idx})
+			}
+			if _, err := s.CatchUp(context.Background(), log, nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.db.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := s.ReadKey(refs[i%len(refs)], func(k []byte) { n += len(k) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
