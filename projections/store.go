@@ -92,9 +92,9 @@ type Config struct {
 	// Log is the log the store's events come from, read back for key
 	// bytes. With it, the applier stores a version whose key is byte for
 	// byte the key of its own event as a reference to that event (record.go)
-	// rather than a second copy: an upload then writes about half as many
-	// bytes into Pebble, which its flushes and compactions write again.
-	// Without it (nil), every version is stored whole, and a store that
+	// rather than a second copy, which Pebble would write again in its
+	// flushes and compactions (a smaller store; docs/benchmarks.md found
+	// no gain in upload speed). Without it (nil), every version is stored whole, and a store that
 	// holds references cannot be read. The bulk path always stores whole
 	// versions: it builds from logs whose pages it drops from the cache
 	// (eventlog.Config.DropWritten), and reads of its keys would go to
