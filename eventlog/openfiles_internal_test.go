@@ -31,6 +31,16 @@ func readByte(h *openFile) (byte, error) {
 	return b[0], err
 }
 
+// mustAcquire is c.acquire(s), failing the test on an error.
+func mustAcquire(t *testing.T, c *openFiles, s *segment) *openFile {
+	t.Helper()
+	h, err := c.acquire(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func checkOpen(t *testing.T, c *openFiles, wantCached, wantOpen int) {
 	t.Helper()
 	if cached, open, _, _ := c.stats(); cached != wantCached || open != wantOpen {
@@ -43,14 +53,8 @@ func checkOpen(t *testing.T, c *openFiles, wantCached, wantOpen int) {
 func TestOpenFilesEvictedInUse(t *testing.T) {
 	segs := testSegments(t, 3)
 	c := newOpenFiles(1)
-	a, err := c.acquire(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := c.acquire(segs[1]) // evicts a, in use
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustAcquire(t, c, segs[0])
+	b := mustAcquire(t, c, segs[1]) // evicts a, in use
 	checkOpen(t, c, 1, 2)
 	if got, err := readByte(a); err != nil || got != 'a' {
 		t.Fatalf("reading the evicted handle in use: %q, %v; want 'a'", got, err)
@@ -64,17 +68,12 @@ func TestOpenFilesEvictedInUse(t *testing.T) {
 	if got, err := readByte(b); err != nil || got != 'b' {
 		t.Fatalf("reading the idle cached handle: %q, %v; want 'b'", got, err)
 	}
-	again, err := c.acquire(segs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := mustAcquire(t, c, segs[1])
 	if again != b {
 		t.Fatal("acquire of a cached segment opened it again")
 	}
 	c.release(again)
-	if _, err := c.acquire(segs[2]); err != nil { // evicts b, idle
-		t.Fatal(err)
-	}
+	mustAcquire(t, c, segs[2]) // evicts b, idle
 	if _, err := readByte(b); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("reading the idle handle after its eviction: %v, want os.ErrClosed", err)
 	}
@@ -86,14 +85,8 @@ func TestOpenFilesEvictedInUse(t *testing.T) {
 func TestOpenFilesClose(t *testing.T) {
 	segs := testSegments(t, 3)
 	c := newOpenFiles(4)
-	busy, err := c.acquire(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	idle, err := c.acquire(segs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	busy := mustAcquire(t, c, segs[0])
+	idle := mustAcquire(t, c, segs[1])
 	c.release(idle)
 	if err := c.close(); err != nil {
 		t.Fatal(err)
@@ -123,10 +116,7 @@ func TestOpenFilesKeepNone(t *testing.T) {
 	segs := testSegments(t, 1)
 	c := newOpenFiles(0)
 	for round := range 3 {
-		h, err := c.acquire(segs[0])
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := mustAcquire(t, c, segs[0])
 		checkOpen(t, c, 0, 1)
 		c.release(h)
 		if _, err := readByte(h); !errors.Is(err, os.ErrClosed) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"runtime"
 	"testing"
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
@@ -70,24 +69,15 @@ func TestReadFuncCopiesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	perCall := func(f func()) uint64 {
-		const n = 200
-		f() // warm up: offsets indexed, file open, buffer pooled
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		for range n {
-			f()
-		}
-		runtime.ReadMemStats(&after)
-		return (after.TotalAlloc - before.TotalAlloc) / n
-	}
+	// Warmed up first: offsets indexed, file open, buffer pooled.
+	perCall := func(f func(int)) uint64 { f(0); return bytesAllocated(200, f) }
 	size := 0
-	inPlace := perCall(func() {
+	inPlace := perCall(func(int) {
 		if err := l.ReadFunc(idx, func(e *eventlog.Event) { size = len(e.Key) }); err != nil {
 			t.Fatal(err)
 		}
 	})
-	copied := perCall(func() {
+	copied := perCall(func(int) {
 		if _, err := l.Read(idx); err != nil {
 			t.Fatal(err)
 		}

@@ -91,17 +91,35 @@ func (f *keyInLogFixture) storedValue(rid []byte, idx eventlog.Index) []byte {
 	return bytes.Clone(v)
 }
 
-func corpusKeys(t *testing.T, n int, seed int64) []*pgpkey.RawKey {
-	t.Helper()
+func corpusKeys(tb testing.TB, n int, seed int64) []*pgpkey.RawKey {
+	tb.Helper()
 	var buf bytes.Buffer
 	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: n, Seed: seed}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	keys, err := pgpkey.Decode(buf.Bytes())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return keys
+}
+
+// canonicalKeys returns the keys of the 30-key corpus of seed 7 that are
+// submitted in SKS's canonical form (their versions are kept in the log),
+// at least two, of different sizes.
+func canonicalKeys(t *testing.T) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, r := range corpusKeys(t, 30, 7) {
+		k, err := ParseEventKey(r.Raw)
+		if err == nil && bytes.Equal(k.Marshal(), r.Raw) {
+			out = append(out, r.Raw)
+		}
+	}
+	if len(out) < 2 || len(out[0]) == len(out[1]) {
+		t.Fatalf("corpus has %d keys in canonical form: want two of different sizes", len(out))
+	}
+	return out
 }
 
 // TestRecordKeyInLog: a version whose canonical key is its event's key, byte
@@ -218,18 +236,7 @@ func TestRecordMergedKeyWhole(t *testing.T) {
 // version whole, and one that holds references says so when read without
 // the log, instead of answering an empty key.
 func TestRecordsWholeWithoutLog(t *testing.T) {
-	raw := corpusKeys(t, 30, 7)
-	var canonical []byte
-	for _, r := range raw {
-		k, err := ParseEventKey(r.Raw)
-		if err == nil && bytes.Equal(k.Marshal(), r.Raw) {
-			canonical = r.Raw
-			break
-		}
-	}
-	if canonical == nil {
-		t.Fatal("no canonical key in the corpus")
-	}
+	canonical := canonicalKeys(t)[0]
 	k, _ := ParseEventKey(canonical)
 	rid := RecordID(k)
 
@@ -256,17 +263,7 @@ func TestRecordsWholeWithoutLog(t *testing.T) {
 // was written for (a store put beside another log) is an error, not a
 // wrong key.
 func TestRecordKeyInLogMismatch(t *testing.T) {
-	raws := corpusKeys(t, 30, 7)
-	var canon [][]byte
-	for _, r := range raws {
-		k, err := ParseEventKey(r.Raw)
-		if err == nil && bytes.Equal(k.Marshal(), r.Raw) {
-			canon = append(canon, r.Raw)
-		}
-	}
-	if len(canon) < 2 || len(canon[0]) == len(canon[1]) {
-		t.Skip("corpus has no two canonical keys of different sizes") // seed 7 has
-	}
+	canon := canonicalKeys(t)
 	f := newKeyInLogFixture(t, true)
 	idx := f.submit(canon[0])
 	k, _ := ParseEventKey(canon[0])
@@ -354,14 +351,7 @@ func TestCheckBulkAgainstReferences(t *testing.T) {
 // whole in Pebble or as references read from the log's segment files (the
 // log's in-memory tail off, as for a key uploaded long ago).
 func BenchmarkReadKey(b *testing.B) {
-	var buf bytes.Buffer
-	if _, err := corpus.Generate(context.Background(), &buf, corpus.Options{N: 2000, Seed: 7}); err != nil {
-		b.Fatal(err)
-	}
-	raws, err := pgpkey.Decode(buf.Bytes())
-	if err != nil {
-		b.Fatal(err)
-	}
+	raws := corpusKeys(b, 2000, 7)
 	for _, mode := range []string{"whole", "log"} {
 		b.Run(mode, func(b *testing.B) {
 			dir := b.TempDir()
