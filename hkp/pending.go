@@ -44,9 +44,20 @@ func (s *Server) afterAppend(ctx context.Context, last eventlog.Index, rids [][]
 
 // pendingUploads remembers the record IDs of uploads answered but not yet
 // applied, with the log index that holds them. Safe for concurrent use.
+//
+// order keeps the additions in the order they came, which is nearly log
+// order, so index forgets what the projections applied from its front:
+// each entry is looked at once, not once per upload. (It used to walk the
+// whole map on every upload: quadratic while the projections are behind.)
 type pendingUploads struct {
-	mu   sync.Mutex
-	rids map[string]eventlog.Index
+	mu    sync.Mutex
+	rids  map[string]eventlog.Index
+	order []pendingRID
+}
+
+type pendingRID struct {
+	rid string
+	idx eventlog.Index
 }
 
 // maxPendingRIDs bounds the memory of pendingUploads; beyond it (the runner
@@ -61,7 +72,9 @@ func (p *pendingUploads) add(rids [][]byte, idx eventlog.Index) {
 		p.rids = make(map[string]eventlog.Index)
 	}
 	for _, rid := range rids {
-		p.rids[string(rid)] = idx
+		r := string(rid)
+		p.rids[r] = idx
+		p.order = append(p.order, pendingRID{r, idx})
 	}
 }
 
@@ -71,12 +84,25 @@ func (p *pendingUploads) add(rids [][]byte, idx eventlog.Index) {
 func (p *pendingUploads) index(rid []byte, applied eventlog.Index) (idx eventlog.Index, full bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for r, i := range p.rids {
-		if i <= applied {
-			delete(p.rids, r)
+	n := 0
+	for n < len(p.order) && p.order[n].idx <= applied {
+		e := p.order[n]
+		if p.rids[e.rid] == e.idx { // not since uploaded again
+			delete(p.rids, e.rid)
+		}
+		n++
+	}
+	if n > 0 {
+		clear(p.order[:n]) // let the strings go
+		p.order = p.order[n:]
+		if len(p.order) == 0 {
+			p.order = nil // the backing array, once drained
 		}
 	}
-	return p.rids[string(rid)], len(p.rids) > maxPendingRIDs
+	if idx = p.rids[string(rid)]; idx <= applied {
+		idx = 0 // applied, but behind an entry still pending in order
+	}
+	return idx, len(p.rids) > maxPendingRIDs
 }
 
 // awaitKey waits (at most ApplyWait) until an earlier upload of the key with
