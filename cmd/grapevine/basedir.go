@@ -131,9 +131,11 @@ func openBasedirLogTuned(dir string, logger zerolog.Logger, createIfMissing bool
 	if err != nil {
 		return nil, err
 	}
-	b := &basedir{dir: dir, lock: lock, logger: logger, keyLimits: sksconfKeyLimits(dir)}
+	conf := basedirConf(dir)
+	b := &basedir{dir: dir, lock: lock, logger: logger, keyLimits: conf.keyLimits()}
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = logger
+	lcfg.MaxOpenSegments = conf.MaxOpenSegments
 	if tuneLog != nil {
 		tuneLog(&lcfg)
 	}

@@ -34,15 +34,16 @@ func (c *SKSConf) keyLimits() pgpkey.Limits {
 	return l
 }
 
-// sksconfKeyLimits returns the limits of the sksconf in dir, or the
-// defaults when there is none (import into a fresh directory). A broken
-// sksconf is the daemon's to report; here it means the defaults.
-func sksconfKeyLimits(dir string) pgpkey.Limits {
+// basedirConf returns the sksconf in dir, or the defaults when there is
+// none (import into a fresh directory). A broken sksconf is the daemon's
+// to report; here it means the defaults. The basedir takes the key limits
+// and the log's open-file bound from it, for every command.
+func basedirConf(dir string) *SKSConf {
 	conf, _, _, err := LoadSKSConf(dir)
 	if err != nil {
-		return pgpkey.DefaultLimits()
+		return DefaultSKSConf()
 	}
-	return conf.keyLimits()
+	return conf
 }
 
 // reconKeys wraps the store and the log for recon's fetcher: every fetched

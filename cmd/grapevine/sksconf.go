@@ -35,6 +35,9 @@ package main
 //	                                                          means no limit; docs/operations.md)
 //	grapevine_max_post_bytes:          int, bytes   8 MiB     largest request body of POST /pks/add and
 //	                                                          /pks/hashquery; larger ones get 413 (SKS: 5 MiB)
+//	grapevine_max_open_segments:       int          256       log segment files kept open for reads of keys
+//	                                                          stored as references to their log event (each
+//	                                                          a file descriptor); -1 keeps none open
 //	grapevine_gossip_interval_seconds: float, s     60 s      time between gossip attempts; the same setting as
 //	                                                          SKS gossip_interval (minutes), whichever line
 //	                                                          comes later wins
@@ -78,9 +81,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/hkp"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
+
+// maxOpenSegmentsOption is the largest grapevine_max_open_segments, the
+// bound eventlog.Config.Validate sets: more is a mistake, not a wish.
+const maxOpenSegmentsOption = 1 << 16
 
 // SKSConf holds every option SKS 1.1.6 accepts (settings.ml parse_spec; spec
 // config.md §3) plus grapevine's own. DefaultSKSConf returns SKS's defaults;
@@ -276,6 +284,10 @@ type SKSConf struct {
 	KeyLimits pgpkey.Limits
 	// MaxPostBytes is grapevine_max_post_bytes. Default 8 MiB.
 	MaxPostBytes int64
+	// MaxOpenSegments is grapevine_max_open_segments
+	// (eventlog.Config.MaxOpenSegments): -1 keeps none open. Default
+	// eventlog.DefaultMaxOpenSegments.
+	MaxOpenSegments int
 	// MetricsAddress is grapevine_metrics_address, "host:port"; "" (the
 	// default) means no metrics listener.
 	MetricsAddress string
@@ -363,6 +375,8 @@ func DefaultSKSConf() *SKSConf {
 		MaxPostBytes: 8 << 20,
 		RateLimit:    10,
 		RateBurst:    100,
+
+		MaxOpenSegments: eventlog.DefaultMaxOpenSegments,
 	}
 }
 
@@ -680,6 +694,7 @@ var sksOptions = []sksOption{
 	{name: "grapevine_max_sigs", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxSigs = v; return nil }},
 	{name: "grapevine_max_certs_per_uid", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxCertsPerUID = v; return nil }},
 	{name: "grapevine_max_post_bytes", int: func(c *SKSConf, v int) error { c.MaxPostBytes = int64(v); return nil }},
+	{name: "grapevine_max_open_segments", int: func(c *SKSConf, v int) error { c.MaxOpenSegments = v; return nil }},
 	{name: "grapevine_gossip_interval_seconds", float: func(c *SKSConf, v float64) (err error) {
 		c.GossipInterval, err = floatDuration(v, time.Second)
 		return err
@@ -883,6 +898,8 @@ func (c *SKSConf) Validate() error {
 		return bad(fmt.Sprintf("%d: must be at least 1 (or -1: no limit)", c.KeyLimits.MaxCertsPerUID), "grapevine_max_certs_per_uid")
 	case c.MaxPostBytes < 1024:
 		return bad(fmt.Sprintf("%d: must be at least 1024", c.MaxPostBytes), "grapevine_max_post_bytes")
+	case c.MaxOpenSegments != -1 && (c.MaxOpenSegments < 1 || c.MaxOpenSegments > maxOpenSegmentsOption):
+		return bad(fmt.Sprintf("%d: must be from 1 to %d (or -1: none kept open)", c.MaxOpenSegments, maxOpenSegmentsOption), "grapevine_max_open_segments")
 	}
 	for _, a := range c.HKPAddress {
 		if err := checkSKSAddress(a); err != nil {

@@ -150,6 +150,7 @@ func TestParseSKSConfFiles(t *testing.T) {
 			c.GossipInterval = 2500 * time.Millisecond
 			c.MaxKeyBytes = 64 << 20
 			c.MaxPostBytes = 16 << 20
+			c.MaxOpenSegments = 1024
 			c.MetricsAddress = "127.0.0.1:9100"
 			c.AccessLog = true
 			c.NoHTTPFrontEnd = true
@@ -595,6 +596,9 @@ func TestSKSConfValidate(t *testing.T) {
 		{name: "sendmail_cmd without mailsync", file: "sendmail_cmd:\ndisable_mailsync:\n"},
 		{name: "max key bytes", file: "grapevine_max_key_bytes: 1000\n", want: "sksconf:1: grapevine_max_key_bytes: 1000: must be at least 1024"},
 		{name: "max post bytes", file: "grapevine_max_post_bytes: 0\n", want: "sksconf:1: grapevine_max_post_bytes: 0: must be at least 1024"},
+		{name: "max open segments 0", file: "grapevine_max_open_segments: 0\n", want: "sksconf:1: grapevine_max_open_segments: 0: must be from 1 to 65536 (or -1: none kept open)"},
+		{name: "max open segments too many", file: "grapevine_max_open_segments: 70000\n", want: "sksconf:1: grapevine_max_open_segments: 70000: must be from 1 to 65536 (or -1: none kept open)"},
+		{name: "max open segments none", file: "grapevine_max_open_segments: -1\n"},
 		{name: "metrics address set directly", mod: func(c *SKSConf) { c.MetricsAddress = "127.0.0.1:99999" },
 			want: `grapevine_metrics_address: "127.0.0.1:99999": port must be a number from 0 to 65535`},
 		{name: "metrics address", file: "grapevine_metrics_address: [::1]:9100\n"},
@@ -662,6 +666,7 @@ func TestSKSConfDefaults(t *testing.T) {
 		{"MembershipReloadInterval", c.MembershipReloadInterval, 6 * time.Hour},
 		{"SendmailCmd", c.SendmailCmd, "sendmail -t -oi"},
 		{"MaxPostBytes", c.MaxPostBytes, int64(8 << 20)},
+		{"MaxOpenSegments", c.MaxOpenSegments, 256},
 		{"Debug", c.Debug, true},
 		{"DiskPTree", c.DiskPTree, true},
 	}
