@@ -73,7 +73,9 @@ func (p *pendingUploads) add(rids [][]byte, idx eventlog.Index) {
 	}
 	for _, rid := range rids {
 		r := string(rid)
-		p.rids[r] = idx
+		if idx > p.rids[r] { // two uploads of one key may be added in either order
+			p.rids[r] = idx
+		}
 		p.order = append(p.order, pendingRID{r, idx})
 	}
 }

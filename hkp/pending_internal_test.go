@@ -53,6 +53,14 @@ func TestPendingUploadsOutOfOrder(t *testing.T) {
 	if idx, _ := p.index([]byte("late"), 5); idx != 0 || len(p.rids) != 0 {
 		t.Fatalf("after applying 5: index %d, %d IDs; want 0, 0", idx, len(p.rids))
 	}
+
+	// Two uploads of one key, added in the opposite order to their
+	// appends: a third waits for the later append, not the earlier.
+	p.add([][]byte{[]byte("twice")}, 9)
+	p.add([][]byte{[]byte("twice")}, 7)
+	if idx, _ := p.index([]byte("twice"), 7); idx != 9 {
+		t.Fatalf("index(twice, applied 7) = %d; want 9", idx)
+	}
 }
 
 // BenchmarkPendingIndex is one upload's look-up with n uploads pending,
