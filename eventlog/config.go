@@ -60,9 +60,9 @@ const (
 	// from the log are spread over it and the limit allows, raise this.
 	DefaultMaxOpenSegments = 256
 
-	// maxOpenSegments caps Config.MaxOpenSegments: a value above it is a
-	// mistake (the hard RLIMIT_NOFILE is rarely higher), not a wish.
-	maxOpenSegments = 1 << 16
+	// MaxOpenSegmentsLimit caps Config.MaxOpenSegments: a value above it
+	// is a mistake (the hard RLIMIT_NOFILE is rarely higher), not a wish.
+	MaxOpenSegmentsLimit = 1 << 16
 
 	// maxLimitBytes caps both sizes so that a segment always stays below
 	// 2 GiB (segments overrun SegmentSize by at most one record) and
@@ -152,8 +152,8 @@ func (c Config) Validate() error {
 		return &ConfigError{"MaxEventBytes", c.MaxEventBytes, fmt.Errorf("must be at most %d", maxLimitBytes)}
 	case c.TailBytes > maxLimitBytes:
 		return &ConfigError{"TailBytes", c.TailBytes, fmt.Errorf("must be at most %d", maxLimitBytes)}
-	case c.MaxOpenSegments > maxOpenSegments:
-		return &ConfigError{"MaxOpenSegments", c.MaxOpenSegments, fmt.Errorf("must be at most %d", maxOpenSegments)}
+	case c.MaxOpenSegments > MaxOpenSegmentsLimit:
+		return &ConfigError{"MaxOpenSegments", c.MaxOpenSegments, fmt.Errorf("must be at most %d", MaxOpenSegmentsLimit)}
 	}
 	return nil
 }

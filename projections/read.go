@@ -167,11 +167,10 @@ func (s *Store) readLogKey(rec *Record, fn func(key []byte)) error {
 
 // ReadKey calls fn with the key bytes of the version ref names, read in
 // place: key is Pebble's buffer (or the log's, for a version kept there),
-// valid only during the call, and must be
-// neither modified nor kept. It is Version without the copy of the record
-// (a cold op=get armors the key and keeps only the armor: the copy was a
-// sixth of what such a get allocated). A deletion version gives
-// ErrNotFound and no call.
+// valid only during the call, and must be neither modified nor kept. It
+// is Version without the copy of the record (a cold op=get armors the key
+// and keeps only the armor: the copy was a sixth of what such a get
+// allocated). A deletion version gives ErrNotFound and no call.
 func (s *Store) ReadKey(ref Ref, fn func(key []byte)) error {
 	v, closer, err := s.lookupReader().Get(recordKey(ref.RID, ref.Index))
 	if err != nil {

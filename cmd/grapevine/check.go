@@ -89,6 +89,7 @@ func (e *env) checkCmd(ctx context.Context, args []string) error {
 	// 2. The projections against a replay of the log.
 	lcfg := eventlog.DefaultConfig()
 	lcfg.Logger = logger
+	lcfg.MaxOpenSegments = basedirConf(dir).MaxOpenSegments
 	if b.log, err = eventlog.OpenReadOnly(filepath.Join(dir, logDir), lcfg); err != nil {
 		problems++
 		say(projections.Finding{Part: projections.CheckLog, Text: err.Error()})

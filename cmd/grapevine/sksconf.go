@@ -86,10 +86,6 @@ import (
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
-// maxOpenSegmentsOption is the largest grapevine_max_open_segments, the
-// bound eventlog.Config.Validate sets: more is a mistake, not a wish.
-const maxOpenSegmentsOption = 1 << 16
-
 // SKSConf holds every option SKS 1.1.6 accepts (settings.ml parse_spec; spec
 // config.md §3) plus grapevine's own. DefaultSKSConf returns SKS's defaults;
 // the zero value is not useful. Durations are converted from the unit SKS
@@ -898,8 +894,8 @@ func (c *SKSConf) Validate() error {
 		return bad(fmt.Sprintf("%d: must be at least 1 (or -1: no limit)", c.KeyLimits.MaxCertsPerUID), "grapevine_max_certs_per_uid")
 	case c.MaxPostBytes < 1024:
 		return bad(fmt.Sprintf("%d: must be at least 1024", c.MaxPostBytes), "grapevine_max_post_bytes")
-	case c.MaxOpenSegments != -1 && (c.MaxOpenSegments < 1 || c.MaxOpenSegments > maxOpenSegmentsOption):
-		return bad(fmt.Sprintf("%d: must be from 1 to %d (or -1: none kept open)", c.MaxOpenSegments, maxOpenSegmentsOption), "grapevine_max_open_segments")
+	case c.MaxOpenSegments != -1 && (c.MaxOpenSegments < 1 || c.MaxOpenSegments > eventlog.MaxOpenSegmentsLimit):
+		return bad(fmt.Sprintf("%d: must be from 1 to %d (or -1: none kept open)", c.MaxOpenSegments, eventlog.MaxOpenSegmentsLimit), "grapevine_max_open_segments")
 	}
 	for _, a := range c.HKPAddress {
 		if err := checkSKSAddress(a); err != nil {
