@@ -35,9 +35,12 @@ func (l *Log) readShared(i Index) (rec []byte, shared bool, err error) {
 	return l.readInto(i, nil)
 }
 
-// readInto is readShared reading a record from a file into buf when it
-// has room, and into new memory otherwise.
-func (l *Log) readInto(i Index, buf []byte) (rec []byte, shared bool, err error) {
+// readInto is readShared reading a record from a file into *buf, when buf
+// is not nil: a buffer of frameReadAhead made on the first read from a
+// file (a record of the tail needs none) and grown for a larger record,
+// for the caller to reuse. With buf nil the record is read into new
+// memory of its size.
+func (l *Log) readInto(i Index, buf *[]byte) (rec []byte, shared bool, err error) {
 	if i == 0 || i > l.lastIndex() {
 		if !l.readOnly || i == 0 || i > l.LastIndex() {
 			return nil, false, fmt.Errorf("%w: %d", ErrNotFound, i)
@@ -60,13 +63,16 @@ func (l *Log) readInto(i Index, buf []byte) (rec []byte, shared bool, err error)
 	if err != nil {
 		return nil, false, err
 	}
-	// With room in buf, one read of the frame's header and, for all
-	// but large records, the record after it; otherwise (or when it did
-	// not fit) the header and then the record.
+	// With a buffer, one read of the frame's header and, for all but
+	// large records, the record after it; otherwise (or when it did not
+	// fit) the header and then the record.
 	var size uint64
 	var m int
-	if cap(buf) >= frameReadAhead {
-		win := buf[:cap(buf)][:frameReadAhead]
+	if buf != nil {
+		if cap(*buf) < frameReadAhead {
+			*buf = make([]byte, 0, frameReadAhead)
+		}
+		win := (*buf)[:frameReadAhead]
 		n, err := f.ReadAt(win, off)
 		if n == 0 && err != nil {
 			return nil, false, err
@@ -86,10 +92,14 @@ func (l *Log) readInto(i Index, buf []byte) (rec []byte, shared bool, err error)
 		return nil, false, fmt.Errorf("%w: bad entry length at %s byte %d", ErrCorrupt, s.path, off)
 	}
 	if rec == nil {
-		if uint64(cap(buf)) >= size {
-			rec = buf[:size]
-		} else {
+		switch {
+		case buf == nil:
 			rec = make([]byte, size)
+		case uint64(cap(*buf)) >= size:
+			rec = (*buf)[:size]
+		default:
+			rec = make([]byte, size)
+			*buf = rec[:0] // grown: kept for the next read
 		}
 		if _, err := f.ReadAt(rec, off+int64(m)); err != nil {
 			if err == io.EOF {
@@ -104,7 +114,7 @@ func (l *Log) readInto(i Index, buf []byte) (rec []byte, shared bool, err error)
 	return rec, false, nil
 }
 
-// frameReadAhead is how much readInto reads at once when given a buffer:
+// frameReadAhead is how much readInto reads at once into a buffer:
 // the frame of a typical key (a few KB) in one read.
 const frameReadAhead = 16 << 10
 
@@ -140,7 +150,7 @@ func (l *Log) ReadFunc(i Index, fn func(e *Event)) error {
 	}
 	sc, _ := l.reads.Get().(*readScratch)
 	if sc == nil {
-		sc = &readScratch{buf: make([]byte, 0, frameReadAhead)}
+		sc = new(readScratch)
 	}
 	defer func() {
 		sc.ev = Event{} // drop the references into the tail
@@ -148,12 +158,9 @@ func (l *Log) ReadFunc(i Index, fn func(e *Event)) error {
 			l.reads.Put(sc)
 		}
 	}()
-	rec, shared, err := l.readInto(i, sc.buf)
+	rec, _, err := l.readInto(i, &sc.buf)
 	if err != nil {
 		return fmt.Errorf("read index %d: %w", i, err)
-	}
-	if !shared && cap(rec) > cap(sc.buf) {
-		sc.buf = rec[:0] // grown: keep the larger buffer for the next read
 	}
 	if err := sc.ev.decode(rec, false); err != nil {
 		return fmt.Errorf("read index %d: %w", i, err)
