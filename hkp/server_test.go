@@ -355,6 +355,7 @@ func TestUploadRejects(t *testing.T) {
 	}{
 		{"no keytext", "foo=bar", 400, "keytext"},
 		{"garbage", "keytext=hello", 400, "no OpenPGP public key"},
+		{"armor header cut short", "keytext=" + url.QueryEscape("-----BEGIN PGP "), 400, "no OpenPGP public key"},
 		{"bad CRC", "keytext=" + url.QueryEscape(badCRC(armored(t, fixtureBytes(t, "grace.pgp")))), 400, ""},
 		{"secret key", "keytext=" + url.QueryEscape(armored(t, []byte{0x95, 0x00, 0x03, 0x04, 0x00, 0x00})), 422, "secret key material refused"},
 		{"too large", "keytext=" + strings.Repeat("A", 70<<10), 413, "larger than"},

@@ -109,8 +109,13 @@ func decodeArmor(data []byte) ([]*RawKey, error) {
 		}
 		begin := pos + i
 		line, next := lineAt(data, begin)
-		label := armorLabel(line[len(armorBegin):])
 		pos = next
+		if len(line) <= len(armorBegin) {
+			// "-----BEGIN PGP " and nothing else on the line (its trailing
+			// white space trimmed): no header, so no block to skip.
+			continue
+		}
+		label := armorLabel(line[len(armorBegin):])
 		block++
 		switch label {
 		case "PUBLIC KEY BLOCK":

@@ -161,6 +161,13 @@ func TestDecodeErrors(t *testing.T) {
 		{"OnlySignature", armored(t, "PGP SIGNATURE", []byte{0x88, 0x02, 0x04, 0x00}, true), 0, 0, 0, "no public key in input", pgpkey.ErrNoKey},
 		{"Empty", "", 0, 0, 0, "no public key in input", pgpkey.ErrNoKey},
 		{"EmptyBlock", "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n-----END PGP PUBLIC KEY BLOCK-----\n", 0, 1, 0, "empty armor block", nil},
+		// A BEGIN line cut off right after "-----BEGIN PGP ": trimming its
+		// trailing white space leaves it shorter than the marker (found by
+		// FuzzDecode; it used to panic). It is no armor header, so a key
+		// block after it is still found and numbered 1.
+		{"TruncatedBegin", "-----BEGIN PGP ", 0, 0, 0, "no public key in input", pgpkey.ErrNoKey},
+		{"TruncatedBeginLine", "-----BEGIN PGP \t\r\n", 0, 0, 0, "no public key in input", pgpkey.ErrNoKey},
+		{"TruncatedBeginThenKey", "-----BEGIN PGP \n" + good + badCRC, 1, 2, -1, "armor checksum mismatch", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			raws, err := pgpkey.Decode([]byte(tc.input))
