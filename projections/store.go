@@ -95,10 +95,10 @@ type Config struct {
 	// rather than a second copy, which Pebble would write again in its
 	// flushes and compactions (a smaller store; docs/benchmarks.md found
 	// no gain in upload speed). Without it (nil), every version is stored
-	// whole, and a store that holds references cannot be read. The bulk path always stores whole
-	// versions: it builds from logs whose pages it drops from the cache
-	// (eventlog.Config.DropWritten), and reads of its keys would go to
-	// the disk.
+	// whole, and a store that holds references cannot be read. The bulk
+	// path always stores whole versions: it builds from logs whose pages it
+	// drops from the cache (eventlog.Config.DropWritten), and reads of its
+	// keys would go to the disk.
 	Log *eventlog.Log
 }
 
