@@ -19,7 +19,7 @@ import (
 
 // testKeys returns the raw keys of the shared SKS test fixtures
 // (keys-a.pgp: 3 keys, keys-b.pgp).
-func testKeys(t *testing.T) []*pgpkey.RawKey {
+func testKeys(t testing.TB) []*pgpkey.RawKey {
 	t.Helper()
 	var out []*pgpkey.RawKey
 	for _, name := range []string{"keys-a.pgp", "keys-b.pgp"} {

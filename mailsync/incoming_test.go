@@ -13,7 +13,7 @@ import (
 	"github.com/grapevine-keyserver/grapevine/mailsync"
 )
 
-func armored(t *testing.T, keys ...[]byte) string {
+func armored(t testing.TB, keys ...[]byte) string {
 	t.Helper()
 	var b bytes.Buffer
 	w, err := armor.Encode(&b, "PGP PUBLIC KEY BLOCK", map[string]string{"Comment": "test"})
