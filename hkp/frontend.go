@@ -12,11 +12,14 @@ package hkp
 //
 // So every connection starts here. The front end reads request heads
 // itself, and answers a GET of /pks/lookup — what clients send nearly
-// always — through the same handler chain net/http would call (ServeHTTP
+// always — and a POST of /pks/add with a small body of declared length —
+// an upload as gpg, sq and curl send it — through the same handler chain
+// net/http would call (ServeHTTP
 // behind the Config's Middleware: the rate limiter, metrics and the access
 // log see it alike), with net/http's own parser (http.ReadRequest) and
 // net/http's rules for the answer's framing (writeHead). Anything else —
-// another path or method, a body, Expect, Upgrade, a head over 4 KiB, a
+// another path or method, a body on a lookup, an upload's body chunked or
+// over frontBodyMax or MaxPostBytes, Expect, Upgrade, a head over 4 KiB, a
 // Host header this file does not vouch for, a head ReadRequest rejects, a
 // TLS connection — hands the connection over, with the bytes already
 // read, to net/http's Server, which serves it from then on. So net/http
@@ -27,7 +30,8 @@ package hkp
 // What differs, knowingly: a request's context on the fast path is
 // context.Background() — never cancelled when the client goes away, and
 // without net/http's ServerContextKey and LocalAddrContextKey values (no
-// lookup handler uses either; a lookup's waits have their own bounds).
+// lookup handler uses either; the waits of a lookup and of an upload have
+// their own bounds, and an upload's append ignores cancellation anyway).
 // And a client whose head is handed over part-read gets net/http's
 // ReadHeaderTimeout afresh from the hand-over, so at most twice the
 // limit in all — still bounded, as the slowloris tests check.
@@ -42,6 +46,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -57,6 +62,11 @@ const (
 	// larger one (long cookies, a big query) goes to net/http, which
 	// allows up to MaxHeaderBytes.
 	frontHeadMax = 4 << 10
+	// frontBodyMax is the largest upload body the front end reads: a
+	// key or two, as clients upload them (the benchmark's average is
+	// 6 KiB). Larger bodies go to net/http, so that the front end never
+	// reads more than net/http would discard after an answer (256 KiB).
+	frontBodyMax = 64 << 10
 	// frontStreamAt is how much of an answer of known length is gathered
 	// before it is written: smaller answers go out in one write with
 	// their head; larger ones are written as the handler writes them.
@@ -72,7 +82,13 @@ type frontListener struct {
 	log     zerolog.Logger
 	served  *atomic.Uint64 // requests answered by the front end
 	// timeouts, as net/http applies them
-	readHeader, idle, write time.Duration
+	readHeader, read, idle, write time.Duration
+	// maxPost is the body limit of uploads now (Config.MaxPostBytes,
+	// which a reload may change).
+	maxPost func() int64
+	// cut is set once wait gives up on the connections still busy: a
+	// body read ended by Close is then not resumed.
+	cut atomic.Bool
 
 	handoff   chan net.Conn // connections for net/http
 	acceptErr chan error    // the real listener's last error
@@ -102,6 +118,8 @@ func (s *Server) newFrontListener(ln net.Listener, h http.Handler) *frontListene
 		log:        s.log,
 		served:     &s.frontServed,
 		readHeader: c.ReadHeaderTimeout,
+		read:       c.ReadTimeout,
+		maxPost:    func() int64 { return s.conf().MaxPostBytes },
 		idle:       c.IdleTimeout,
 		write:      c.WriteTimeout,
 		handoff:    make(chan net.Conn),
@@ -195,6 +213,7 @@ func (fl *frontListener) wait(ctx context.Context) {
 		return
 	case <-ctx.Done():
 	}
+	fl.cut.Store(true)
 	// Cut again until all are gone: a connection may set a new deadline
 	// for its next write just after a cut.
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -287,6 +306,7 @@ type frontConn struct {
 	buf        []byte // request bytes read: buf[:n]
 	n          int
 	headReader bytes.Reader // the head being parsed
+	started    time.Time    // when the request being read began
 	head       []byte       // the answer's head being written, reused
 	dead       bool         // a write failed: close after this answer
 }
@@ -325,7 +345,22 @@ func (fc *frontConn) serveRequests() (handOver bool) {
 		if !ok {
 			return true
 		}
+		var body *frontBody
+		if req.ContentLength > 0 {
+			body = &frontBody{fc: fc, off: end, left: req.ContentLength, deadline: fc.started.Add(fc.fl.read)}
+			req.Body = body
+			fc.c.SetReadDeadline(body.deadline)
+		}
 		keep := fc.serve(req)
+		if body != nil {
+			if !keep || body.left > 0 {
+				body.lingerClose()
+				return false
+			}
+			// The answer's head went out after the rest of the body was
+			// read (writeHead): the next request starts where it ends.
+			end = body.off
+		}
 		copy(fc.buf, fc.buf[end:fc.n])
 		fc.n -= end
 		if !keep || fc.fl.shuttingDown() {
@@ -345,6 +380,7 @@ func (fc *frontConn) readHead(first bool) (int, bool) {
 	// ReadHeaderTimeout; later ones may wait IdleTimeout to start, then
 	// have ReadHeaderTimeout from their first byte.
 	var started time.Time
+	defer func() { fc.started = started }()
 	if fc.n > 0 || first {
 		started = time.Now()
 		fc.c.SetReadDeadline(started.Add(fc.fl.readHeader))
@@ -404,13 +440,20 @@ func headEnd(b []byte, from int) int {
 }
 
 // eligible parses the whole head buf[:end] with net/http's parser and returns
-// the request if the front end answers it: a GET of /pks/lookup over
-// HTTP/1.0 or 1.1, without a body or anything net/http would answer
-// specially. The checks are net/http server's own or stricter.
+// the request if the front end answers it: over HTTP/1.0 or 1.1, a GET of
+// /pks/lookup without a body, or a POST of /pks/add with a body of
+// declared length up to frontBodyMax and MaxPostBytes; neither with
+// anything net/http would answer specially. The checks are net/http
+// server's own or stricter.
 func (fc *frontConn) eligible(end int) (*http.Request, bool) {
 	head := fc.buf[:end]
-	if end < 16 || string(head[:16]) != "GET /pks/lookup?" && string(head[:16]) != "GET /pks/lookup " {
-		return nil, false // the cheap test first: most requests pass it
+	if end < 16 {
+		return nil, false
+	}
+	// The cheap test first: most requests pass it.
+	upload := string(head[:16]) == "POST /pks/add HT"
+	if !upload && string(head[:16]) != "GET /pks/lookup?" && string(head[:16]) != "GET /pks/lookup " {
+		return nil, false
 	}
 	fc.headReader.Reset(head)
 	br := fc.fl.headParsers.Get().(*bufio.Reader)
@@ -422,10 +465,20 @@ func (fc *frontConn) eligible(end int) (*http.Request, bool) {
 	if err != nil || rest > 0 {
 		return nil, false
 	}
-	if req.Method != http.MethodGet || req.ProtoMajor != 1 || req.ProtoMinor > 1 ||
-		req.URL.Path != "/pks/lookup" || req.URL.Host != "" ||
-		req.ContentLength != 0 || len(req.TransferEncoding) != 0 ||
+	if req.ProtoMajor != 1 || req.ProtoMinor > 1 || req.URL.Host != "" || len(req.TransferEncoding) != 0 ||
 		req.Header["Expect"] != nil || req.Header["Upgrade"] != nil || req.Header["Transfer-Encoding"] != nil {
+		return nil, false
+	}
+	switch {
+	case upload:
+		// A body of unknown length (none declared) or a large one is
+		// net/http's to read; so is one over the limit, which it answers
+		// 413 without reading.
+		if req.Method != http.MethodPost || req.URL.Path != "/pks/add" || req.URL.RawQuery != "" ||
+			req.ContentLength <= 0 || req.ContentLength > min(frontBodyMax, fc.fl.maxPost()) {
+			return nil, false
+		}
+	case req.Method != http.MethodGet || req.URL.Path != "/pks/lookup" || req.ContentLength != 0:
 		return nil, false
 	}
 	// ReadRequest has moved the Host header to req.Host, and failed on two.
@@ -493,6 +546,7 @@ func (fc *frontConn) serve(req *http.Request) (keep bool) {
 		wants10KeepAlive: req.ProtoMinor == 0 && hasToken(req.Header.Get("Connection"), "keep-alive"),
 		wantsClose:       req.Close || hasToken(req.Header.Get("Connection"), "close"),
 	}
+	w.reqBody, _ = req.Body.(*frontBody)
 	defer func() {
 		if p := recover(); p != nil {
 			// As net/http: the connection is cut, and a panic other than
@@ -516,6 +570,125 @@ func (fc *frontConn) serve(req *http.Request) (keep bool) {
 	return w.finish()
 }
 
+// frontBody is the body of an upload the front end serves: the bytes
+// already read past the head (fc.buf[off:fc.n]) first, then the
+// connection, up to the declared length — never past it, so the next
+// request's bytes stay where the front end reads heads. Reads end at the
+// request's deadline (started + ReadTimeout, as net/http's), with
+// io.ErrUnexpectedEOF if the client closes early.
+type frontBody struct {
+	fc       *frontConn
+	off      int   // the next body byte in fc.buf, while off < fc.n
+	left     int64 // body bytes not read yet
+	deadline time.Time
+	err      error // the connection's read error, once there was one
+	// sawEOF: the client closed before the end of the body. As with
+	// net/http's body, the read that found it says io.ErrUnexpectedEOF,
+	// later ones io.EOF, and the answer does not say Connection: close
+	// (the next read of a head ends the connection).
+	sawEOF bool
+}
+
+func (b *frontBody) Read(p []byte) (int, error) {
+	if b.left == 0 || b.sawEOF {
+		return 0, io.EOF
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	if b.off < b.fc.n {
+		n := copy(p, b.fc.buf[b.off:b.fc.n])
+		b.off += n
+		b.left -= int64(n)
+		return n, nil
+	}
+	for {
+		n, err := b.fc.c.Read(p)
+		b.left -= int64(n)
+		if err == nil || n > 0 && b.left == 0 {
+			return n, nil
+		}
+		if b.resumable(err) {
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			b.sawEOF = true
+			return n, io.ErrUnexpectedEOF
+		}
+		b.err = err
+		return n, err
+	}
+}
+
+// resumable reports whether a read was ended by the listener's Close, not
+// by the request's own deadline, and if so sets that deadline again: Close
+// ends the reads of idle connections but, as net/http's Shutdown, lets a
+// request being read finish — unless the wait for it has given up.
+func (b *frontBody) resumable(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || b.fc.fl.cut.Load() || !b.fc.fl.shuttingDown() || !time.Now().Before(b.deadline) {
+		return false
+	}
+	b.fc.c.SetReadDeadline(b.deadline)
+	return true
+}
+
+// Close does nothing: what the handler leaves unread is dropped before the
+// answer's head goes out (writeHead), as net/http does.
+func (b *frontBody) Close() error { return nil }
+
+// lingerClose is for a connection closed after its answer with part of the
+// body unread: closed at once, the kernel would answer the unread bytes
+// with a reset that can destroy the answer on its way to the client. As
+// net/http (closeWriteAndWait), it half-closes, gives the client up to
+// half a second to send the rest, reading it, and leaves the close to the
+// caller.
+func (b *frontBody) lingerClose() {
+	if b.left == 0 || b.err != nil || b.sawEOF {
+		return
+	}
+	if cw, ok := b.fc.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	if d := time.Now().Add(500 * time.Millisecond); d.Before(b.deadline) {
+		b.deadline = d
+		b.fc.c.SetReadDeadline(d)
+	}
+	b.discard()
+}
+
+// discard reads and drops what the handler left of the body, and reports
+// whether the connection can carry another request.
+func (b *frontBody) discard() bool {
+	if b.left == 0 || b.sawEOF {
+		return true
+	}
+	if b.err != nil {
+		return false
+	}
+	if k := min(int64(b.fc.n-b.off), b.left); k > 0 {
+		b.off += int(k)
+		b.left -= k
+		if b.left == 0 {
+			return true
+		}
+	}
+	// Nothing unread is left in fc.buf (off == n): read into it as
+	// scratch.
+	b.fc.n, b.off = 0, 0
+	for b.left > 0 {
+		if _, err := b.Read(b.fc.buf[:min(int64(len(b.fc.buf)), b.left)]); err != nil {
+			return b.sawEOF
+		}
+	}
+	return true
+}
+
 // frontChunkAt is how much of an answer of undeclared length is gathered
 // before it goes out chunked: net/http's bufferBeforeChunkingSize.
 const frontChunkAt = 2048
@@ -534,7 +707,8 @@ type frontResponse struct {
 	declared    int64 // the Content-Length the handler set, or -1
 	written     int64 // body bytes the handler wrote
 	closeAfter  bool
-	sniff       []byte // the write that sends the head, after body
+	sniff       []byte     // the write that sends the head, after body
+	reqBody     *frontBody // an upload's body, whatever the handler did with req.Body
 	// what the request asked for (net/http's wants10KeepAlive, wantsClose)
 	wants10KeepAlive, wantsClose bool
 }
@@ -689,6 +863,12 @@ func (w *frontResponse) writeHead(handlerDone bool) {
 		w.closeAfter = true
 	}
 	if h.Get("Connection") == "close" || !keepAlives {
+		w.closeAfter = true
+	}
+	// As net/http: a connection that stays open has the rest of the
+	// request's body read before the answer goes out (some clients send
+	// all before they read), and is closed if that fails.
+	if w.reqBody != nil && !w.closeAfter && !w.reqBody.discard() {
 		w.closeAfter = true
 	}
 	switch {

@@ -211,6 +211,13 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 	front.waitApplied(t)
 	const alice = "3B03A965A519A6CAE8B09425CED1786732CA2E5C"
 	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: keys.test\r\n\r\n" }
+	post := func(body string) string {
+		return fmt.Sprintf("POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
+	multipartBody := func(form string) string {
+		keytext, _ := url.QueryUnescape(strings.TrimPrefix(form, "keytext="))
+		return "--XX\r\nContent-Disposition: form-data; name=\"keytext\"\r\n\r\n" + keytext + "\r\n--XX--\r\n"
+	}
 	lookups := []string{
 		"/pks/lookup?op=get&options=mr&search=0x" + alice,
 		"/pks/lookup?op=get&options=mr&search=0x" + alice, // from the armor cache now
@@ -289,7 +296,43 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 		{"head cut short", "GET " + lookups[0] + " HTTP/1.1\r\nHost: keys.test\r\n", 0},
 		{"blank lines first", "\r\n\r\n" + get(lookups[0]), 0},
 		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 0},
-		{"answered, then an upload", get(lookups[0]) + fmt.Sprintf("POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len("keytext=x"), "keytext=x") + get(lookups[0]), 1},
+		{"answered, then an upload", get(lookups[0]) + post("keytext=x") + get(lookups[0]), 3},
+	}...)
+	// Uploads: the keys are stored already (uploaded above), so that
+	// both servers answer alike.
+	grace := "keytext=" + url.QueryEscape(armored(t, fixtureBytes(t, "grace.pgp")))
+	huge := "keytext=" + strings.Repeat("x", 70<<10)
+	padded := grace + "&pad=" + strings.Repeat("p", 60<<10-len(grace))
+	cases = append(cases, []exchange{
+		{"upload", post(grace), 1},
+		{"upload, options=mr", post(grace + "&options=mr"), 1},
+		{"upload as multipart", "POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: " +
+			fmt.Sprint(len(multipartBody(grace))) + "\r\n\r\n" + multipartBody(grace), 1},
+		{"upload, raw armor", "POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: application/pgp-keys\r\nContent-Length: " +
+			fmt.Sprint(len(armored(t, fixtureBytes(t, "grace.pgp")))) + "\r\n\r\n" + armored(t, fixtureBytes(t, "grace.pgp")), 1},
+		{"upload, garbage", post("keytext=garbage"), 1},
+		{"upload, no keytext", post("options=mr"), 1},
+		{"uploads and lookups pipelined", post(grace) + get(lookups[0]) + post("keytext=nokey") + get(lookups[6]), 4},
+		{"HTTP/1.0 upload without Host", fmt.Sprintf("POST /pks/add HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(grace), grace), 1},
+		{"HTTP/1.0 uploads, keep-alive", strings.Repeat(fmt.Sprintf("POST /pks/add HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: %d\r\n\r\n%s", len(grace), grace), 2), 2},
+		{"upload, Connection: close", strings.Replace(post(grace), "Host: keys.test\r\n", "Host: keys.test\r\nConnection: close\r\n", 1) + get(lookups[0]), 1},
+		{"upload body cut short", strings.TrimSuffix(post(grace), "A"), 1},
+		{"upload body cut short by much", post(grace)[:len(post(grace))-len(grace)/2], 1},
+		{"upload, garbage after the body", post("keytext=x") + "\x16\x03\x01garbage\r\n\r\n", 1},
+		// Refused before the body is read (rate limited behind a proxy):
+		// the rest of the body is read and dropped before the answer.
+		{"uploads rate limited behind a proxy", strings.Repeat(strings.Replace(post(grace), "Host: keys.test\r\n", "Host: keys.test\r\nX-Forwarded-For: 192.0.2.9\r\n", 1), 4) + get(lookups[0]), 5},
+		{"HTTP/1.0 upload rate limited behind a proxy", fmt.Sprintf("POST /pks/add HTTP/1.0\r\nX-Forwarded-For: 192.0.2.9\r\nContent-Length: %d\r\n\r\n%s", len(padded), padded), 1},
+		// What net/http answers.
+		{"upload over 64 KiB", post(huge), 0},
+		{"upload without a length", "POST /pks/add HTTP/1.1\r\nHost: keys.test\r\n\r\n", 0},
+		{"upload of length 0", post(""), 0},
+		{"upload chunked", fmt.Sprintf("POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(grace), grace), 0},
+		{"upload with Expect", strings.Replace(post(grace), "Host: keys.test\r\n", "Host: keys.test\r\nExpect: 100-continue\r\n", 1), 0},
+		{"upload with a query", strings.Replace(post(grace), "/pks/add", "/pks/add?x=1", 1), 0},
+		{"PUT upload", strings.Replace(post(grace), "POST", "PUT", 1), 0},
+		{"upload, bad length", strings.Replace(post(grace), "Content-Length: ", "Content-Length: +", 1), 0},
+		{"upload, two lengths", strings.Replace(post(grace), "Host: keys.test\r\n", "Host: keys.test\r\nContent-Length: 3\r\n", 1), 0},
 	}...)
 	// Answers no lookup handler gives, from the test's Middleware, each
 	// followed by a second request on the connection over HTTP/1.1 and
@@ -311,6 +354,9 @@ func TestFrontEndMatchesNetHTTP(t *testing.T) {
 		f0, p0 := hkp.FrontServed(front.srv), hkp.FrontServed(plain.srv)
 		r0, q0 := front.requests.Load(), plain.requests.Load()
 		got := dateLine.ReplaceAll(rawExchange(t, front.addr, []byte(c.req), 5*time.Second), []byte("Date: (now)\r"))
+		if strings.Contains(c.name, "rate limited") && !bytes.Contains(got, []byte(" 429 ")) {
+			t.Errorf("%s: no 429 among the answers:\n%q", c.name, clip(got))
+		}
 		want := dateLine.ReplaceAll(rawExchange(t, plain.addr, []byte(c.req), 5*time.Second), []byte("Date: (now)\r"))
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: the front end answered\n%q\nnet/http answered\n%q", c.name, clip(got), clip(want))
@@ -529,5 +575,108 @@ func TestFrontEndShutdownUnderLoad(t *testing.T) {
 	}
 	if served == 0 {
 		t.Error("the front end answered nothing before the shutdown")
+	}
+}
+
+// TestFrontEndUnreadBodyEndsCleanly: a connection closed after its answer
+// while part of an upload's body is unread (refused before reading it,
+// here by the rate limit, over HTTP/1.0) ends with the answer and a clean
+// end of stream, not a reset: closed at once, the kernel would answer the
+// unread bytes with a reset, which can destroy the answer on its way.
+func TestFrontEndUnreadBodyEndsCleanly(t *testing.T) {
+	front, _ := newFrontPair(t, func(c *hkp.Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		c.RateLimit, c.RateBurst = 0.01, 1
+	})
+	body := "keytext=" + strings.Repeat("x", 60<<10)
+	req := fmt.Sprintf("POST /pks/add HTTP/1.0\r\nX-Forwarded-For: 192.0.2.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	for i, want := range []string{"HTTP/1.0 400 ", "HTTP/1.0 429 "} {
+		c, err := net.Dial("tcp", front.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(c) // without closing our side first
+		c.Close()
+		if !bytes.HasPrefix(out, []byte(want)) {
+			t.Errorf("upload %d: answered %q, want %q", i+1, clip(out), want)
+		}
+		if err != nil {
+			t.Errorf("upload %d: the answer ended with %v, want a clean end of stream", i+1, err)
+		}
+	}
+	if n := hkp.FrontServed(front.srv); n != 2 {
+		t.Errorf("the front end answered %d requests, want 2", n)
+	}
+}
+
+// TestFrontEndShutdownFinishesUpload: an upload whose body is still
+// arriving when Serve is told to stop is read to its end, stored and
+// answered 200 — net/http's Shutdown, too, lets a request being read
+// finish — and the connection is closed after it.
+func TestFrontEndShutdownFinishesUpload(t *testing.T) {
+	front, _ := newFrontPair(t, nil)
+	body := "keytext=" + url.QueryEscape(armored(t, fixtureBytes(t, "grace.pgp")))
+	c, err := net.Dial("tcp", front.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
+	time.Sleep(200 * time.Millisecond) // the front end waits for the rest of the body
+	stopped := make(chan error, 1)
+	go func() { stopped <- front.stop() }()
+	time.Sleep(200 * time.Millisecond) // the listener is closed, idle reads ended
+	if _, err := c.Write([]byte(body[len(body)/2:])); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("upload during shutdown: %s, Connection: close %v; want 200 and close\n%s", resp.Status, resp.Close, clip(answer))
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if n := front.log.LastIndex(); n != 1 {
+		t.Errorf("log holds %d events, want the upload's 1", n)
+	}
+	if n := hkp.FrontServed(front.srv); n != 1 {
+		t.Errorf("the front end answered %d requests, want 1", n)
+	}
+}
+
+// TestFrontEndShutdownCutsStalledUpload: an upload whose body stops
+// arriving does not hold Serve past its 10 s grace for in-flight requests,
+// however long ReadTimeout is, and stores nothing.
+func TestFrontEndShutdownCutsStalledUpload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the 10 s shutdown grace")
+	}
+	front, _ := newFrontPair(t, func(c *hkp.Config) { c.ReadTimeout = 5 * time.Minute })
+	body := "keytext=" + url.QueryEscape(armored(t, fixtureBytes(t, "grace.pgp")))
+	c, err := net.Dial("tcp", front.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /pks/add HTTP/1.1\r\nHost: keys.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
+	time.Sleep(200 * time.Millisecond) // the front end waits for the rest of the body
+	start := time.Now()
+	if err := front.stop(); err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("Serve took %v to return with a stalled upload", d)
+	}
+	if n := front.log.LastIndex(); n != 0 {
+		t.Errorf("log holds %d events, want none", n)
 	}
 }
