@@ -118,8 +118,8 @@ type Config struct {
 	// ID (legacyRecords; hkp.md §6.1).
 	IndexV6 bool
 	// DisableFrontEnd leaves every request to net/http. By default Serve
-	// answers lookups with a lighter HTTP/1.x front end of its own and
-	// hands net/http everything else (frontend.go).
+	// answers lookups and small uploads with a lighter HTTP/1.x front end
+	// of its own and hands net/http everything else (frontend.go).
 	DisableFrontEnd bool
 }
 
@@ -438,9 +438,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // Serve serves HKP on ln until ctx is done, then shuts down gracefully,
-// letting in-flight requests finish for up to 10 s. Lookups are answered by
-// the front end (frontend.go) unless DisableFrontEnd is set; net/http's
-// Server serves the rest.
+// letting in-flight requests finish for up to 10 s. Lookups and small
+// uploads are answered by the front end (frontend.go) unless
+// DisableFrontEnd is set; net/http's Server serves the rest.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var h http.Handler = s
 	if s.conf().Middleware != nil {
