@@ -113,8 +113,51 @@ func checkWithin(t *testing.T, k *pgpkey.Key, lim pgpkey.Limits, selfSigs int) {
 	}
 }
 
-// isSubset reports whether every packet of a is in b.
-func isSubset(a, b *pgpkey.Key) bool { return b.Contains(a) }
+// isSubset reports whether every packet of a is in b, in the same place
+// and as often: the primary key, the direct signatures, and each user ID,
+// attribute or subkey with its signatures.
+//
+// Not b.Contains(a): that asks whether merging a into b would leave b
+// unchanged, which is false for every a when b holds a signature twice
+// under one user ID — SKS's canonical form keeps such duplicates and any
+// merge removes them (keyhash.md §4.3; found by FuzzLimits).
+func isSubset(a, b *pgpkey.Key) bool {
+	if !a.Primary.Equal(b.Primary) || !subMultiset(a.DirectSigs, b.DirectSigs) {
+		return false
+	}
+	groupsIn := func(ag, bg []pgpkey.Group) bool {
+		for _, g := range ag {
+			var sigs []pgpkey.Packet
+			found := false
+			for _, h := range bg {
+				if h.Packet.Equal(g.Packet) {
+					sigs, found = append(sigs, h.Sigs...), true
+				}
+			}
+			if !found || !subMultiset(g.Sigs, sigs) {
+				return false
+			}
+		}
+		return true
+	}
+	return groupsIn(a.UIDs, b.UIDs) && groupsIn(a.Subkeys, b.Subkeys)
+}
+
+// subMultiset reports whether every packet of a is in b at least as often.
+func subMultiset(a, b []pgpkey.Packet) bool {
+	count := map[string]int{}
+	for _, p := range b {
+		count[string(rune(p.Tag))+string(p.Body)]++
+	}
+	for _, p := range a {
+		k := string(rune(p.Tag)) + string(p.Body)
+		if count[k] == 0 {
+			return false
+		}
+		count[k]--
+	}
+	return true
+}
 
 func TestLimitsFloodedKey(t *testing.T) {
 	const n = 5000

@@ -246,3 +246,39 @@ func TestMergeDifferentPrimaryPanics(t *testing.T) {
 	}()
 	pgpkey.Merge(a, b)
 }
+
+// TestContainsWithDuplicateSignature pins what Contains means for a key
+// that holds one signature twice under its only user ID, as SKS's
+// canonical form keeps it (keyhash.md §4.3): the same key again changes
+// nothing, but any other upload of it — even one with a packet fewer —
+// merges into a key without the duplicate, a new hash, so it is novel and
+// SKS would store the merge too. (FuzzLimits once took Contains for a
+// subset test and failed on such a key.)
+func TestContainsWithDuplicateSignature(t *testing.T) {
+	primary := pgpkey.Packet{Tag: pgpkey.TagPublicKey, Body: []byte{4, 0}}
+	uid := pgpkey.Packet{Tag: pgpkey.TagUserID, Body: []byte("u")}
+	a, b := pgpkey.Packet{Tag: pgpkey.TagSignature, Body: []byte{4, 1}}, pgpkey.Packet{Tag: pgpkey.TagSignature, Body: []byte{4, 2}}
+	dup, err := pgpkey.Canonicalize([]pgpkey.Packet{primary, uid, a, b, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dup.UIDs) != 1 || len(dup.UIDs[0].Sigs) != 3 {
+		t.Fatalf("canonical form lost the duplicate: %d user IDs, %d sigs", len(dup.UIDs), len(dup.UIDs[0].Sigs))
+	}
+	fewer, err := pgpkey.Canonicalize([]pgpkey.Packet{primary, uid, a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dup.Contains(dup) {
+		t.Error("a key with a duplicate signature does not contain itself")
+	}
+	if dup.Contains(fewer) {
+		t.Error("merging the key without the duplicate changes nothing, yet the merge drops it")
+	}
+	if m := pgpkey.Merge(dup, fewer); m.Hash() != fewer.Hash() {
+		t.Errorf("merge hash %s, want the key without the duplicate (%s)", m.Hash(), fewer.Hash())
+	}
+	if !fewer.Contains(dup) {
+		t.Error("the key without the duplicate does not contain the one with it")
+	}
+}
