@@ -90,7 +90,7 @@ func newTestServer(t *testing.T, mutate func(*hkp.Config)) *testServer {
 	return ts
 }
 
-func fixtureBytes(t *testing.T, name string) []byte {
+func fixtureBytes(t testing.TB, name string) []byte {
 	b, err := os.ReadFile(testenv.SharedFile(t, "fixtures/sks/test-keys/"+name))
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func fixtureKeys(t *testing.T, name string) []*pgpkey.Key {
 	}
 }
 
-func armored(t *testing.T, data []byte) string {
+func armored(t testing.TB, data []byte) string {
 	var buf bytes.Buffer
 	w, err := armor.Encode(&buf, "PGP PUBLIC KEY BLOCK", nil)
 	if err != nil {
