@@ -333,8 +333,9 @@ func (fl *frontListener) serveConn(c net.Conn) {
 // serveRequests answers requests until the connection is to be closed
 // (false) or handed over to net/http (true).
 func (fc *frontConn) serveRequests() (handOver bool) {
+	afterPost := false
 	for first := true; ; first = false {
-		end, ok := fc.readHead(first)
+		end, ok := fc.readHead(first, afterPost)
 		if !ok {
 			return false
 		}
@@ -345,6 +346,7 @@ func (fc *frontConn) serveRequests() (handOver bool) {
 		if !ok {
 			return true
 		}
+		afterPost = req.Method == http.MethodPost
 		var body *frontBody
 		if req.ContentLength > 0 {
 			body = &frontBody{fc: fc, off: end, left: req.ContentLength, deadline: fc.started.Add(fc.fl.read)}
@@ -375,7 +377,7 @@ func (fc *frontConn) serveRequests() (handOver bool) {
 // It returns 0 and true when there will be no whole head for the front
 // end — one longer than buf, or cut short by the client — which net/http
 // is then to read and answer as it would.
-func (fc *frontConn) readHead(first bool) (int, bool) {
+func (fc *frontConn) readHead(first, afterPost bool) (int, bool) {
 	// As net/http: the first request's head must arrive within
 	// ReadHeaderTimeout; later ones may wait IdleTimeout to start, then
 	// have ReadHeaderTimeout from their first byte.
@@ -392,12 +394,31 @@ func (fc *frontConn) readHead(first bool) (int, bool) {
 	if fc.fl.shuttingDown() {
 		return 0, false
 	}
+	// As net/http, too: a later request is read only once 4 of its bytes
+	// have arrived (its Peek(4) between requests), and a connection that
+	// ends before that is closed without an answer; after a POST, CRs and
+	// LFs among those 4 are dropped (old clients end a body with CRLF).
+	const laterStart = 4
+	waiting := !first
 	scanned := 0
 	for {
-		if end := headEnd(fc.buf[:fc.n], scanned); end > 0 {
-			return end, true
+		if waiting && fc.n >= laterStart {
+			waiting = false
+			if afterPost {
+				k := 0
+				for k < laterStart && (fc.buf[k] == '\r' || fc.buf[k] == '\n') {
+					k++
+				}
+				copy(fc.buf, fc.buf[k:fc.n])
+				fc.n -= k
+			}
 		}
-		scanned = max(0, fc.n-2)
+		if !waiting {
+			if end := headEnd(fc.buf[:fc.n], scanned); end > 0 {
+				return end, true
+			}
+			scanned = max(0, fc.n-2)
+		}
 		if fc.n == len(fc.buf) {
 			return 0, true // too long for the front end
 		}
@@ -411,7 +432,7 @@ func (fc *frontConn) readHead(first bool) (int, bool) {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) && fc.n > 0 && !fc.fl.shuttingDown() {
+			if errors.Is(err, io.EOF) && fc.n > 0 && !waiting && !fc.fl.shuttingDown() {
 				return 0, true // a head cut short: net/http answers it
 			}
 			return 0, false
@@ -683,7 +704,9 @@ func (b *frontBody) discard() bool {
 	b.fc.n, b.off = 0, 0
 	for b.left > 0 {
 		if _, err := b.Read(b.fc.buf[:min(int64(len(b.fc.buf)), b.left)]); err != nil {
-			return b.sawEOF
+			// Even the client's early close: net/http's discard, too,
+			// fails on it when the handler had not met it already.
+			return false
 		}
 	}
 	return true

@@ -36,7 +36,7 @@ type servedHKP struct {
 
 // serveHKP runs srv on a new loopback listener until the test ends (or
 // stop is called).
-func serveHKP(t *testing.T, srv *hkp.Server) (addr string, stop func() error) {
+func serveHKP(t testing.TB, srv *hkp.Server) (addr string, stop func() error) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -64,7 +64,7 @@ func serveHKP(t *testing.T, srv *hkp.Server) (addr string, stop func() error) {
 
 // newFrontPair returns two servers on one log and store, alike but for
 // the front end: on in the first, off in the second.
-func newFrontPair(t *testing.T, mutate func(*hkp.Config)) (front, plain *servedHKP) {
+func newFrontPair(t testing.TB, mutate func(*hkp.Config)) (front, plain *servedHKP) {
 	t.Helper()
 	log, store, logger := openBackend(t, zerolog.ErrorLevel)
 	pair := make([]*servedHKP, 2)

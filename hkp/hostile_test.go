@@ -66,7 +66,7 @@ func (hs *hostileServer) rawExchange(t *testing.T, req []byte) []byte {
 	return rawExchange(t, hs.addr, req, 5*time.Second)
 }
 
-func rawExchange(t *testing.T, addr string, req []byte, timeout time.Duration) []byte {
+func rawExchange(t testing.TB, addr string, req []byte, timeout time.Duration) []byte {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -41,7 +41,7 @@ type testServer struct {
 // openBackend opens a real log and projections in a temporary directory,
 // with the runner following the log as in the daemon. Everything closes at
 // cleanup, after whatever the caller registers later (a server on top).
-func openBackend(t *testing.T, level zerolog.Level) (*eventlog.Log, *projections.Store, zerolog.Logger) {
+func openBackend(t testing.TB, level zerolog.Level) (*eventlog.Log, *projections.Store, zerolog.Logger) {
 	t.Helper()
 	dir := t.TempDir()
 	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(level)
