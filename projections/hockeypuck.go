@@ -298,6 +298,7 @@ func (s *Store) followHockeypuck(ctx context.Context, log *eventlog.Log) (wait f
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		s.lowerPriority("hockeypuck")
 		backoff := 100 * time.Millisecond
 		var behind time.Time // since when the log has been ahead of the dataset
 		for {

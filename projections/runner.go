@@ -209,8 +209,11 @@ func (s *Store) ApplyParsed(first eventlog.Index, events []*eventlog.Event, keys
 
 // Follow applies new events as the log grows until ctx is done. Errors are
 // logged and retried with backoff: a projection that cannot apply stays
-// behind (readers see Applied() lag) rather than skipping an event.
+// behind (readers see Applied() lag) rather than skipping an event. It
+// applies on a thread of its own at a lower priority (Config.BackgroundNice),
+// which ends when Follow returns.
 func (s *Store) Follow(ctx context.Context, log *eventlog.Log) error {
+	s.lowerPriority("sks")
 	defer s.followHockeypuck(ctx, log)() // its own goroutine and applied index
 	backoff := 100 * time.Millisecond
 	for {
@@ -242,6 +245,22 @@ func (s *Store) Follow(ctx context.Context, log *eventlog.Log) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// lowerPriority lowers the calling goroutine's thread by
+// cfg.BackgroundNice (nice_linux.go); the goroutine keeps that thread until
+// it returns. A failure is logged: applying at full priority is only
+// slower for uploads.
+func (s *Store) lowerPriority(applier string) {
+	if s.cfg.BackgroundNice == 0 {
+		return
+	}
+	nice, err := lowerThreadPriority(s.cfg.BackgroundNice)
+	if err != nil {
+		s.log.Warn().Err(err).Str("applier", applier).Msg("applying at the daemon's own priority")
+		return
+	}
+	s.log.Debug().Str("applier", applier).Int("nice", nice).Msg("applying on a thread of lower priority")
 }
 
 // defaultGatherEnough is how many unapplied events end Follow's gathering:

@@ -89,6 +89,20 @@ type Config struct {
 	// several times — reads nothing. Built by a scan at Open, in the
 	// background. Default true.
 	PresenceFilter bool
+	// BackgroundNice is added to the nice value of the two threads Follow
+	// applies events on (the SKS projections' and the Hockeypuck
+	// dataset's; Linux only, up to 19). Serving waits for a core; applying
+	// can wait: an upload is answered once durable in the log, and a
+	// reader waits only for what was answered before it arrived. With the
+	// appliers at nice 10, the kernel runs the request path first and
+	// the appliers on the CPU time left, instead of Go's scheduler giving
+	// the applier a whole core for up to 10 ms at a time while uploads
+	// wait for the other (docs/benchmarks.md, session 17: +10 % uploads
+	// a second together with one more GOMAXPROCS than cores, which the
+	// daemon sets). Bounded by the upload path: beyond hkp's earlyAnswerLag
+	// unapplied events an upload waits for the apply, which then gets the
+	// cores. 0 applies at the process's own priority. Default 10.
+	BackgroundNice int
 	// Log is the log the store's events come from, read back for key
 	// bytes. With it, the applier stores a version whose key is byte for
 	// byte the key of its own event as a reference to that event (record.go)
@@ -121,6 +135,7 @@ func DefaultConfig() Config {
 		FollowGather:            2 * time.Millisecond,
 		FollowGatherMax:         50 * time.Millisecond,
 		PresenceFilter:          true,
+		BackgroundNice:          10,
 	}
 }
 
@@ -141,6 +156,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("projections: WordCountCacheEntries %d: must not be negative", c.WordCountCacheEntries)
 	case c.MemTableBytes < 1<<20:
 		return fmt.Errorf("projections: MemTableBytes %d: must be at least 1 MiB", c.MemTableBytes)
+	case c.BackgroundNice < 0 || c.BackgroundNice > 19:
+		return fmt.Errorf("projections: BackgroundNice %d: must be between 0 and 19", c.BackgroundNice)
 	case c.FollowGather < 0 || c.FollowGather > 10*time.Second:
 		return fmt.Errorf("projections: FollowGather %v: must be between 0 and 10s", c.FollowGather)
 	case c.FollowGather > 0 && (c.FollowGatherMax < c.FollowGather || c.FollowGatherMax > 10*time.Second):

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/grapevine-keyserver/grapevine/hkp"
+	"github.com/grapevine-keyserver/grapevine/projections"
 )
 
 // serveCmd runs the daemon: it catches the projections up with the log,
@@ -57,6 +58,7 @@ func (e *env) serveCmd(ctx context.Context, args []string) (err error) {
 	}
 	_, _, stopGCFloor := tuneGC(os.Getenv, logger)
 	defer stopGCFloor()
+	tuneProcs(os.Getenv, conf.BackgroundNice, logger)
 	d := &daemon{conf: conf, logger: logger, paths: paths, hup: make(chan os.Signal, 1)}
 	// Registered before any port opens, so that a SIGHUP sent once the
 	// daemon answers always reaches the reloader (serve_recon.go).
@@ -64,7 +66,9 @@ func (e *env) serveCmd(ctx context.Context, args []string) (err error) {
 	defer signal.Stop(d.hup)
 	d.peers, d.mailsync = readMembership(logger, paths.Membership), readMailsync(logger, paths.Mailsync)
 
-	b, err := openBasedir(conf.Basedir, logger, true)
+	b, err := openBasedirWith(conf.Basedir, logger, true, func(c *projections.Config) {
+		c.BackgroundNice = conf.BackgroundNice
+	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

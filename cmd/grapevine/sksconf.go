@@ -38,6 +38,11 @@ package main
 //	grapevine_max_open_segments:       int          256       log segment files kept open for reads of keys
 //	                                                          stored as references to their log event (each
 //	                                                          a file descriptor); -1 keeps none open
+//	grapevine_background_nice:         int, 0-19    10        added to the nice value of the two threads that
+//	                                                          apply log events to the indexes while serve runs
+//	                                                          (Linux; serve then runs one GOMAXPROCS more than
+//	                                                          the cores unless GOMAXPROCS is set); 0 applies
+//	                                                          at the daemon's own priority
 //	grapevine_gossip_interval_seconds: float, s     60 s      time between gossip attempts; the same setting as
 //	                                                          SKS gossip_interval (minutes), whichever line
 //	                                                          comes later wins
@@ -83,6 +88,7 @@ import (
 
 	"github.com/grapevine-keyserver/grapevine/eventlog"
 	"github.com/grapevine-keyserver/grapevine/hkp"
+	"github.com/grapevine-keyserver/grapevine/projections"
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
 
@@ -284,6 +290,9 @@ type SKSConf struct {
 	// (eventlog.Config.MaxOpenSegments): -1 keeps none open. Default
 	// eventlog.DefaultMaxOpenSegments.
 	MaxOpenSegments int
+	// BackgroundNice is grapevine_background_nice
+	// (projections.Config.BackgroundNice). Default 10.
+	BackgroundNice int
 	// MetricsAddress is grapevine_metrics_address, "host:port"; "" (the
 	// default) means no metrics listener.
 	MetricsAddress string
@@ -373,6 +382,7 @@ func DefaultSKSConf() *SKSConf {
 		RateBurst:    100,
 
 		MaxOpenSegments: eventlog.DefaultMaxOpenSegments,
+		BackgroundNice:  projections.DefaultConfig().BackgroundNice,
 	}
 }
 
@@ -691,6 +701,7 @@ var sksOptions = []sksOption{
 	{name: "grapevine_max_certs_per_uid", int: func(c *SKSConf, v int) error { c.KeyLimits.MaxCertsPerUID = v; return nil }},
 	{name: "grapevine_max_post_bytes", int: func(c *SKSConf, v int) error { c.MaxPostBytes = int64(v); return nil }},
 	{name: "grapevine_max_open_segments", int: func(c *SKSConf, v int) error { c.MaxOpenSegments = v; return nil }},
+	{name: "grapevine_background_nice", int: func(c *SKSConf, v int) error { c.BackgroundNice = v; return nil }},
 	{name: "grapevine_gossip_interval_seconds", float: func(c *SKSConf, v float64) (err error) {
 		c.GossipInterval, err = floatDuration(v, time.Second)
 		return err
@@ -896,6 +907,8 @@ func (c *SKSConf) Validate() error {
 		return bad(fmt.Sprintf("%d: must be at least 1024", c.MaxPostBytes), "grapevine_max_post_bytes")
 	case c.MaxOpenSegments != -1 && (c.MaxOpenSegments < 1 || c.MaxOpenSegments > eventlog.MaxOpenSegmentsLimit):
 		return bad(fmt.Sprintf("%d: must be from 1 to %d (or -1: none kept open)", c.MaxOpenSegments, eventlog.MaxOpenSegmentsLimit), "grapevine_max_open_segments")
+	case c.BackgroundNice < 0 || c.BackgroundNice > 19:
+		return bad(fmt.Sprintf("%d: must be from 0 (off) to 19", c.BackgroundNice), "grapevine_background_nice")
 	}
 	for _, a := range c.HKPAddress {
 		if err := checkSKSAddress(a); err != nil {

@@ -599,6 +599,10 @@ func TestSKSConfValidate(t *testing.T) {
 		{name: "max open segments 0", file: "grapevine_max_open_segments: 0\n", want: "sksconf:1: grapevine_max_open_segments: 0: must be from 1 to 65536 (or -1: none kept open)"},
 		{name: "max open segments too many", file: "grapevine_max_open_segments: 70000\n", want: "sksconf:1: grapevine_max_open_segments: 70000: must be from 1 to 65536 (or -1: none kept open)"},
 		{name: "max open segments none", file: "grapevine_max_open_segments: -1\n"},
+		{name: "background nice off", file: "grapevine_background_nice: 0\n"},
+		{name: "background nice 19", file: "grapevine_background_nice: 19\n"},
+		{name: "background nice 20", file: "grapevine_background_nice: 20\n", want: "sksconf:1: grapevine_background_nice: 20: must be from 0 (off) to 19"},
+		{name: "background nice negative", file: "grapevine_background_nice: -5\n", want: "sksconf:1: grapevine_background_nice: -5: must be from 0 (off) to 19"},
 		{name: "metrics address set directly", mod: func(c *SKSConf) { c.MetricsAddress = "127.0.0.1:99999" },
 			want: `grapevine_metrics_address: "127.0.0.1:99999": port must be a number from 0 to 65535`},
 		{name: "metrics address", file: "grapevine_metrics_address: [::1]:9100\n"},
@@ -667,6 +671,7 @@ func TestSKSConfDefaults(t *testing.T) {
 		{"SendmailCmd", c.SendmailCmd, "sendmail -t -oi"},
 		{"MaxPostBytes", c.MaxPostBytes, int64(8 << 20)},
 		{"MaxOpenSegments", c.MaxOpenSegments, 256},
+		{"BackgroundNice", c.BackgroundNice, 10},
 		{"Debug", c.Debug, true},
 		{"DiskPTree", c.DiskPTree, true},
 	}
