@@ -97,7 +97,7 @@ type Config struct {
 	// appliers at nice 10, the kernel runs the request path first and
 	// the appliers on the CPU time left, instead of Go's scheduler giving
 	// the applier a whole core for up to 10 ms at a time while uploads
-	// wait for the other (docs/benchmarks.md, session 17: +10 % uploads
+	// wait for the other (docs/benchmarks.md, session 17: +8 % uploads
 	// a second together with one more GOMAXPROCS than cores, which the
 	// daemon sets). Bounded by the upload path: beyond hkp's earlyAnswerLag
 	// unapplied events an upload waits for the apply, which then gets the

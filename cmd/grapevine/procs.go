@@ -16,9 +16,9 @@ import (
 // as many Ps as cores that P is then lost to serving; with one more, the
 // request path always has a P for each core, and the kernel, not Go's
 // scheduler (which preempts a goroutine only after 10 ms), decides who
-// runs. Measured with uploadprof: one more P alone gave +6 % uploads a
-// second, with the lowered appliers +10 % (docs/benchmarks.md, session 17);
-// lookups did not change.
+// runs. Measured with uploadprof: one more P alone gave about +6 % uploads
+// a second, with the lowered appliers +8 % (11 alternated pairs); op=get
+// under wrk was faster too (docs/benchmarks.md, session 17).
 //
 // Setting GOMAXPROCS stops Go from following later changes of the
 // process's CPU limit (cgroups); a daemon whose limit changes is restarted
