@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -27,16 +26,6 @@ type sksPeer struct {
 	tool, dir string
 	hkpPort   int
 	reconPort int
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startSKS starts SKS holding the keys in files (none: empty), with peers
@@ -63,7 +52,7 @@ func startSKS(t *testing.T, files []string, peers ...netip.AddrPort) *sksPeer {
 		os.RemoveAll(dir)
 	})
 	for attempt := 0; ; attempt++ {
-		s.hkpPort, s.reconPort = freePort(t), freePort(t)
+		s.hkpPort, s.reconPort = testenv.FreePort(t), testenv.FreePort(t)
 		args := []string{"start", "--dir", s.dir, "--hkp-port", strconv.Itoa(s.hkpPort), "--recon-port", strconv.Itoa(s.reconPort), "--no-gossip", "--no-install", "--debuglevel", "4"}
 		for _, f := range files {
 			args = append(args, "--keys", f)

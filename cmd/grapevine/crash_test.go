@@ -29,6 +29,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
 // soak reports whether the long variants run: not -short and GRAPEVINE_SOAK=1.
@@ -49,9 +50,9 @@ type childDaemon struct {
 func newChildDaemon(t *testing.T, extraConf ...string) *childDaemon {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	conf := fmt.Sprintf("hkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\nhostname: 127.0.0.254\n%s\n",
-		port, freePort(t), strings.Join(extraConf, "\n"))
+		port, testenv.FreePort(t), strings.Join(extraConf, "\n"))
 	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

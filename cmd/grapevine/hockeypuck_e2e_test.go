@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
 // TestSKSAndHockeypuckPeers (issue 11): a grapevine node M serving both
@@ -26,7 +28,7 @@ import (
 // M hold 8 Hockeypuck keys, M and S 7 SKS keys.
 func TestSKSAndHockeypuckPeers(t *testing.T) {
 	gossip := "grapevine_gossip_interval_seconds: 1"
-	metricsM := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metricsM := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	urlM, dirM := startDaemonIn(t, t.TempDir(), func(dir string) {
 		mustRun(t, "import", "--basedir", dir, fixture(t, "keys-a.pgp"))
 	}, gossip, "grapevine_metrics_address: "+metricsM)

@@ -25,17 +25,6 @@ import (
 	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startDaemon runs `grapevine serve` in-process on a fresh basedir with
 // loopback ports and returns the HKP base URL. extraConf lines are
 // appended to sksconf.
@@ -48,9 +37,9 @@ func startDaemon(t *testing.T, extraConf ...string) (hkpURL, dir string) {
 // runs after sksconf is written and before the daemon starts.
 func startDaemonIn(t *testing.T, dir string, prepare func(dir string), extraConf ...string) (hkpURL, _ string) {
 	t.Helper()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	conf := fmt.Sprintf("hkp_address: 127.0.0.1\nhkp_port: %d\nrecon_address: 127.0.0.1\nrecon_port: %d\nhostname: 127.0.0.254\n%s\n",
-		port, freePort(t), strings.Join(extraConf, "\n"))
+		port, testenv.FreePort(t), strings.Join(extraConf, "\n"))
 	if err := os.WriteFile(filepath.Join(dir, "sksconf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +47,26 @@ func startDaemonIn(t *testing.T, dir string, prepare func(dir string), extraConf
 		prepare(dir)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	// exited is closed when run returns, with its error in serveErr: a
+	// closed channel can be waited on by the start-up loop and by the
+	// cleanup alike (a CI run once hung for 30 minutes in a cleanup that
+	// waited for a result the loop had already taken).
+	exited := make(chan struct{})
+	var serveErr error
 	var stderr syncBuffer
-	go func() { done <- run(ctx, []string{"serve", "--basedir", dir}, &stderr, &stderr) }()
+	go func() {
+		defer close(exited)
+		serveErr = run(ctx, []string{"serve", "--basedir", dir}, &stderr, &stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v\n%s", err, stderr.String())
+		select {
+		case <-exited:
+			if serveErr != nil {
+				t.Errorf("serve: %v\n%s", serveErr, stderr.String())
+			}
+		case <-time.After(time.Minute):
+			t.Errorf("serve did not return within a minute of its context's end\n%s", stderr.String())
 		}
 	})
 	hkpURL = fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -76,8 +78,8 @@ func startDaemonIn(t *testing.T, dir string, prepare func(dir string), extraConf
 			break
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v\n%s", err, stderr.String())
+		case <-exited:
+			t.Fatalf("serve exited: %v\n%s", serveErr, stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -356,7 +358,7 @@ func startNginx(t *testing.T, backend string) string {
 	t.Helper()
 	nginx := testenv.RequireProgram(t, "nginx")
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	conf := fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;

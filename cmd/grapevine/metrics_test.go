@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
 // sample is one parsed sample: its labels and value (a histogram's
@@ -89,7 +91,7 @@ func hkpGet(t *testing.T, base, query string) int {
 // TestDaemonMetrics runs the daemon with grapevine_metrics_address, uploads
 // and looks up keys, and checks the scraped counters.
 func TestDaemonMetrics(t *testing.T) {
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	base, _ := startDaemon(t, "grapevine_metrics_address: "+metricsAddr)
 	metricsURL := "http://" + metricsAddr + "/metrics"
 
@@ -277,7 +279,7 @@ func TestDaemonPprof(t *testing.T) {
 		return resp.StatusCode
 	}
 	t.Run("off", func(t *testing.T) {
-		metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		startDaemon(t, "grapevine_metrics_address: "+metricsAddr)
 		if got := get("http://" + metricsAddr + "/debug/pprof/goroutine?debug=1"); got != http.StatusNotFound {
 			t.Errorf("pprof without %s: status %d, want 404", pprofEnv, got)
@@ -285,7 +287,7 @@ func TestDaemonPprof(t *testing.T) {
 	})
 	t.Run("on", func(t *testing.T) {
 		t.Setenv(pprofEnv, "1")
-		metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		base, _ := startDaemon(t, "grapevine_metrics_address: "+metricsAddr)
 		for _, p := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/block?debug=1", "/debug/pprof/mutex?debug=1"} {
 			if got := get("http://" + metricsAddr + p); got != http.StatusOK {

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
 // reconPortOf reads the recon port startDaemon wrote into sksconf.
@@ -46,7 +48,7 @@ func keyCount(t *testing.T, url string) int {
 // by gossip alone.
 func TestTwoDaemonsGossip(t *testing.T) {
 	gossip := "grapevine_gossip_interval_seconds: 1"
-	metricsA := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metricsA := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	urlA, dirA := startDaemonIn(t, t.TempDir(), func(dir string) {
 		mustRun(t, "import", "--basedir", dir, fixture(t, "keys-a.pgp"))
 	}, gossip, "grapevine_metrics_address: "+metricsA)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 	"github.com/grapevine-keyserver/grapevine/testdata/corpus"
+	"github.com/grapevine-keyserver/grapevine/testdata/testenv"
 )
 
 // soakCorpus returns a corpus file of n keys. The 100k-key file of the long
@@ -171,7 +172,7 @@ func TestSoak(t *testing.T) {
 	path := soakCorpus(t, n, mix, name)
 	targets := readSoakTargets(t, path)
 
-	metricsPort := freePort(t)
+	metricsPort := testenv.FreePort(t)
 	d := newChildDaemon(t, fmt.Sprintf("grapevine_metrics_address: 127.0.0.1:%d", metricsPort))
 	start := time.Now()
 	mustRun(t, "import", "--basedir", d.dir, path)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -27,17 +26,6 @@ type SKSOptions struct {
 	Peers    []string // --peer HOST:PORT
 	NoGossip bool
 	Extra    []string // further raw flags, e.g. "--gossip-interval", "0.02"
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // StartSKS starts a real SKS on loopback and stops it (by the PIDs it
