@@ -7,7 +7,15 @@
 // projections have applied the last upload), the client's, and fsyncs per
 // key; -prof writes a CPU profile of the daemon (-profsec seconds from the
 // first upload), -clientprof one of its own upload clients. Wall-clock keys/s is
-// printed too but means little on a loaded machine.
+// printed too but means little on a loaded machine; so are the daemon's
+// minor page faults per key during the burst (fresh memory: the heap
+// growing).
+//
+// To upload in the state grapevine-bench uploads in — after minutes of
+// lookups, then 15 s idle while SKS is measured, with no warm-up — use
+// -warm 0 -getwarm 15s -getpaths WORK/wrk-paths.txt. -warmidle idles after
+// the warm-up uploads, -timeline prints the burst's progress, -trace and
+// -allocprof capture the daemon's execution trace and allocations.
 //
 //	go run ./testdata/uploadprof -bin ./grapevine -dir store -mkstore 20000
 //	go run ./testdata/uploadprof -bin ./grapevine -dir store -prof cpu.prof
@@ -31,6 +39,8 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +57,15 @@ func main() {
 	prof := flag.String("prof", "", "write CPU profile here")
 	profSec := flag.Int("profsec", 30, "seconds the CPU profile covers from the first upload (less than the burst to leave the Hockeypuck dataset's catch-up out)")
 	warm := flag.Int("warm", 500, "keys uploaded before measuring")
+	traceFile := flag.String("trace", "", "write an execution trace of the daemon here, -tracesec long, starting -traceafter after the burst starts")
+	traceSec := flag.Int("tracesec", 1, "seconds the -trace covers")
+	traceAfter := flag.Duration("traceafter", 0, "start the -trace this long after the burst starts")
+	timeline := flag.Duration("timeline", 0, "print the events appended in each interval of this length during the burst")
+	warmIdle := flag.Duration("warmidle", 0, "idle this long after the warm-up uploads (and the projections' catch-up) before the burst")
+	getWarm := flag.Duration("getwarm", 0, "before the warm-up uploads, request the -getpaths (16 connections) for this long and then idle -getidle: the state grapevine-bench uploads in, after its lookup rows")
+	getPaths := flag.String("getpaths", "", "with -getwarm: a file of request paths, one per line (grapevine-bench leaves its every-key row's in WORK/wrk-paths.txt)")
+	getIdle := flag.Duration("getidle", 15*time.Second, "idle time after -getwarm (grapevine-bench measures SKS's row meanwhile)")
+	allocProf := flag.String("allocprof", "", "write the daemon's allocation profile before the burst to FILE.before and after it to FILE.after (go tool pprof -diff_base FILE.before ... FILE.after)")
 	clientProf := flag.String("clientprof", "", "write a CPU profile of this client's burst here")
 	flag.Parse()
 	ctx := context.Background()
@@ -72,6 +91,17 @@ func main() {
 	bodies, err := corpus.UploadBodies(buf.Bytes())
 	if err != nil {
 		log.Fatal(err)
+	}
+	var paths []string
+	if *getWarm > 0 {
+		b, err := os.ReadFile(*getPaths)
+		if err != nil {
+			log.Fatal(err)
+		}
+		paths = strings.Fields(string(b))
+		if len(paths) == 0 {
+			log.Fatalf("-getpaths %s: no paths", *getPaths)
+		}
 	}
 	bodies = bodies[*off:]
 	p := freePorts(3)
@@ -104,6 +134,11 @@ func main() {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+	if *getWarm > 0 {
+		n, errs := lookups(base, paths, 16, *getWarm)
+		fmt.Printf("get warm-up: %d lookups, %d not 200, then %v idle\n", n, errs, *getIdle)
+		time.Sleep(*getIdle)
+	}
 	corpus.Upload(context.Background(), base, bodies[:*warm], *clients)
 	bodies = bodies[*warm:]
 	for {
@@ -113,9 +148,12 @@ func main() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(1 * time.Second)
+	time.Sleep(1*time.Second + *warmIdle)
 	m0 := metrics(mbase)
-	c0 := procCPU(pid)
+	if *allocProf != "" {
+		saveProfile(mbase+"/debug/pprof/allocs", *allocProf+".before")
+	}
+	c0, f0 := procCPU(pid), procFaults(pid)
 	var ru0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	profDone := make(chan []byte, 1)
@@ -141,14 +179,32 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	stopTimeline := func() {}
+	if *timeline > 0 {
+		stopTimeline = printTimeline(mbase, *timeline)
+	}
+	traceDone := make(chan struct{})
+	if *traceFile != "" {
+		go func() {
+			defer close(traceDone)
+			time.Sleep(*traceAfter)
+			saveProfile(mbase+"/debug/pprof/trace?seconds="+strconv.Itoa(*traceSec), *traceFile)
+		}()
+	} else {
+		close(traceDone)
+	}
 	start := time.Now()
 	up := corpus.Upload(context.Background(), base, bodies, *clients)
+	stopTimeline()
 	if *clientProf != "" {
 		pprof.StopCPUProfile()
 	}
 	keys, errs := up.Keys, up.Errors
 	wall := time.Since(start)
-	c1 := procCPU(pid)
+	c1, f1 := procCPU(pid), procFaults(pid)
+	if *allocProf != "" {
+		saveProfile(mbase+"/debug/pprof/allocs", *allocProf+".after")
+	}
 	var ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	// wait for projections to finish the async work
@@ -164,10 +220,11 @@ func main() {
 	cl := (tv(ru1.Utime) + tv(ru1.Stime)) - (tv(ru0.Utime) + tv(ru0.Stime))
 	fs := m1["grapevine_log_fsyncs_total"] - m0["grapevine_log_fsyncs_total"]
 	ev := m1["grapevine_log_appended_events_total"] - m0["grapevine_log_appended_events_total"]
-	fmt.Printf("keys %d errors %d wall %.2fs keys/s %.0f | server CPU during %.0f us/key, incl. catch-up %.0f us/key, client %.0f us/key | total %.0f us/key | events %v fsyncs %v (%.3f/key) | load %s\n",
+	fmt.Printf("keys %d errors %d wall %.2fs keys/s %.0f | server CPU during %.0f us/key, incl. catch-up %.0f us/key, client %.0f us/key | total %.0f us/key | events %v fsyncs %v (%.3f/key) | faults during %.1f/key | load %s\n",
 		keys, errs, wall.Seconds(), float64(keys)/wall.Seconds(),
 		(c1-c0)/float64(keys)*1e6, (c2-c0)/float64(keys)*1e6, cl/float64(keys)*1e6, (c2-c0+cl)/float64(keys)*1e6,
-		ev, fs, fs/float64(keys), loadavg())
+		ev, fs, fs/float64(keys), float64(f1-f0)/float64(keys), loadavg())
+	<-traceDone
 	if *prof != "" {
 		// The profile runs its fixed -profsec.
 		if err := os.WriteFile(*prof, <-profDone, 0o644); err != nil {
@@ -193,6 +250,94 @@ func procCPU(pid int) float64 {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (u + st) / 100
+}
+
+// lookups requests paths in turn from conns connections for d, and
+// returns how many requests it made and how many were not answered 200.
+func lookups(base string, paths []string, conns int, d time.Duration) (n, errs int64) {
+	var wg sync.WaitGroup
+	var total, bad atomic.Int64
+	deadline := time.Now().Add(d)
+	for c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			for i := c; time.Now().Before(deadline); i += conns {
+				resp, err := client.Get(base + paths[i%len(paths)])
+				total.Add(1)
+				if err != nil {
+					if bad.Add(1) == 1 {
+						log.Printf("lookup: %v", err)
+					}
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					if bad.Add(1) == 1 {
+						log.Printf("lookup %s: %s", resp.Request.URL, resp.Status)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return total.Load(), bad.Load()
+}
+
+// printTimeline prints, every interval until stop is called, how many
+// events the daemon appended in it.
+func printTimeline(mbase string, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		prev := metrics(mbase)["grapevine_log_appended_events_total"]
+		var line []string
+		for {
+			select {
+			case <-done:
+				fmt.Printf("timeline (events per %v): %s\n", interval, strings.Join(line, " "))
+				return
+			case <-t.C:
+				cur := metrics(mbase)["grapevine_log_appended_events_total"]
+				line = append(line, strconv.Itoa(int(cur-prev)))
+				prev = cur
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// saveProfile writes what url answers into file.
+func saveProfile(url, file string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// procFaults is the process's minor page faults so far.
+func procFaults(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	n, _ := strconv.ParseInt(f[7], 10, 64)
+	return n
 }
 
 func metrics(base string) map[string]float64 {
