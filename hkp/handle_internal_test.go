@@ -1,13 +1,16 @@
 package hkp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/rs/zerolog"
 )
@@ -74,5 +77,65 @@ func TestReadBodyIgnoresCanceledContext(t *testing.T) {
 		if string(body) != "keytext=x" {
 			t.Fatalf("read %d: body %q", i, body)
 		}
+	}
+}
+
+// TestReadBodyAllocatesOnce: a body with a Content-Length is read into
+// one buffer of about its size (io.ReadAll's doubling allocated and
+// copied about three times as much), and an announced length that the
+// body does not bring reserves at most bodyPresizeMax.
+func TestReadBodyAllocatesOnce(t *testing.T) {
+	s := &Server{log: zerolog.Nop()}
+	cfg := DefaultConfig()
+	s.setConfig(&cfg)
+	s.bodies = make(chan struct{}, 1)
+	allocated := func(content string, announced int64) uint64 {
+		t.Helper()
+		const runs = 50
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range runs {
+			r := httptest.NewRequest("POST", "/pks/add", strings.NewReader(content))
+			r.ContentLength = announced
+			body, release, err := s.readBody(httptest.NewRecorder(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			release()
+			if string(body) != content {
+				t.Fatalf("body of %d bytes read as %d", len(content), len(body))
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return (after.TotalAlloc - before.TotalAlloc) / runs
+	}
+	// The request, recorder and reader themselves: what a tiny body costs.
+	overhead := allocated("k", 1)
+
+	body := strings.Repeat("keytext=", 20000/8)
+	if got := allocated(body, int64(len(body))) - overhead; got > uint64(len(body))*9/8+2*bytes.MinRead { // size classes round up
+		t.Errorf("a %d-byte body allocated %d bytes beyond a tiny one's", len(body), got)
+	}
+	if got := allocated("keytext=x", cfg.MaxPostBytes) - overhead; got > bodyPresizeMax*9/8+2*bytes.MinRead {
+		t.Errorf("announcing %d bytes and sending 9 allocated %d bytes", cfg.MaxPostBytes, got)
+	}
+}
+
+// TestReadAllSized: whatever the announced length, the whole body comes
+// back, and a read error is returned.
+func TestReadAllSized(t *testing.T) {
+	body := strings.Repeat("0123456789", 10000) // 100,000 bytes: beyond bodyPresizeMax
+	for _, announced := range []int64{-1, 0, 1, 99, 100000, 100001, 1 << 30} {
+		for _, size := range []int{0, 1, 512, 65536, 65537, len(body)} {
+			got, err := readAllSized(iotest.OneByteReader(strings.NewReader(body[:size])), announced)
+			if err != nil || string(got) != body[:size] {
+				t.Fatalf("announced %d, %d bytes: read %d bytes, %v", announced, size, len(got), err)
+			}
+		}
+	}
+	broken := errors.New("connection reset")
+	r := io.MultiReader(strings.NewReader("keytext="), iotest.ErrReader(broken))
+	if got, err := readAllSized(r, 100); !errors.Is(err, broken) || string(got) != "keytext=" {
+		t.Fatalf("read error: %q, %v", got, err)
 	}
 }

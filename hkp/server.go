@@ -486,6 +486,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// readAllSized is io.ReadAll into one buffer sized from the announced
+// length: io.ReadAll grows from 512 bytes, allocating and copying about
+// three times a key's size. At most bodyPresizeMax is reserved before the
+// bytes arrive: a client that announces 8 MiB and sends nothing holds 64
+// KiB, not 8 MiB.
+func readAllSized(r io.Reader, announced int64) ([]byte, error) {
+	size := 512
+	if announced > 0 {
+		size = int(min(announced, bodyPresizeMax)) + 1 // + 1: room to read the EOF
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow as io.ReadAll does
+		}
+	}
+}
+
+// bodyPresizeMax is the most of an announced Content-Length that
+// readAllSized allocates before the body arrives: the size of nearly every
+// key.
+const bodyPresizeMax = 64 << 10
+
 // readBody reads a request body of at most MaxPostBytes, holding one of
 // MaxBodies slots while the caller parses it: call the returned release
 // when done. A request that finds no free slot within BodyWait gets 503
@@ -511,7 +542,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, func(
 		return nil, nil, &httpError{http.StatusServiceUnavailable, "Service unavailable", "too many uploads at once; try again shortly"}
 	}
 	release := func() { <-s.bodies }
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.conf().MaxPostBytes))
+	body, err := readAllSized(http.MaxBytesReader(w, r.Body, s.conf().MaxPostBytes), r.ContentLength)
 	if err != nil {
 		release()
 		var mbe *http.MaxBytesError
