@@ -46,6 +46,23 @@ func UploadBodies(data []byte) ([][]byte, error) {
 type UploadResult struct {
 	Keys, Errors int           // bodies posted, and those not answered 2xx
 	Wall, Max    time.Duration // the whole upload, its longest request
+	// Answered holds when each answer arrived, from the start, in the
+	// order they arrived: the burst's progress over time.
+	Answered []time.Duration
+}
+
+// Timeline returns how many answers arrived in each interval of the
+// upload, from its start.
+func (r UploadResult) Timeline(interval time.Duration) []int {
+	var counts []int
+	for _, d := range r.Answered {
+		i := int(d / interval)
+		for len(counts) <= i {
+			counts = append(counts, 0)
+		}
+		counts[i]++
+	}
+	return counts
 }
 
 // Upload posts each body (UploadBodies) to base+"/pks/add" from clients
@@ -89,6 +106,7 @@ func Upload(ctx context.Context, base string, bodies [][]byte, clients int) Uplo
 				ok := c.post(body)
 				d := time.Since(t0)
 				mu.Lock()
+				res.Answered = append(res.Answered, time.Since(start))
 				res.Keys++
 				if !ok {
 					res.Errors++

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/grapevine-keyserver/grapevine/projections/pgpkey"
 )
@@ -51,6 +53,19 @@ func TestUploadBodies(t *testing.T) {
 
 // TestUpload: every body is posted once, urlencoded, and answers that are
 // not 2xx count as errors; a cancelled context posts nothing more.
+// TestUploadResultTimeline: answers are counted in the interval they
+// arrived in, empty intervals included.
+func TestUploadResultTimeline(t *testing.T) {
+	ms := time.Millisecond
+	r := UploadResult{Answered: []time.Duration{1 * ms, 150 * ms, 199 * ms, 200 * ms, 650 * ms}}
+	if got, want := r.Timeline(200*ms), []int{3, 1, 0, 1}; !slices.Equal(got, want) {
+		t.Errorf("Timeline(200ms) = %v, want %v", got, want)
+	}
+	if got := (UploadResult{}).Timeline(ms); len(got) != 0 {
+		t.Errorf("no answers: %v", got)
+	}
+}
+
 func TestUpload(t *testing.T) {
 	var mu sync.Mutex
 	got := map[string]int{}
@@ -80,6 +95,12 @@ func TestUpload(t *testing.T) {
 	}
 	if res.Max <= 0 || res.Wall < res.Max {
 		t.Errorf("Wall %v, Max %v: want 0 < Max <= Wall", res.Wall, res.Max)
+	}
+	if len(res.Answered) != 4 || !slices.IsSorted(res.Answered) || res.Answered[3] > res.Wall {
+		t.Errorf("Answered %v (Wall %v): want 4 times in order, within Wall", res.Answered, res.Wall)
+	}
+	if tl := res.Timeline(res.Wall + 1); !slices.Equal(tl, []int{4}) {
+		t.Errorf("Timeline over the whole upload: %v, want [4]", tl)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

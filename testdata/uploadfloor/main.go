@@ -211,6 +211,7 @@ func measureFloor(dir string, n, warm, clients int, noSync bool, prof string) er
 	fmt.Printf("floor%s: keys %d errors %d wall %.2fs keys/s %.0f | server CPU %.0f us/key, client %.0f us/key | batches %.0f (%.2f keys each) | longest %.1f ms | load %s\n",
 		map[bool]string{true: " (nosync)"}[noSync], up.Keys, up.Errors, up.Wall.Seconds(), keys/up.Wall.Seconds(),
 		(c1-c0)/keys*1e6, cl/keys*1e6, batches, keys/batches, float64(up.Max)/1e6, loadavg())
+	fmt.Printf("timeline (answers per 200ms): %v\n", up.Timeline(200*time.Millisecond))
 	return nil
 }
 

@@ -196,6 +196,9 @@ func main() {
 	start := time.Now()
 	up := corpus.Upload(context.Background(), base, bodies, *clients)
 	stopTimeline()
+	if *timeline > 0 {
+		fmt.Printf("timeline (answers per %v): %v\n", *timeline, up.Timeline(*timeline))
+	}
 	if *clientProf != "" {
 		pprof.StopCPUProfile()
 	}
