@@ -60,6 +60,7 @@ func main() {
 	traceFile := flag.String("trace", "", "write an execution trace of the daemon here, -tracesec long, starting -traceafter after the burst starts")
 	traceSec := flag.Int("tracesec", 1, "seconds the -trace covers")
 	traceAfter := flag.Duration("traceafter", 0, "start the -trace this long after the burst starts")
+	syncFirst := flag.Bool("sync", false, "sync(2) the file systems just before the burst: no dirty pages left for the log's first fsyncs to wait on")
 	timeline := flag.Duration("timeline", 0, "print the events appended in each interval of this length during the burst")
 	warmIdle := flag.Duration("warmidle", 0, "idle this long after the warm-up uploads (and the projections' catch-up) before the burst")
 	getWarm := flag.Duration("getwarm", 0, "before the warm-up uploads, request the -getpaths (16 connections) for this long and then idle -getidle: the state grapevine-bench uploads in, after its lookup rows")
@@ -149,6 +150,9 @@ func main() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(1*time.Second + *warmIdle)
+	if *syncFirst {
+		syscall.Sync()
+	}
 	m0 := metrics(mbase)
 	if *allocProf != "" {
 		saveProfile(mbase+"/debug/pprof/allocs", *allocProf+".before")
