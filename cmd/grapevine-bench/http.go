@@ -566,8 +566,8 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 	var gvApplied time.Duration
 	for i, s := range servers {
 		fmt.Fprintf(os.Stderr, "http: /pks/add of %d keys from %d clients to %s\n", len(bodies), c.uploadClients, s.name)
-		// As before every wrk row: SKS goes on answering the every-key
-		// row's queued requests after wrk has stopped.
+		// As before every wrk row: a server still busy with the row
+		// before would be measured beside that work.
 		settle(ctx, servers)
 		upCtx, cancel := context.WithTimeout(ctx, c.uploadLimit)
 		up[i] = corpus.Upload(upCtx, s.base, bodies, c.uploadClients)

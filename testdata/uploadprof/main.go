@@ -61,7 +61,7 @@ func main() {
 	traceSec := flag.Int("tracesec", 1, "seconds the -trace covers")
 	traceAfter := flag.Duration("traceafter", 0, "start the -trace this long after the burst starts")
 	syncFirst := flag.Bool("sync", false, "sync(2) the file systems just before the burst: no dirty pages left for the log's first fsyncs to wait on")
-	timeline := flag.Duration("timeline", 0, "print the events appended in each interval of this length during the burst")
+	timeline := flag.Duration("timeline", 0, "print the answers that arrived in each interval of this length during the burst")
 	warmIdle := flag.Duration("warmidle", 0, "idle this long after the warm-up uploads (and the projections' catch-up) before the burst")
 	getWarm := flag.Duration("getwarm", 0, "before the warm-up uploads, request the -getpaths (16 connections) for this long and then idle -getidle: the state grapevine-bench uploads in, after its lookup rows")
 	getPaths := flag.String("getpaths", "", "with -getwarm: a file of request paths, one per line (grapevine-bench leaves its every-key row's in WORK/wrk-paths.txt)")
@@ -183,10 +183,6 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	stopTimeline := func() {}
-	if *timeline > 0 {
-		stopTimeline = printTimeline(mbase, *timeline)
-	}
 	traceDone := make(chan struct{})
 	if *traceFile != "" {
 		go func() {
@@ -199,7 +195,6 @@ func main() {
 	}
 	start := time.Now()
 	up := corpus.Upload(context.Background(), base, bodies, *clients)
-	stopTimeline()
 	if *timeline > 0 {
 		fmt.Printf("timeline (answers per %v): %v\n", *timeline, up.Timeline(*timeline))
 	}
@@ -247,16 +242,29 @@ func loadavg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
+// procCPU is the process's utime+stime so far, in seconds.
 func procCPU(pid int) float64 {
+	f := procStat(pid)
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
+}
+
+// procFaults is the process's minor page faults so far.
+func procFaults(pid int) int64 {
+	n, _ := strconv.ParseInt(procStat(pid)[7], 10, 64)
+	return n
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name,
+// the process state first.
+func procStat(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		log.Fatal(err)
 	}
 	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / 100
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 }
 
 // lookups requests paths in turn from conns connections for d, and
@@ -293,32 +301,6 @@ func lookups(base string, paths []string, conns int, d time.Duration) (n, errs i
 	return total.Load(), bad.Load()
 }
 
-// printTimeline prints, every interval until stop is called, how many
-// events the daemon appended in it.
-func printTimeline(mbase string, interval time.Duration) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		prev := metrics(mbase)["grapevine_log_appended_events_total"]
-		var line []string
-		for {
-			select {
-			case <-done:
-				fmt.Printf("timeline (events per %v): %s\n", interval, strings.Join(line, " "))
-				return
-			case <-t.C:
-				cur := metrics(mbase)["grapevine_log_appended_events_total"]
-				line = append(line, strconv.Itoa(int(cur-prev)))
-				prev = cur
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
-}
-
 // saveProfile writes what url answers into file.
 func saveProfile(url, file string) {
 	resp, err := http.Get(url)
@@ -333,18 +315,6 @@ func saveProfile(url, file string) {
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		log.Fatal(err)
 	}
-}
-
-// procFaults is the process's minor page faults so far.
-func procFaults(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		log.Fatal(err)
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	n, _ := strconv.ParseInt(f[7], 10, 64)
-	return n
 }
 
 func metrics(base string) map[string]float64 {
