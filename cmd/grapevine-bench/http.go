@@ -569,6 +569,12 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 		// As before every wrk row: a server still busy with the row
 		// before would be measured beside that work.
 		settle(ctx, servers)
+		if d, err := dirtyPages(); err == nil {
+			// Other files' data still to be written delays the log's
+			// fsyncs (docs/benchmarks.md, "Uploads (issue 4)"): say how
+			// much there was.
+			fmt.Fprintf(os.Stderr, "      dirty or under writeback before the burst: %d MiB\n", d>>20)
+		}
 		upCtx, cancel := context.WithTimeout(ctx, c.uploadLimit)
 		up[i] = corpus.Upload(upCtx, s.base, bodies, c.uploadClients)
 		cancel()
@@ -577,6 +583,7 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 		}
 		stall[i] = max(stall[i], up[i].Max)
 		fmt.Fprintf(os.Stderr, "      %d keys in %v (%.1f keys/s), %d errors, longest %v\n", up[i].Keys, up[i].Wall.Round(time.Millisecond), rate(up[i].Keys, up[i].Wall), up[i].Errors, up[i].Max)
+		fmt.Fprintf(os.Stderr, "      answers per 250 ms: %v\n", up[i].Timeline(250*time.Millisecond))
 		if s == gv {
 			// Every upload is durable when answered; the projections
 			// apply it a moment later, and the Hockeypuck dataset defers
@@ -604,6 +611,37 @@ func httpRows(ctx context.Context, c config, gvDir, skDir, dumpDir string) (rows
 		}
 	}
 	return rows, nil
+}
+
+// dirtyPages returns the bytes of file data the kernel holds dirty or is
+// writing back (/proc/meminfo's Dirty and Writeback; Linux only).
+func dirtyPages() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	return parseDirty(string(b))
+}
+
+// parseDirty sums the Dirty and Writeback lines of a /proc/meminfo text.
+func parseDirty(meminfo string) (int64, error) {
+	var total int64
+	seen := 0
+	for _, line := range strings.Split(meminfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && (f[0] == "Dirty:" || f[0] == "Writeback:") && f[2] == "kB" {
+			n, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo: %q: %w", line, err)
+			}
+			total += n << 10
+			seen++
+		}
+	}
+	if seen != 2 {
+		return 0, errors.New("/proc/meminfo: no Dirty and Writeback lines")
+	}
+	return total, nil
 }
 
 func checkAlive(s *server) error {

@@ -111,3 +111,20 @@ func TestSettleWaitsForBusyServer(t *testing.T) {
 		t.Fatal("settle returned while a server was busy")
 	}
 }
+
+func TestParseDirty(t *testing.T) {
+	meminfo := "MemTotal:       24576000 kB\nDirty:              1536 kB\nWriteback:           512 kB\nAnonPages:        100000 kB\n"
+	got, err := parseDirty(meminfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(2048 << 10); got != want {
+		t.Errorf("parseDirty = %d, want %d", got, want)
+	}
+	if _, err := parseDirty("MemTotal: 1 kB\n"); err == nil {
+		t.Error("parseDirty accepted a text without Dirty and Writeback")
+	}
+	if _, err := parseDirty("Dirty: x kB\nWriteback: 0 kB\n"); err == nil {
+		t.Error("parseDirty accepted a malformed Dirty line")
+	}
+}

@@ -45,11 +45,29 @@ func pct(d []time.Duration, p float64) time.Duration {
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: tracesplit TRACE")
+	// -start D: also list, for the first D of the trace, every syscall
+	// over 1 ms and the requests answered per 10 ms: how a burst starts.
+	var startWin time.Duration
+	args := os.Args[1:]
+	if len(args) == 3 && args[0] == "-start" {
+		d, err := time.ParseDuration(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		startWin, args = d, args[2:]
+	}
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: tracesplit [-start DURATION] TRACE")
 		os.Exit(2)
 	}
-	f, err := os.Open(os.Args[1])
+	type startEvent struct {
+		at   time.Duration
+		what string
+	}
+	var startEvents []startEvent
+	answered := map[int]int{} // 10 ms bucket -> requests answered
+	f, err := os.Open(args[0])
 	if err != nil {
 		panic(err)
 	}
@@ -116,6 +134,13 @@ func main() {
 				if st, ok := sysStart[g]; ok && time.Duration(t-st) > time.Millisecond {
 					longSys[sysStack[g]]++
 					longSysT[sysStack[g]] += time.Duration(t - st)
+					if at := time.Duration(st - first); at < startWin {
+						k := sysStack[g]
+						if len(k) > 160 {
+							k = k[:160]
+						}
+						startEvents = append(startEvents, startEvent{at, fmt.Sprintf("syscall %v g%d %s", time.Duration(t-st).Round(10*time.Microsecond), g, k)})
+					}
 				}
 			}
 			if s.active && s.since != 0 {
@@ -159,6 +184,9 @@ func main() {
 			if ev.Region().Type == "hkp request" {
 				s := get(ev.Goroutine())
 				s.regionDone = true
+				if at := time.Duration(t - first); at < startWin {
+					answered[int(at/(10*time.Millisecond))]++
+				}
 			}
 		case trace.EventRangeBegin:
 			rg := ev.Range()
@@ -191,6 +219,17 @@ func main() {
 		}
 	}
 	span := time.Duration(last - first)
+	if startWin > 0 {
+		sort.Slice(startEvents, func(i, j int) bool { return startEvents[i].at < startEvents[j].at })
+		for _, e := range startEvents {
+			fmt.Printf("%8v %s\n", e.at.Round(10*time.Microsecond), e.what)
+		}
+		fmt.Printf("requests ended per 10 ms:")
+		for b := 0; b < int(startWin/(10*time.Millisecond)); b++ {
+			fmt.Printf(" %d", answered[b])
+		}
+		fmt.Println()
+	}
 	fmt.Printf("trace span %v, %d requests (%.0f/s)\n", span, len(reqs), float64(len(reqs))/span.Seconds())
 	tot := make([]time.Duration, len(reqs))
 	for i, q := range reqs {

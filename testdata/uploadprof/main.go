@@ -60,7 +60,8 @@ func main() {
 	traceFile := flag.String("trace", "", "write an execution trace of the daemon here, -tracesec long, starting -traceafter after the burst starts")
 	traceSec := flag.Int("tracesec", 1, "seconds the -trace covers")
 	traceAfter := flag.Duration("traceafter", 0, "start the -trace this long after the burst starts")
-	syncFirst := flag.Bool("sync", false, "sync(2) the file systems just before the burst: no dirty pages left for the log's first fsyncs to wait on")
+	preread := flag.Bool("preread", false, "read every file of the store's Pebble directory just before the burst: pages the machine reclaimed while they sat idle (this VM's DAMON pages out page cache idle for a minute) are cached again")
+	syncFirst := flag.Bool("sync", true, "sync(2) the file systems just before the burst, so that no other file's data is still being written back during it: ext4 then makes the log's fsyncs wait for that data (a store copied just before, 531 MB, cost the bench's-state burst 20-25 %: docs/benchmarks.md, session 19); -sync=false measures with it")
 	timeline := flag.Duration("timeline", 0, "print the answers that arrived in each interval of this length during the burst")
 	warmIdle := flag.Duration("warmidle", 0, "idle this long after the warm-up uploads (and the projections' catch-up) before the burst")
 	getWarm := flag.Duration("getwarm", 0, "before the warm-up uploads, request the -getpaths (16 connections) for this long and then idle -getidle: the state grapevine-bench uploads in, after its lookup rows")
@@ -68,6 +69,8 @@ func main() {
 	getIdle := flag.Duration("getidle", 15*time.Second, "idle time after -getwarm (grapevine-bench measures SKS's row meanwhile)")
 	allocProf := flag.String("allocprof", "", "write the daemon's allocation profile before the burst to FILE.before and after it to FILE.after (go tool pprof -diff_base FILE.before ... FILE.after)")
 	clientProf := flag.String("clientprof", "", "write a CPU profile of this client's burst here")
+	perfFile := flag.String("perf", "", "write a system-wide perf profile (perf record -a -g) of the first -profsec seconds of the burst here: the kernel's share (loopback TCP, fsync, page faults) that the daemon's pprof profile cannot split")
+	perfEvent := flag.String("perfevent", "cpu-clock", "the event -perf samples (page-faults: every page fault, with its call stack)")
 	flag.Parse()
 	ctx := context.Background()
 	if *mk > 0 {
@@ -153,11 +156,21 @@ func main() {
 	if *syncFirst {
 		syscall.Sync()
 	}
+	if *preread {
+		files, _ := filepath.Glob(filepath.Join(*dir, "grapevine", "db", "*"))
+		var n int64
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil {
+				n += int64(len(b))
+			}
+		}
+		fmt.Printf("preread %d files, %d MB\n", len(files), n>>20)
+	}
 	m0 := metrics(mbase)
 	if *allocProf != "" {
 		saveProfile(mbase+"/debug/pprof/allocs", *allocProf+".before")
 	}
-	c0, f0 := procCPU(pid), procFaults(pid)
+	c0, f0, mf0 := procCPU(pid), procFaults(pid), procMajorFaults(pid)
 	var ru0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	profDone := make(chan []byte, 1)
@@ -183,6 +196,15 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	var perfCmd *exec.Cmd
+	if *perfFile != "" {
+		perfCmd = exec.Command("perf", "record", "-q", "-a", "-g", "-e", *perfEvent, "-o", *perfFile, "--", "sleep", strconv.Itoa(*profSec))
+		perfCmd.Stderr = os.Stderr
+		if err := perfCmd.Start(); err != nil {
+			log.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // perf's own start-up
+	}
 	traceDone := make(chan struct{})
 	if *traceFile != "" {
 		go func() {
@@ -203,7 +225,7 @@ func main() {
 	}
 	keys, errs := up.Keys, up.Errors
 	wall := time.Since(start)
-	c1, f1 := procCPU(pid), procFaults(pid)
+	c1, f1, mf1 := procCPU(pid), procFaults(pid), procMajorFaults(pid)
 	if *allocProf != "" {
 		saveProfile(mbase+"/debug/pprof/allocs", *allocProf+".after")
 	}
@@ -222,11 +244,16 @@ func main() {
 	cl := (tv(ru1.Utime) + tv(ru1.Stime)) - (tv(ru0.Utime) + tv(ru0.Stime))
 	fs := m1["grapevine_log_fsyncs_total"] - m0["grapevine_log_fsyncs_total"]
 	ev := m1["grapevine_log_appended_events_total"] - m0["grapevine_log_appended_events_total"]
-	fmt.Printf("keys %d errors %d wall %.2fs keys/s %.0f | server CPU during %.0f us/key, incl. catch-up %.0f us/key, client %.0f us/key | total %.0f us/key | events %v fsyncs %v (%.3f/key) | faults during %.1f/key | load %s\n",
+	fmt.Printf("keys %d errors %d wall %.2fs keys/s %.0f | server CPU during %.0f us/key, incl. catch-up %.0f us/key, client %.0f us/key | total %.0f us/key | events %v fsyncs %v (%.3f/key) | faults during %.1f/key, %d major | load %s\n",
 		keys, errs, wall.Seconds(), float64(keys)/wall.Seconds(),
 		(c1-c0)/float64(keys)*1e6, (c2-c0)/float64(keys)*1e6, cl/float64(keys)*1e6, (c2-c0+cl)/float64(keys)*1e6,
-		ev, fs, fs/float64(keys), float64(f1-f0)/float64(keys), loadavg())
+		ev, fs, fs/float64(keys), float64(f1-f0)/float64(keys), mf1-mf0, loadavg())
 	<-traceDone
+	if perfCmd != nil {
+		if err := perfCmd.Wait(); err != nil {
+			log.Fatal(err)
+		}
+	}
 	if *prof != "" {
 		// The profile runs its fixed -profsec.
 		if err := os.WriteFile(*prof, <-profDone, 0o644); err != nil {
@@ -253,6 +280,13 @@ func procCPU(pid int) float64 {
 // procFaults is the process's minor page faults so far.
 func procFaults(pid int) int64 {
 	n, _ := strconv.ParseInt(procStat(pid)[7], 10, 64)
+	return n
+}
+
+// procMajorFaults is the process's major page faults so far: pages read
+// back from disk, the binary's code among them.
+func procMajorFaults(pid int) int64 {
+	n, _ := strconv.ParseInt(procStat(pid)[9], 10, 64)
 	return n
 }
 
