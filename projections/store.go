@@ -36,7 +36,7 @@ type Config struct {
 	// Workers is the number of goroutines that parse and canonicalise events
 	// ahead of the single applier. Default GOMAXPROCS.
 	Workers int
-	// CacheBytes is the size of Pebble's block cache. Default 64 MiB.
+	// CacheBytes is the size of Pebble's block cache. Default 192 MiB.
 	CacheBytes int64
 	// MemTableBytes is the size of one Pebble memtable. Default 32 MiB.
 	MemTableBytes uint64
