@@ -15,7 +15,10 @@
 // lookups, then 15 s idle while SKS is measured, with no warm-up — use
 // -warm 0 -getwarm 15s -getpaths WORK/wrk-paths.txt. -warmidle idles after
 // the warm-up uploads, -timeline prints the burst's progress, -trace and
-// -allocprof capture the daemon's execution trace and allocations.
+// -allocprof capture the daemon's execution trace and allocations, -perf a
+// profile of the whole machine (the kernel's share). The file systems are
+// synced before the burst unless -sync=false: a store copied just before
+// would otherwise still be written back during it.
 //
 //	go run ./testdata/uploadprof -bin ./grapevine -dir store -mkstore 20000
 //	go run ./testdata/uploadprof -bin ./grapevine -dir store -prof cpu.prof
@@ -170,7 +173,7 @@ func main() {
 	if *allocProf != "" {
 		saveProfile(mbase+"/debug/pprof/allocs", *allocProf+".before")
 	}
-	c0, f0, mf0 := procCPU(pid), procFaults(pid), procMajorFaults(pid)
+	p0 := readProcCounters(pid)
 	var ru0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	profDone := make(chan []byte, 1)
@@ -225,7 +228,7 @@ func main() {
 	}
 	keys, errs := up.Keys, up.Errors
 	wall := time.Since(start)
-	c1, f1, mf1 := procCPU(pid), procFaults(pid), procMajorFaults(pid)
+	p1 := readProcCounters(pid)
 	if *allocProf != "" {
 		saveProfile(mbase+"/debug/pprof/allocs", *allocProf+".after")
 	}
@@ -239,7 +242,8 @@ func main() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c2 := procCPU(pid)
+	c2 := readProcCounters(pid).cpu
+	c0, c1 := p0.cpu, p1.cpu
 	m1 := metrics(mbase)
 	cl := (tv(ru1.Utime) + tv(ru1.Stime)) - (tv(ru0.Utime) + tv(ru0.Stime))
 	fs := m1["grapevine_log_fsyncs_total"] - m0["grapevine_log_fsyncs_total"]
@@ -247,7 +251,7 @@ func main() {
 	fmt.Printf("keys %d errors %d wall %.2fs keys/s %.0f | server CPU during %.0f us/key, incl. catch-up %.0f us/key, client %.0f us/key | total %.0f us/key | events %v fsyncs %v (%.3f/key) | faults during %.1f/key, %d major | load %s\n",
 		keys, errs, wall.Seconds(), float64(keys)/wall.Seconds(),
 		(c1-c0)/float64(keys)*1e6, (c2-c0)/float64(keys)*1e6, cl/float64(keys)*1e6, (c2-c0+cl)/float64(keys)*1e6,
-		ev, fs, fs/float64(keys), float64(f1-f0)/float64(keys), mf1-mf0, loadavg())
+		ev, fs, fs/float64(keys), float64(p1.minor-p0.minor)/float64(keys), p1.major-p0.major, loadavg())
 	<-traceDone
 	if perfCmd != nil {
 		if err := perfCmd.Wait(); err != nil {
@@ -269,25 +273,22 @@ func loadavg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
-// procCPU is the process's utime+stime so far, in seconds.
-func procCPU(pid int) float64 {
+// procCounters is what /proc/PID/stat says of the process so far: its
+// utime+stime in seconds, and its minor and major page faults (major:
+// pages read back from disk, the binary's code among them). One read, so
+// the three are of the same moment.
+type procCounters struct {
+	cpu          float64
+	minor, major int64
+}
+
+func readProcCounters(pid int) procCounters {
 	f := procStat(pid)
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / 100
-}
-
-// procFaults is the process's minor page faults so far.
-func procFaults(pid int) int64 {
-	n, _ := strconv.ParseInt(procStat(pid)[7], 10, 64)
-	return n
-}
-
-// procMajorFaults is the process's major page faults so far: pages read
-// back from disk, the binary's code among them.
-func procMajorFaults(pid int) int64 {
-	n, _ := strconv.ParseInt(procStat(pid)[9], 10, 64)
-	return n
+	minor, _ := strconv.ParseInt(f[7], 10, 64)
+	major, _ := strconv.ParseInt(f[9], 10, 64)
+	return procCounters{cpu: (u + st) / 100, minor: minor, major: major}
 }
 
 // procStat returns the fields of /proc/PID/stat after the command name,
